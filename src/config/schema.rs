@@ -1,0 +1,210 @@
+//! The config file, one struct per TOML table, Keras' names for every key. Every struct denies
+//! unknown keys; defaults are Keras' where Keras has one.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::LayerConfig;
+
+/// A whole experiment file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[experiment]`: name, seed, device.
+    pub experiment: ExperimentConfig,
+    /// `[data]`: the image folder and how to read and split it.
+    pub data: DataConfig,
+    /// `[model]`: the layer list.
+    pub model: ModelConfig,
+    /// `[train]`: optimizer, loss, epochs, batch size.
+    pub train: TrainConfig,
+    /// `[output]`: where results go.
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+/// `[experiment]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Names the folder `results/<name>/`.
+    pub name: String,
+    /// The one seed all randomness derives from (split, shuffle, initial weights).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// `"cpu"` (default) or `"cuda"` (needs a build with `--features cuda`).
+    #[serde(default)]
+    pub device: DeviceKind,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// Where training runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// All CPU cores.
+    #[default]
+    Cpu,
+    /// The first NVIDIA GPU.
+    Cuda,
+}
+
+/// `[data]`, like Keras' `image_dataset_from_directory`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Folder with one subfolder per class (relative paths are taken from the current directory).
+    pub path: PathBuf,
+    /// `[height, width]` every image is resized to (Keras default `[256, 256]`).
+    #[serde(default = "default_image_size")]
+    pub image_size: [usize; 2],
+    /// `"rgb"` (default) or `"grayscale"`.
+    #[serde(default)]
+    pub color_mode: ColorMode,
+    /// Fraction of each class held out for validation (default 0.2).
+    #[serde(default = "default_validation_split")]
+    pub validation_split: f64,
+    /// Split each class separately so both splits keep the class balance (default true).
+    #[serde(default = "yes")]
+    pub stratify: bool,
+}
+
+fn default_image_size() -> [usize; 2] {
+    [256, 256]
+}
+fn default_validation_split() -> f64 {
+    0.2
+}
+fn yes() -> bool {
+    true
+}
+
+/// Channels images are converted to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColorMode {
+    /// One channel.
+    Grayscale,
+    /// Three channels.
+    #[default]
+    Rgb,
+}
+
+impl ColorMode {
+    /// Number of channels.
+    pub fn channels(self) -> usize {
+        match self {
+            ColorMode::Grayscale => 1,
+            ColorMode::Rgb => 3,
+        }
+    }
+}
+
+/// `[model]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `[[model.layers]]`, in order; shapes are inferred from `[data]`.
+    pub layers: Vec<LayerConfig>,
+}
+
+/// `[train]`, like Keras' `compile()` and `fit()` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// `"adam"` (Keras defaults: beta_1 0.9, beta_2 0.999, epsilon 1e-7).
+    #[serde(default)]
+    pub optimizer: Optimizer,
+    /// Step size (default 0.001).
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    /// `binary_crossentropy`, `categorical_crossentropy` or `sparse_categorical_crossentropy`.
+    pub loss: Loss,
+    /// Metrics reported each epoch besides the loss (default `["accuracy"]`).
+    #[serde(default = "default_metrics")]
+    pub metrics: Vec<Metric>,
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Samples per step (default 32).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+fn default_learning_rate() -> f64 {
+    1e-3
+}
+fn default_metrics() -> Vec<Metric> {
+    vec![Metric::Accuracy]
+}
+fn default_batch_size() -> usize {
+    32
+}
+
+/// Optimizers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Optimizer {
+    /// Adam with Keras' defaults.
+    #[default]
+    Adam,
+}
+
+/// Losses. Both categorical forms take the class index from the folder; they differ in Keras
+/// only in how labels are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// Two classes, one sigmoid output unit.
+    BinaryCrossentropy,
+    /// N classes, N softmax output units.
+    CategoricalCrossentropy,
+    /// Same as `categorical_crossentropy` here.
+    SparseCategoricalCrossentropy,
+}
+
+/// Metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Fraction of samples whose predicted class is right.
+    Accuracy,
+}
+
+/// `[output]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Results root (default `results`); runs go to `<dir>/<experiment.name>/run-NNN/`.
+    #[serde(default = "default_dir")]
+    pub dir: PathBuf,
+    /// Plot formats to write (default both).
+    #[serde(default = "default_plot_formats")]
+    pub plot_formats: Vec<PlotFormat>,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { dir: default_dir(), plot_formats: default_plot_formats() }
+    }
+}
+
+fn default_dir() -> PathBuf {
+    PathBuf::from("results")
+}
+fn default_plot_formats() -> Vec<PlotFormat> {
+    vec![PlotFormat::Png, PlotFormat::Svg]
+}
+
+/// Plot file formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlotFormat {
+    /// Raster image.
+    Png,
+    /// Vector image.
+    Svg,
+}

@@ -1,0 +1,57 @@
+//! The one error type of the library, and the exit code each class of failure maps to.
+//!
+//! Messages are written for the person who wrote the config: they name the file, key, image or
+//! path involved and say what to do. Exit codes follow sysexits(3), as typos and cargo-deny do.
+
+use std::path::Path;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can stop a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file is malformed or describes something impossible (already rendered with
+    /// file:line:col and a caret; all problems at once).
+    #[error("{0}")]
+    Config(String),
+    /// The dataset folder is missing, empty, or holds no usable images for a class.
+    #[error("{0}")]
+    Data(String),
+    /// The command line itself is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// Reading or writing a file failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing, naming the path.
+        context: String,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Training could not go on (for example a non-finite loss).
+    #[error("{0}")]
+    Train(String),
+}
+
+impl Error {
+    /// The process exit code for this error (sysexits: 64 usage, 65 data, 74 I/O, 78 config).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 64,
+            Error::Data(_) => 65,
+            Error::Io { .. } => 74,
+            Error::Config(_) => 78,
+            Error::Train(_) => 1,
+        }
+    }
+
+    /// Wraps an I/O error with what we were doing to which path.
+    pub fn io(action: &str, path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            context: format!("{action} `{}`", path.display()),
+            source,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Activation functions, used inline (`activation = "relu"` on conv2d/dense) or as a layer
+//! (`type = "activation"`, Keras' `Activation("relu")`).
+
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{Batch, Ctx, Layer};
+use crate::model::Shape;
+use crate::ops::Backend;
+
+/// Activation names, as Keras spells them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Identity (Keras' default for `Dense` and `Conv2D`).
+    #[default]
+    Linear,
+    /// max(0, x).
+    Relu,
+    /// 1 / (1 + e^-x); with one unit and `binary_crossentropy` the loss takes it over.
+    Sigmoid,
+    /// Normalised exponentials over the features; with `categorical_crossentropy` the loss takes it over.
+    Softmax,
+}
+
+impl Activation {
+    /// Applies the function to a batch.
+    pub fn apply<D: Backend, T: Tape<f32, D>>(self, x: Batch<D, T>) -> Batch<D, T> {
+        match self {
+            Activation::Linear => x,
+            Activation::Relu => x.relu(),
+            Activation::Sigmoid => x.sigmoid(),
+            Activation::Softmax => x.softmax::<Axis<1>>(),
+        }
+    }
+
+    /// Checks that the activation makes sense on `input` (softmax only over a feature vector).
+    pub fn check(self, input: Shape) -> Result<(), String> {
+        match (self, input) {
+            (Activation::Softmax, Shape::Image { .. }) => Err(format!(
+                "softmax over an image {input} is not supported; flatten first and use it on a dense layer"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `type = "activation"`: applies `activation` to its input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationConfig {
+    /// The function to apply.
+    pub activation: Activation,
+}
+
+impl Layer for ActivationConfig {
+    fn class_name(&self) -> &'static str {
+        "Activation"
+    }
+    fn output_shape(&self, input: Shape) -> Result<Shape, String> {
+        self.activation.check(input)?;
+        Ok(input)
+    }
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
+        ctx.activate(self.activation, x)
+    }
+}

@@ -1,0 +1,182 @@
+//! One file per layer kind: its config (the TOML keys, Keras names), shape rule, parameters
+//! and forward pass. The list of kinds lives in `model::registry`.
+
+pub mod activation;
+pub mod conv2d;
+pub mod dense;
+pub mod flatten;
+pub mod max_pooling2d;
+
+use std::fmt;
+
+use dfdx::prelude::{Tape, Tensor};
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::model::Shape;
+use crate::ops::Backend;
+
+pub use activation::Activation;
+
+/// A batch of activations, `(batch, features)`.
+pub type Batch<D, T> = Tensor<(usize, usize), f32, D, T>;
+/// A parameter tensor, stored flat; layers give it its shape.
+pub type Param<D> = Tensor<(usize,), f32, D>;
+
+/// What a layer kind tells the model compiler. Adding a kind means one new file implementing
+/// this trait and one line in `model::registry`.
+pub trait Layer {
+    /// Keras class name, shown in the model summary (`Conv2D`).
+    fn class_name(&self) -> &'static str;
+    /// The output shape for `input`, or why this layer cannot take it.
+    fn output_shape(&self, input: Shape) -> Result<Shape, String>;
+    /// Trainable tensors, in the order the forward pass expects them.
+    fn params(&self, _input: Shape) -> Vec<ParamSpec> {
+        Vec::new()
+    }
+    /// The activation applied last (used to fuse the output activation into the loss).
+    fn activation(&self) -> Activation {
+        Activation::Linear
+    }
+    /// The forward pass on a batch.
+    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T>;
+}
+
+/// Everything a layer's forward pass may need beyond its input.
+pub struct Ctx<'a, D: Backend> {
+    /// Input shape per sample.
+    pub input: Shape,
+    /// Output shape per sample (from shape inference).
+    pub output: Shape,
+    /// This layer's parameters, in `Layer::params` order.
+    pub params: &'a [Param<D>],
+    /// Skip this layer's activation: the loss applies it in a numerically stable form.
+    pub skip_activation: bool,
+    /// Whether the gradient with respect to the input is needed (false for the first layer).
+    pub input_grad: bool,
+}
+
+impl<D: Backend> Ctx<'_, D> {
+    /// Applies `activation` unless the loss has taken it over.
+    pub fn activate<T: Tape<f32, D>>(&self, activation: Activation, x: Batch<D, T>) -> Batch<D, T> {
+        if self.skip_activation {
+            x
+        } else {
+            activation.apply(x)
+        }
+    }
+}
+
+/// A trainable tensor a layer asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    /// Keras weight name within the layer (`kernel`, `bias`).
+    pub name: &'static str,
+    /// Logical shape (row-major).
+    pub dims: Vec<usize>,
+    /// How its initial values are drawn.
+    pub init: Init,
+}
+
+/// Weight initialisers (Keras names and formulas).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// Uniform in ±sqrt(6 / (fan_in + fan_out)), Keras' default for kernels.
+    GlorotUniform {
+        /// Inputs feeding one output unit.
+        fan_in: usize,
+        /// Outputs fed by one input unit.
+        fan_out: usize,
+    },
+    /// All zeros, Keras' default for biases.
+    Zeros,
+}
+
+/// Padding mode of convolution and pooling (Keras: `"valid"` or `"same"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Padding {
+    /// No padding: windows lie inside the input.
+    #[default]
+    Valid,
+    /// Output size `ceil(input / stride)`, zero padding split as TensorFlow does (extra at the end).
+    Same,
+}
+
+impl Padding {
+    /// Output length and padding before the first element along one axis, or None when the
+    /// window does not fit.
+    pub fn output(self, input: usize, window: usize, stride: usize) -> Option<(usize, usize)> {
+        match self {
+            Padding::Valid if input >= window => Some(((input - window) / stride + 1, 0)),
+            Padding::Valid => None,
+            Padding::Same => {
+                let out = input.div_ceil(stride);
+                let total = ((out - 1) * stride + window).saturating_sub(input);
+                Some((out, total / 2))
+            }
+        }
+    }
+}
+
+/// A size given as one integer or as `[height, width]`, like Keras' `kernel_size=3` or `(3, 3)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pair(pub [usize; 2]);
+
+impl fmt::Display for Pair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.0[0], self.0[1])
+    }
+}
+
+impl Serialize for Pair {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pair {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PairVisitor;
+        impl<'de> Visitor<'de> for PairVisitor {
+            type Value = Pair;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a positive integer or a list of two, like 3 or [3, 3]")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Pair, E> {
+                let n = positive(v).ok_or_else(|| E::invalid_value(de::Unexpected::Signed(v), &self))?;
+                Ok(Pair([n, n]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Pair, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(-1))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Pair, A::Error> {
+                let mut out = [0; 2];
+                for (i, slot) in out.iter_mut().enumerate() {
+                    let v: i64 = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                    *slot = positive(v).ok_or_else(|| de::Error::invalid_value(de::Unexpected::Signed(v), &self))?;
+                }
+                if seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::invalid_length(3, &self));
+                }
+                Ok(Pair(out))
+            }
+        }
+        d.deserialize_any(PairVisitor)
+    }
+}
+
+fn positive(v: i64) -> Option<usize> {
+    usize::try_from(v).ok().filter(|&n| n > 0)
+}
+
+/// The image shape a layer needs, or the error Keras users expect for a flat input.
+pub(crate) fn expect_image(input: Shape, what: &str) -> Result<(usize, usize, usize), String> {
+    match input {
+        Shape::Image { c, h, w } => Ok((c, h, w)),
+        Shape::Flat(_) => Err(format!(
+            "{what} needs an image input (height, width, channels) but gets the flat vector {input}; \
+             move it before the `flatten` layer"
+        )),
+    }
+}

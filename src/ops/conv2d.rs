@@ -1,0 +1,182 @@
+//! 2-D convolution as im2col + matrix multiply, NCHW, with a tape-registered backward.
+//!
+//! Per image, with K = channels·kh·kw and P = oh·ow:
+//! forward `y[F×P] = W[F×K] · col[K×P] + b`; backward `dW += dy · colᵀ`, `db += Σ_p dy`,
+//! `dcol = Wᵀ · dy` scattered back by col2im. `col` is rebuilt in the backward pass rather
+//! than kept, which trades a cheap copy for a lot of memory.
+
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use super::gemm::{matmul, Mat};
+use super::Backend;
+
+/// Sizes of one convolution (per image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Input channels, height, width.
+    pub c: usize,
+    #[allow(missing_docs)]
+    pub h: usize,
+    #[allow(missing_docs)]
+    pub w: usize,
+    /// Filters (output channels).
+    pub f: usize,
+    /// Kernel height and width.
+    pub kh: usize,
+    #[allow(missing_docs)]
+    pub kw: usize,
+    /// Strides.
+    pub sh: usize,
+    #[allow(missing_docs)]
+    pub sw: usize,
+    /// Output height and width.
+    pub oh: usize,
+    #[allow(missing_docs)]
+    pub ow: usize,
+    /// Zero padding before the first row and column.
+    pub pad_top: usize,
+    #[allow(missing_docs)]
+    pub pad_left: usize,
+}
+
+impl ConvGeom {
+    /// Values per input image.
+    pub fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    /// Values per output image.
+    pub fn out_len(&self) -> usize {
+        self.f * self.oh * self.ow
+    }
+    fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Visits every (col row, output position, input index) triple that reads the input.
+    #[inline]
+    fn for_each_tap(&self, mut visit: impl FnMut(usize, usize, usize)) {
+        let p = self.p();
+        for ch in 0..self.c {
+            for ki in 0..self.kh {
+                for kj in 0..self.kw {
+                    let row = (ch * self.kh + ki) * self.kw + kj;
+                    for oy in 0..self.oh {
+                        let Some(iy) = (oy * self.sh + ki).checked_sub(self.pad_top).filter(|&y| y < self.h) else {
+                            continue;
+                        };
+                        for ox in 0..self.ow {
+                            let Some(ix) = (ox * self.sw + kj).checked_sub(self.pad_left).filter(|&x| x < self.w)
+                            else {
+                                continue;
+                            };
+                            visit(row * p, oy * self.ow + ox, (ch * self.h + iy) * self.w + ix);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn im2col(&self, x: &[f32], col: &mut [f32]) {
+        col.fill(0.0);
+        self.for_each_tap(|base, pos, i| col[base + pos] = x[i]);
+    }
+
+    fn col2im(&self, col: &[f32], dx: &mut [f32]) {
+        self.for_each_tap(|base, pos, i| dx[i] += col[base + pos]);
+    }
+}
+
+/// Forward pass on host memory: `x` is `(batch, c·h·w)`, `w` is `(f, c, kh, kw)`.
+pub fn forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, g: &ConvGeom) -> Vec<f32> {
+    let (k, p) = (g.k(), g.p());
+    let mut y = vec![0.0; batch * g.out_len()];
+    y.par_chunks_mut(g.out_len()).zip(x.par_chunks(g.in_len())).for_each(|(y, x)| {
+        let mut col = vec![0.0; k * p];
+        g.im2col(x, &mut col);
+        for (row, &bias) in y.chunks_mut(p).zip(b) {
+            row.fill(bias);
+        }
+        matmul(g.f, p, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: &col, rs: p, cs: 1 }, y, true);
+    });
+    y
+}
+
+/// Gradients on host memory: returns `(dx, dw, db)`; `dx` only when `input_grad`.
+pub fn backward(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    batch: usize,
+    g: &ConvGeom,
+    input_grad: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let (k, p) = (g.k(), g.p());
+    // Per-image partial weight gradients, summed afterwards in batch order (deterministic).
+    let per_image: Vec<(Vec<f32>, Option<Vec<f32>>)> = (0..batch)
+        .into_par_iter()
+        .map(|i| {
+            let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
+            let dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
+            let mut col = vec![0.0; k * p];
+            g.im2col(x, &mut col);
+            let mut dw = vec![0.0; g.f * k];
+            matmul(g.f, k, p, Mat { data: dy, rs: p, cs: 1 }, Mat { data: &col, rs: 1, cs: p }, &mut dw, false);
+            let dx = input_grad.then(|| {
+                matmul(k, p, g.f, Mat { data: w, rs: 1, cs: k }, Mat { data: dy, rs: p, cs: 1 }, &mut col, false);
+                let mut dx = vec![0.0; g.in_len()];
+                g.col2im(&col, &mut dx);
+                dx
+            });
+            (dw, dx)
+        })
+        .collect();
+    let mut dw = vec![0.0; g.f * k];
+    let mut db = vec![0.0; g.f];
+    let mut dx = input_grad.then(|| Vec::with_capacity(batch * g.in_len()));
+    for (i, (dw_i, dx_i)) in per_image.into_iter().enumerate() {
+        dw.iter_mut().zip(&dw_i).for_each(|(a, b)| *a += b);
+        let dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
+        for (d, row) in db.iter_mut().zip(dy.chunks(p)) {
+            *d += row.iter().sum::<f32>();
+        }
+        if let (Some(dx), Some(dx_i)) = (dx.as_mut(), dx_i) {
+            dx.extend_from_slice(&dx_i);
+        }
+    }
+    (dx, dw, db)
+}
+
+/// Convolution of a batch `(batch, c·h·w)` with `kernel` `(f·c·kh·kw)` and `bias` `(f)`,
+/// recorded on `x`'s tape. With `input_grad == false` (first layer) no input gradient is made.
+pub fn conv2d<D: Backend, T: Tape<f32, D>>(
+    x: Tensor<(usize, usize), f32, D, T>,
+    kernel: &Tensor<(usize,), f32, D>,
+    bias: &Tensor<(usize,), f32, D>,
+    g: ConvGeom,
+    input_grad: bool,
+) -> Tensor<(usize, usize), f32, D, T> {
+    let (x, mut tape) = x.split_tape();
+    let batch = x.shape().0;
+    let y = forward(&x.as_vec(), &kernel.as_vec(), &bias.as_vec(), batch, &g);
+    let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
+    if T::OWNS_TAPE {
+        let out_ghost = out.ghost();
+        let (kernel, bias) = (kernel.clone(), bias.clone());
+        tape.add_backward_op(move |grads| {
+            grads.try_alloc_for(&out_ghost)?;
+            let dy = grads.get(&out_ghost).as_vec();
+            let (dx, dw, db) = backward(&x.as_vec(), &kernel.as_vec(), &dy, batch, &g, input_grad);
+            if let Some(dx) = dx {
+                D::add_grad(grads, &x, &dx)?;
+            }
+            D::add_grad(grads, &kernel, &dw)?;
+            D::add_grad(grads, &bias, &db)
+        });
+    }
+    out.put_tape(tape)
+}

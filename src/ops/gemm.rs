@@ -1,0 +1,38 @@
+//! A safe, bounds-checked front for the `gemm` crate (the same one dfdx uses).
+
+/// A row-major or strided view of a matrix: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub struct Mat<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// `c (m×n) = [c +] a (m×k) · b (k×n)`; `c` is row-major with `n` columns.
+/// Single-threaded: callers parallelise over the batch, which keeps results deterministic.
+pub fn matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accumulate: bool) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |v: Mat, rows: usize, cols: usize| (rows - 1) * v.rs + (cols - 1) * v.cs;
+    assert!(c.len() >= m * n, "gemm: output too small");
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    assert!(last(a, m, k) < a.data.len(), "gemm: lhs out of bounds");
+    assert!(last(b, k, n) < b.data.len(), "gemm: rhs out of bounds");
+    // SAFETY: all indices touched are inside the slices (checked above); c does not alias a or b.
+    unsafe {
+        gemm::gemm(
+            m, n, k,
+            c.as_mut_ptr(), 1, n as isize, accumulate,
+            a.data.as_ptr(), a.cs as isize, a.rs as isize,
+            b.data.as_ptr(), b.cs as isize, b.rs as isize,
+            1.0, 1.0, false, false, false,
+            gemm::Parallelism::None,
+        );
+    }
+}

@@ -1,0 +1,38 @@
+//! Our own dfdx ops. dfdx 0.13 compiles its `conv2d`/`pool2d` only with the `nightly` feature,
+//! so convolution and pooling are written here: each op runs its own forward kernel on host
+//! memory and registers its backward on the tape (`Tape::add_backward_op`), accumulating into
+//! the gradients of its input and parameters. The kernels parallelise across the batch and
+//! reduce per-image partial sums in batch order, so results do not depend on thread count.
+
+pub mod conv2d;
+mod gemm;
+pub mod pool2d;
+
+pub use conv2d::{conv2d, ConvGeom};
+pub use pool2d::{max_pool2d, PoolGeom};
+
+use dfdx::prelude::*;
+
+/// A dfdx device our ops can run on: dfdx's own kernels plus a way to add a host-computed
+/// gradient into the tape's gradient store.
+pub trait Backend: Device<f32> {
+    /// Adds `delta` (same length as `t`) into the gradient of `t`, allocating it if needed.
+    fn add_grad<S: Shape>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        delta: &[f32],
+    ) -> Result<(), Self::Err>;
+}
+
+impl Backend for Cpu {
+    fn add_grad<S: Shape>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        delta: &[f32],
+    ) -> Result<(), Self::Err> {
+        let g = grads.get_or_alloc_mut(t)?;
+        debug_assert_eq!(g.len(), delta.len());
+        g.iter_mut().zip(delta).for_each(|(g, d)| *g += d);
+        Ok(())
+    }
+}
