@@ -1,1 +1,42 @@
+//! The command line: `runner <config.toml>` (or `runner run <config.toml>`).
 
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::Result;
+
+/// Train a convolutional network described by a TOML file.
+#[derive(Debug, Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Experiment file to run (same as `runner run <CONFIG>`).
+    pub config: Option<PathBuf>,
+    /// Only print warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train the experiment described by CONFIG and write its run folder.
+    Run {
+        /// Experiment file.
+        config: PathBuf,
+    },
+}
+
+impl Cli {
+    /// Carries out the command.
+    pub fn execute(self) -> Result<()> {
+        let config = match self.command {
+            Some(Command::Run { config }) => config,
+            None => self.config.ok_or_else(|| {
+                crate::Error::Usage("missing experiment file; usage: runner <CONFIG.toml> (see --help)".into())
+            })?,
+        };
+        crate::run::run(&config).map(|_| ())
+    }
+}

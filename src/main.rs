@@ -1,1 +1,36 @@
-fn main() {}
+//! The `runner` binary: parse the command line, set up logging, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use runner::cli::Cli;
+use runner::Error;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
+        }
+    };
+    let level = if cli.quiet { tracing::Level::WARN } else { tracing::Level::INFO };
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .init();
+    match cli.execute() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match &e {
+                Error::Config(rendered) => eprintln!("{rendered}"),
+                other => eprintln!("error: {other}"),
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

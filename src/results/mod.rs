@@ -1,1 +1,86 @@
+//! The run folder: `<output.dir>/<experiment>/run-NNN/`, never reused, every file written
+//! atomically (temporary file + rename), so an interrupted run never leaves a torn file.
+//!
+//! Deterministic artifacts (resolved config, history, summary, SVG plots, weights) hold no
+//! timestamps; everything that varies between identical runs goes into `manifest.json`.
 
+pub mod manifest;
+pub mod safetensors;
+
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// File names inside a run folder.
+pub mod files {
+    /// The fully resolved config (every default filled in).
+    pub const CONFIG: &str = "config.toml";
+    /// Keras CSVLogger columns.
+    pub const HISTORY_CSV: &str = "history.csv";
+    /// Keras `History.history`.
+    pub const HISTORY_JSON: &str = "history.json";
+    /// Keras-style `model.summary()`.
+    pub const SUMMARY: &str = "summary.txt";
+    /// Trained weights, safetensors format.
+    pub const WEIGHTS: &str = "weights.safetensors";
+    /// Version, command, host, timings, status.
+    pub const MANIFEST: &str = "manifest.json";
+}
+
+/// A run's folder.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    /// `<output.dir>/<experiment>/run-NNN`.
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates the next free `run-NNN` under `root/experiment`. Creation is atomic, so two
+    /// runs started at once never share a folder.
+    pub fn create(root: &Path, experiment: &str) -> Result<Self> {
+        let parent = root.join(experiment);
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io("creating results folder", &parent, e))?;
+        let mut n = next_free(&parent);
+        loop {
+            let path = parent.join(format!("run-{n:03}"));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(RunDir { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(Error::io("creating run folder", &path, e)),
+            }
+        }
+    }
+
+    /// Writes `name` inside the run folder atomically.
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> Result<()> {
+        write_atomic(&self.path.join(name), bytes.as_ref())
+    }
+}
+
+/// One past the highest existing `run-NNN`.
+fn next_free(parent: &Path) -> usize {
+    std::fs::read_dir(parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("run-")?.parse::<usize>().ok())
+        .max()
+        .map_or(1, |n| n + 1)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("writing", path, e)
+    })
+}
