@@ -34,7 +34,9 @@ impl Cli {
         let config = match self.command {
             Some(Command::Run { config }) => config,
             None => self.config.ok_or_else(|| {
-                crate::Error::Usage("missing experiment file; usage: runner <CONFIG.toml> (see --help)".into())
+                crate::Error::Usage(
+                    "missing experiment file; usage: runner <CONFIG.toml> (see --help)".into(),
+                )
             })?,
         };
         crate::run::run(&config).map(|_| ())

@@ -31,7 +31,14 @@ pub fn run(config_path: &Path) -> Result<Outcome> {
     let plan = config::validate(config, source)?;
     let cfg = &plan.config;
 
-    let listing = data::scan(&cfg.data.path)?;
+    let listing = data::scan(&cfg.data.path).map_err(|e| match e {
+        Error::Data(message) => Error::Data(format!(
+            "{message}\n  (data.path is set at {})",
+            plan.source
+                .position(&[config::Seg::Key("data"), config::Seg::Key("path")])
+        )),
+        other => other,
+    })?;
     config::check_classes(&plan, &listing.classes)?;
     let counts = listing.counts();
     tracing::info!(
@@ -39,24 +46,47 @@ pub fn run(config_path: &Path) -> Result<Outcome> {
         listing.samples.len(),
         listing.classes.len(),
         cfg.data.path.display(),
-        listing.classes.iter().zip(&counts).map(|(c, n)| format!("{c} {n}")).collect::<Vec<_>>().join(", ")
+        listing
+            .classes
+            .iter()
+            .zip(&counts)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let started = Instant::now();
     let images = data::load(listing, cfg.data.image_size, cfg.data.color_mode)?;
-    tracing::info!("decoded {} images in {:.1}s", images.len(), started.elapsed().as_secs_f64());
-    let split = data::split(&images.labels, images.classes.len(), cfg.data.validation_split, cfg.data.stratify, cfg.experiment.seed);
+    tracing::info!(
+        "decoded {} images in {:.1}s",
+        images.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let split = data::split(
+        &images.labels,
+        images.classes.len(),
+        cfg.data.validation_split,
+        cfg.data.stratify,
+        cfg.experiment.seed,
+    );
     if split.train.is_empty() || split.val.is_empty() {
         return Err(Error::Data(format!(
             "{} usable images are too few to split into training and validation",
             images.len()
         )));
     }
-    tracing::info!("training on {} images, validating on {}", split.train.len(), split.val.len());
+    tracing::info!(
+        "training on {} images, validating on {}",
+        split.train.len(),
+        split.val.len()
+    );
 
     let dir = RunDir::create(&cfg.output.dir, &cfg.experiment.name)?;
     tracing::info!("writing results to {}", dir.path.display());
     dir.write(files::CONFIG, resolved_config(&plan))?;
-    dir.write(files::SUMMARY, crate::model::summary::render(&cfg.experiment.name, &plan.model))?;
+    dir.write(
+        files::SUMMARY,
+        crate::model::summary::render(&cfg.experiment.name, &plan.model),
+    )?;
 
     match cfg.experiment.device {
         DeviceKind::Cpu => train_on(Cpu::seed_from_u64(device_seed(&plan)), &plan, &images, &split, dir),
@@ -70,7 +100,8 @@ pub fn run(config_path: &Path) -> Result<Outcome> {
 
 /// The resolved config, with a header saying where it came from.
 fn resolved_config(plan: &Plan) -> String {
-    let body = toml::to_string(&plan.config).unwrap_or_else(|e| format!("# could not serialise: {e}\n"));
+    let body =
+        toml::to_string(&plan.config).unwrap_or_else(|e| format!("# could not serialise: {e}\n"));
     format!(
         "# Resolved from {} by runner {}: every default filled in.\n\n{body}",
         plan.source.path.display(),
@@ -83,7 +114,13 @@ fn device_seed(plan: &Plan) -> u64 {
     seed::rng(plan.config.experiment.seed, Stream::Init, &[u64::MAX]).next_u64()
 }
 
-fn train_on<D: Backend>(dev: D, plan: &Plan, images: &Images, split: &Split, dir: RunDir) -> Result<Outcome> {
+fn train_on<D: Backend>(
+    dev: D,
+    plan: &Plan,
+    images: &Images,
+    split: &Split,
+    dir: RunDir,
+) -> Result<Outcome> {
     let cfg = &plan.config;
     let mut manifest = Manifest {
         runner_version: env!("CARGO_PKG_VERSION").into(),
@@ -98,19 +135,30 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, images: &Images, split: &Split, dir
             classes: images.classes.clone(),
             train: split.train.len(),
             validation: split.val.len(),
-            skipped: images.skipped.iter().map(|(p, r)| (p.display().to_string(), r.clone())).collect(),
+            skipped: images
+                .skipped
+                .iter()
+                .map(|(p, r)| (p.display().to_string(), r.clone()))
+                .collect(),
         },
         started_at: manifest::now_utc(),
         finished_at: None,
         epoch_seconds: Vec::new(),
         status: Status::Running,
     };
-    let write_manifest = |m: &Manifest| dir.write(files::MANIFEST, serde_json::to_string_pretty(m).expect("plain data") + "\n");
+    let write_manifest = |m: &Manifest| {
+        dir.write(
+            files::MANIFEST,
+            serde_json::to_string_pretty(m).expect("plain data") + "\n",
+        )
+    };
     write_manifest(&manifest)?;
 
     let mut epoch_start = Instant::now();
     let trained = train::fit(&dev, plan, images, split, |history| {
-        manifest.epoch_seconds.push(epoch_start.elapsed().as_secs_f64());
+        manifest
+            .epoch_seconds
+            .push(epoch_start.elapsed().as_secs_f64());
         write_history(&dir, history, &cfg.output.plot_formats)?;
         write_manifest(&manifest)?;
         epoch_start = Instant::now();
@@ -119,7 +167,9 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, images: &Images, split: &Split, dir
     let (net, history) = match trained {
         Ok(t) => t,
         Err(e) => {
-            manifest.status = Status::Failed { reason: e.to_string() };
+            manifest.status = Status::Failed {
+                reason: e.to_string(),
+            };
             manifest.finished_at = Some(manifest::now_utc());
             write_manifest(&manifest)?;
             return Err(e);
@@ -131,11 +181,18 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, images: &Images, split: &Split, dir
         .params
         .iter()
         .zip(&values)
-        .map(|(p, v)| safetensors::TensorData { name: &p.name, dims: &p.dims, values: v })
+        .map(|(p, v)| safetensors::TensorData {
+            name: &p.name,
+            dims: &p.dims,
+            values: v,
+        })
         .collect();
     let metadata = BTreeMap::from([
         ("format".to_string(), "runner".to_string()),
-        ("layout".to_string(), "conv kernels (filters, channels, kh, kw); dense kernels (inputs, units)".to_string()),
+        (
+            "layout".to_string(),
+            "conv kernels (filters, channels, kh, kw); dense kernels (inputs, units)".to_string(),
+        ),
     ]);
     dir.write(files::WEIGHTS, safetensors::to_bytes(&tensors, &metadata))?;
 
@@ -161,7 +218,10 @@ fn write_history(dir: &RunDir, history: &History, formats: &[PlotFormat]) -> Res
     for chart in plots::charts(history) {
         for format in formats {
             let (name, bytes) = match format {
-                PlotFormat::Svg => (format!("{}.svg", chart.stem), plots::svg(&chart).map(String::into_bytes)),
+                PlotFormat::Svg => (
+                    format!("{}.svg", chart.stem),
+                    plots::svg(&chart).map(String::into_bytes),
+                ),
                 PlotFormat::Png => (format!("{}.png", chart.stem), plots::png(&chart)),
             };
             dir.write(&name, bytes.map_err(Error::Train)?)?;

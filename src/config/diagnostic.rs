@@ -42,7 +42,9 @@ impl Source {
         while let Some(seg) = segs.next() {
             let Seg::Key(k) = *seg else { break };
             let item = table.get(k)?;
-            span = item.span().or_else(|| table.key(k).and_then(|key| key.span()));
+            span = item
+                .span()
+                .or_else(|| table.key(k).and_then(|key| key.span()));
             match item {
                 Item::Table(t) => table = t,
                 Item::Value(Value::InlineTable(t)) => table = t,
@@ -62,7 +64,10 @@ impl Source {
 
     /// A diagnostic pointing at `path` (or at the file as a whole when it is not written).
     pub fn at(&self, path: &[Seg], message: impl Into<String>) -> Diagnostic {
-        Diagnostic { span: self.locate(path), message: message.into() }
+        Diagnostic {
+            span: self.locate(path),
+            message: message.into(),
+        }
     }
 
     /// 1-based line and column of byte `offset`.
@@ -71,6 +76,17 @@ impl Source {
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         (line, col)
+    }
+
+    /// `file:line:col` of the value at `path`, or just the file when it is not written there.
+    pub fn position(&self, path: &[Seg]) -> String {
+        match self.locate(path) {
+            Some(span) => {
+                let (line, col) = self.line_col(span.start);
+                format!("{}:{line}:{col}", self.path.display())
+            }
+            None => self.path.display().to_string(),
+        }
     }
 
     /// Renders one diagnostic.
@@ -82,7 +98,11 @@ impl Source {
         let (line, col) = self.line_col(span.start);
         let text = self.text.lines().nth(line - 1).unwrap_or("");
         let width = text.chars().count().saturating_sub(col - 1).max(1);
-        let carets = self.text[span.clone()].lines().next().map_or(1, |s| s.chars().count()).clamp(1, width);
+        let carets = self.text[span.clone()]
+            .lines()
+            .next()
+            .map_or(1, |s| s.chars().count())
+            .clamp(1, width);
         let gutter = " ".repeat(line.to_string().len());
         format!(
             "error: {file}:{line}:{col}: {}\n{gutter} |\n{line} | {text}\n{gutter} | {}{}",

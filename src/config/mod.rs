@@ -27,10 +27,15 @@ pub struct Plan {
 /// Reads and parses `path`.
 pub fn load(path: &Path) -> Result<(Config, Source)> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Usage(format!("config file `{}` does not exist", path.display())),
+        std::io::ErrorKind::NotFound => {
+            Error::Usage(format!("config file `{}` does not exist", path.display()))
+        }
         _ => Error::io("reading config file", path, e),
     })?;
-    let source = Source { path: path.to_path_buf(), text };
+    let source = Source {
+        path: path.to_path_buf(),
+        text,
+    };
     let config = parse(&source)?;
     Ok((config, source))
 }
@@ -38,9 +43,61 @@ pub fn load(path: &Path) -> Result<(Config, Source)> {
 /// Parses a config from its text.
 pub fn parse(source: &Source) -> Result<Config> {
     toml::from_str(&source.text).map_err(|e| {
-        let d = Diagnostic { span: e.span(), message: e.message().trim().to_string() };
-        Error::Config(source.render_all(&[d]))
+        // Errors inside `[[model.layers]]` are reported by serde at the start of the array (an
+        // internally tagged enum loses positions), so each layer is checked on its own to point
+        // at the right one, and at the offending key where there is one.
+        let layer_diags = layer_errors(source);
+        let diags = if layer_diags.is_empty() {
+            vec![Diagnostic {
+                span: e.span(),
+                message: e.message().trim().to_string(),
+            }]
+        } else {
+            layer_diags
+        };
+        Error::Config(source.render_all(&diags))
     })
+}
+
+/// One diagnostic per `[[model.layers]]` entry that does not deserialise.
+fn layer_errors(source: &Source) -> Vec<Diagnostic> {
+    use serde::Deserialize;
+    let Ok(doc) = source.text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let Some(layers) = doc
+        .get("model")
+        .and_then(|m| m.get("layers"))
+        .and_then(|l| l.as_array())
+    else {
+        return Vec::new();
+    };
+    let mut diags = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        if let Err(e) = crate::model::LayerConfig::deserialize(layer.clone()) {
+            let message = e.message().trim().to_string();
+            // Point at the key itself where the message names it: an unknown key, or the key
+            // holding an unknown name (`type = "conv3d"`, `activation = "rellu"`).
+            let quoted = |prefix: &str| {
+                message
+                    .strip_prefix(prefix)
+                    .and_then(|m| m.split('`').next())
+            };
+            let key = quoted("unknown field `").or_else(|| {
+                let value = quoted("unknown variant `")?;
+                layer
+                    .as_table()?
+                    .iter()
+                    .find(|(_, v)| v.as_str() == Some(value))
+                    .map(|(k, _)| k.as_str())
+            });
+            let mut path = layer_path(i).to_vec();
+            path.extend(key.map(Seg::Key));
+            let kind = layer.get("type").and_then(|t| t.as_str()).unwrap_or("?");
+            diags.push(source.at(&path, format!("layer {} (`{kind}`): {message}", i + 1)));
+        }
+    }
+    diags
 }
 
 /// Checks `config` completely (all problems at once) and infers the model's shapes.
@@ -57,40 +114,77 @@ pub fn validate(config: Config, source: Source) -> Result<Plan> {
     }
     #[cfg(not(feature = "cuda"))]
     if config.experiment.device == DeviceKind::Cuda {
-        err(&[Key("experiment"), Key("device")], "this runner was built without CUDA; rebuild with \
-             `cargo build --release --features cuda` or set device = \"cpu\"".into());
+        err(
+            &[Key("experiment"), Key("device")],
+            "this runner was built without CUDA; rebuild with \
+             `cargo build --release --features cuda` or set device = \"cpu\""
+                .into(),
+        );
     }
     let [h, w] = config.data.image_size;
     if !(1..=8192).contains(&h) || !(1..=8192).contains(&w) {
-        err(&[Key("data"), Key("image_size")], format!("image_size [{h}, {w}] must be between 1 and 8192 pixels"));
+        err(
+            &[Key("data"), Key("image_size")],
+            format!("image_size [{h}, {w}] must be between 1 and 8192 pixels"),
+        );
     }
     let split = config.data.validation_split;
     if !(split > 0.0 && split < 1.0) {
-        err(&[Key("data"), Key("validation_split")], format!(
-            "validation_split {split} must be a fraction strictly between 0 and 1, such as 0.2"
-        ));
+        err(
+            &[Key("data"), Key("validation_split")],
+            format!(
+                "validation_split {split} must be a fraction strictly between 0 and 1, such as 0.2"
+            ),
+        );
     }
     let train = &config.train;
     if !(train.learning_rate > 0.0 && train.learning_rate.is_finite()) {
-        err(&[Key("train"), Key("learning_rate")], format!("learning_rate {} must be a positive number", train.learning_rate));
+        err(
+            &[Key("train"), Key("learning_rate")],
+            format!(
+                "learning_rate {} must be a positive number",
+                train.learning_rate
+            ),
+        );
     }
     if train.epochs == 0 {
-        err(&[Key("train"), Key("epochs")], "epochs must be at least 1".into());
+        err(
+            &[Key("train"), Key("epochs")],
+            "epochs must be at least 1".into(),
+        );
     }
     if train.batch_size == 0 {
-        err(&[Key("train"), Key("batch_size")], "batch_size must be at least 1".into());
+        err(
+            &[Key("train"), Key("batch_size")],
+            "batch_size must be at least 1".into(),
+        );
     }
 
     let layers = &config.model.layers;
-    let input = Shape::Image { c: config.data.color_mode.channels(), h, w };
+    let input = Shape::Image {
+        c: config.data.color_mode.channels(),
+        h,
+        w,
+    };
     let model = if layers.is_empty() {
-        err(&[Key("model")], "the model has no layers; add [[model.layers]] entries".into());
+        err(
+            &[Key("model")],
+            "the model has no layers; add [[model.layers]] entries".into(),
+        );
         None
     } else {
         match model::plan(layers, input) {
             Ok(plan) => Some(plan),
             Err(e) => {
-                err(&layer_path(e.index), format!("layer {} (`{}`): {}", e.index + 1, layers[e.index].kind(), e.message));
+                err(
+                    &layer_path(e.index),
+                    format!(
+                        "layer {} (`{}`): {}",
+                        e.index + 1,
+                        layers[e.index].kind(),
+                        e.message
+                    ),
+                );
                 None
             }
         }
@@ -101,7 +195,11 @@ pub fn validate(config: Config, source: Source) -> Result<Plan> {
         }
     }
     match (diags.is_empty(), model) {
-        (true, Some(model)) => Ok(Plan { config, source, model }),
+        (true, Some(model)) => Ok(Plan {
+            config,
+            source,
+            model,
+        }),
         _ => Err(Error::Config(source.render_all(&diags))),
     }
 }
@@ -156,5 +254,8 @@ pub fn check_classes(plan: &Plan, classes: &[String]) -> Result<()> {
 
 /// The TOML spelling of a unit enum value.
 pub fn serde_name<T: serde::Serialize>(value: T) -> String {
-    toml::Value::try_from(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    toml::Value::try_from(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }

@@ -188,7 +188,10 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { dir: default_dir(), plot_formats: default_plot_formats() }
+        OutputConfig {
+            dir: default_dir(),
+            plot_formats: default_plot_formats(),
+        }
     }
 }
 

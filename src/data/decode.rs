@@ -18,7 +18,9 @@ pub fn decode(path: &Path, image_size: [usize; 2], mode: ColorMode) -> Result<Ve
     if reader.format().is_none() {
         return Err("not an image file (unknown format)".into());
     }
-    let img = reader.decode().map_err(|e| format!("corrupt or unsupported image: {e}"))?;
+    let img = reader
+        .decode()
+        .map_err(|e| format!("corrupt or unsupported image: {e}"))?;
     let [h, w] = image_size;
     let img = match mode {
         ColorMode::Grayscale => DynamicImage::ImageLuma8(img.to_luma8()),
@@ -33,7 +35,9 @@ pub fn decode(path: &Path, image_size: [usize; 2], mode: ColorMode) -> Result<Ve
         DynamicImage::ImageRgb8(rgb) => {
             // HWC → CHW.
             let hwc = rgb.into_raw();
-            (0..3).flat_map(|c| hwc.iter().skip(c).step_by(3).copied()).collect()
+            (0..3)
+                .flat_map(|c| hwc.iter().skip(c).step_by(3).copied())
+                .collect()
         }
         other => other.into_luma8().into_raw(),
     })

@@ -38,7 +38,9 @@ impl Listing {
 
 /// Hidden files and operating-system litter that are skipped without a word.
 fn is_litter(name: &str) -> bool {
-    name.starts_with('.') || name.eq_ignore_ascii_case("thumbs.db") || name.eq_ignore_ascii_case("desktop.ini")
+    name.starts_with('.')
+        || name.eq_ignore_ascii_case("thumbs.db")
+        || name.eq_ignore_ascii_case("desktop.ini")
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<(PathBuf, String, bool)>> {
@@ -61,24 +63,37 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(PathBuf, String, bool)>> {
 /// subfolders, or a class folder with no files is an error naming the path.
 pub fn scan(root: &Path) -> Result<Listing> {
     if !root.is_dir() {
-        let what = if root.exists() { "is not a folder" } else { "does not exist" };
+        let what = if root.exists() {
+            "is not a folder"
+        } else {
+            "does not exist"
+        };
         return Err(Error::Data(format!(
             "dataset folder `{}` (data.path) {what}; point data.path at a folder with one \
              subfolder of images per class",
             root.display()
         )));
     }
-    let mut listing = Listing { root: root.to_path_buf(), classes: Vec::new(), samples: Vec::new(), skipped: Vec::new() };
+    let mut listing = Listing {
+        root: root.to_path_buf(),
+        classes: Vec::new(),
+        samples: Vec::new(),
+        skipped: Vec::new(),
+    };
     for (dir, name, is_dir) in sorted_entries(root)? {
         if !is_dir {
-            listing.skipped.push((dir, "not inside a class folder".into()));
+            listing
+                .skipped
+                .push((dir, "not inside a class folder".into()));
             continue;
         }
         let label = listing.classes.len();
         let before = listing.samples.len();
         for (path, _, is_dir) in sorted_entries(&dir)? {
             if is_dir {
-                listing.skipped.push((path, "nested folder (classes are one level deep)".into()));
+                listing
+                    .skipped
+                    .push((path, "nested folder (classes are one level deep)".into()));
             } else {
                 listing.samples.push(Sample { path, label });
             }

@@ -53,7 +53,11 @@ impl Images {
         let n = self.image_len();
         out.clear();
         for &i in indices {
-            out.extend(self.pixels[i * n..(i + 1) * n].iter().map(|&p| f32::from(p) / 255.0));
+            out.extend(
+                self.pixels[i * n..(i + 1) * n]
+                    .iter()
+                    .map(|&p| f32::from(p) / 255.0),
+            );
         }
     }
 }

@@ -15,9 +15,17 @@ pub struct Split {
 
 /// Holds out `fraction` of the samples (of each class when `stratify`), chosen with the
 /// `Split` stream of `seed`. Each class with at least two samples keeps one on each side.
-pub fn split(labels: &[usize], n_classes: usize, fraction: f64, stratify: bool, seed: u64) -> Split {
+pub fn split(
+    labels: &[usize],
+    n_classes: usize,
+    fraction: f64,
+    stratify: bool,
+    seed: u64,
+) -> Split {
     let groups: Vec<Vec<usize>> = if stratify {
-        (0..n_classes).map(|c| (0..labels.len()).filter(|&i| labels[i] == c).collect()).collect()
+        (0..n_classes)
+            .map(|c| (0..labels.len()).filter(|&i| labels[i] == c).collect())
+            .collect()
     } else {
         vec![(0..labels.len()).collect()]
     };
@@ -25,7 +33,8 @@ pub fn split(labels: &[usize], n_classes: usize, fraction: f64, stratify: bool, 
     for (g, mut members) in groups.into_iter().enumerate() {
         members.shuffle(&mut seed::rng(seed, Stream::Split, &[g as u64]));
         let n = members.len();
-        let n_val = ((n as f64 * fraction).round() as usize).clamp(usize::from(n >= 2), n.saturating_sub(1));
+        let n_val = ((n as f64 * fraction).round() as usize)
+            .clamp(usize::from(n >= 2), n.saturating_sub(1));
         val.extend_from_slice(&members[..n_val]);
         train.extend_from_slice(&members[n_val..]);
     }

@@ -50,15 +50,20 @@ pub fn forward(x: &[f32], batch: usize, g: &PoolGeom) -> (Vec<f32>, Vec<u32>) {
             let mut o = 0;
             for ch in 0..g.c {
                 for oy in 0..g.oh {
-                    let rows = (oy * g.sh).saturating_sub(g.pad_top)..(oy * g.sh + g.ph - g.pad_top).min(g.h);
+                    let rows = (oy * g.sh).saturating_sub(g.pad_top)
+                        ..(oy * g.sh + g.ph - g.pad_top).min(g.h);
                     for ox in 0..g.ow {
-                        let cols = (ox * g.sw).saturating_sub(g.pad_left)..(ox * g.sw + g.pw - g.pad_left).min(g.w);
+                        let cols = (ox * g.sw).saturating_sub(g.pad_left)
+                            ..(ox * g.sw + g.pw - g.pad_left).min(g.w);
                         let (mut best, mut best_i) = (f32::NEG_INFINITY, usize::MAX);
                         for iy in rows.clone() {
                             for ix in cols.clone() {
                                 let i = (ch * g.h + iy) * g.w + ix;
                                 // NaN wins so that it propagates instead of vanishing.
-                                if best_i == usize::MAX || x[i] > best || x[i].is_nan() && !best.is_nan() {
+                                if best_i == usize::MAX
+                                    || x[i] > best
+                                    || x[i].is_nan() && !best.is_nan()
+                                {
                                     (best, best_i) = (x[i], i);
                                 }
                             }

@@ -18,11 +18,17 @@ pub fn loss<D: Backend, T: Tape<f32, D>>(
     match kind {
         Loss::BinaryCrossentropy => {
             let targets = labels.iter().map(|&l| l as f32).collect();
-            binary_cross_entropy_with_logits_loss(logits, dev.tensor_from_vec(targets, (batch, units)))
+            binary_cross_entropy_with_logits_loss(
+                logits,
+                dev.tensor_from_vec(targets, (batch, units)),
+            )
         }
         Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy => {
             let mut onehot = vec![0.0; batch * units];
-            labels.iter().enumerate().for_each(|(i, &l)| onehot[i * units + l] = 1.0);
+            labels
+                .iter()
+                .enumerate()
+                .for_each(|(i, &l)| onehot[i * units + l] = 1.0);
             cross_entropy_with_logits_loss(logits, dev.tensor_from_vec(onehot, (batch, units)))
         }
     }
@@ -41,6 +47,9 @@ pub fn correct(logits: &[f32], units: usize, labels: &[usize]) -> usize {
 pub fn predicted(row: &[f32]) -> usize {
     match row {
         [logit] => usize::from(*logit > 0.0),
-        _ => row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best }),
+        _ => row
+            .iter()
+            .enumerate()
+            .fold(0, |best, (i, &v)| if v > row[best] { i } else { best }),
     }
 }

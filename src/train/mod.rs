@@ -29,7 +29,11 @@ pub fn fit<D: Backend>(
     mut on_epoch: impl FnMut(&History) -> Result<()>,
 ) -> Result<(Network<D>, History)> {
     let cfg = &plan.config;
-    let mut net = Network::new(plan.model.clone(), dev, &mut seed::rng(cfg.experiment.seed, Stream::Init, &[]));
+    let mut net = Network::new(
+        plan.model.clone(),
+        dev,
+        &mut seed::rng(cfg.experiment.seed, Stream::Init, &[]),
+    );
     let mut adam = Adam::<D>::new(cfg.train.learning_rate);
     let mut history = History::default();
     let (batch_size, epochs) = (cfg.train.batch_size, cfg.train.epochs);
@@ -38,7 +42,10 @@ pub fn fit<D: Backend>(
     for epoch in 0..epochs {
         let progress = Progress::start(epoch, epochs, steps);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for (step, indices) in epoch_order(&split.train, cfg.experiment.seed, epoch).chunks(batch_size).enumerate() {
+        for (step, indices) in epoch_order(&split.train, cfg.experiment.seed, epoch)
+            .chunks(batch_size)
+            .enumerate()
+        {
             images.batch_into(indices, &mut x);
             let labels: Vec<usize> = indices.iter().map(|&i| images.labels[i]).collect();
             let input = dev.tensor_from_vec(x.clone(), (indices.len(), images.image_len()));
@@ -56,11 +63,16 @@ pub fn fit<D: Backend>(
                 )));
             }
             let mut grads = loss.backward();
-            adam.update(&mut net.params, &mut grads).map_err(|e| Error::Train(format!("optimizer step failed: {e:?}")))?;
+            adam.update(&mut net.params, &mut grads)
+                .map_err(|e| Error::Train(format!("optimizer step failed: {e:?}")))?;
             loss_sum += value * indices.len() as f64;
             correct += loss::correct(&host_logits, host_logits.len() / indices.len(), &labels);
             seen += indices.len();
-            progress.step(step + 1, loss_sum / seen as f64, correct as f64 / seen as f64);
+            progress.step(
+                step + 1,
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64,
+            );
         }
         let (val_loss, val_accuracy) = evaluate(dev, &net, plan, images, &split.val);
         let record = EpochRecord {
@@ -78,16 +90,26 @@ pub fn fit<D: Backend>(
 }
 
 /// Mean loss and accuracy of `net` on the samples `indices`, without a tape.
-pub fn evaluate<D: Backend>(dev: &D, net: &Network<D>, plan: &Plan, images: &Images, indices: &[usize]) -> (f64, f64) {
+pub fn evaluate<D: Backend>(
+    dev: &D,
+    net: &Network<D>,
+    plan: &Plan,
+    images: &Images,
+    indices: &[usize],
+) -> (f64, f64) {
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     let mut x = Vec::new();
     for chunk in indices.chunks(plan.config.train.batch_size) {
         images.batch_into(chunk, &mut x);
         let labels: Vec<usize> = chunk.iter().map(|&i| images.labels[i]).collect();
-        let logits = net.forward(dev.tensor_from_vec(x.clone(), (chunk.len(), images.image_len())), true);
+        let logits = net.forward(
+            dev.tensor_from_vec(x.clone(), (chunk.len(), images.image_len())),
+            true,
+        );
         let host = logits.as_vec();
         correct += loss::correct(&host, host.len() / chunk.len(), &labels);
-        loss_sum += f64::from(loss::loss(plan.config.train.loss, logits, &labels).as_vec()[0]) * chunk.len() as f64;
+        loss_sum += f64::from(loss::loss(plan.config.train.loss, logits, &labels).as_vec()[0])
+            * chunk.len() as f64;
     }
     let n = indices.len().max(1) as f64;
     (loss_sum / n, correct as f64 / n)

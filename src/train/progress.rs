@@ -21,7 +21,12 @@ impl Progress {
         if tty {
             eprintln!("Epoch {}/{epochs}", epoch + 1);
         }
-        Progress { tty, epochs, steps, start: Instant::now() }
+        Progress {
+            tty,
+            epochs,
+            steps,
+            start: Instant::now(),
+        }
     }
 
     /// After each batch: redraws the bar with the running loss and accuracy.
@@ -31,9 +36,18 @@ impl Progress {
         }
         let width = 30;
         let done = (step * width) / self.steps.max(1);
-        let bar = format!("{}{}{}", "=".repeat(done.saturating_sub(1)), if done > 0 { ">" } else { "" }, ".".repeat(width - done));
+        let bar = format!(
+            "{}{}{}",
+            "=".repeat(done.saturating_sub(1)),
+            if done > 0 { ">" } else { "" },
+            ".".repeat(width - done)
+        );
         let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r{step:>5}/{} [{bar}] - loss: {loss:.4} - accuracy: {accuracy:.4}", self.steps);
+        let _ = write!(
+            err,
+            "\r{step:>5}/{} [{bar}] - loss: {loss:.4} - accuracy: {accuracy:.4}",
+            self.steps
+        );
         let _ = err.flush();
     }
 

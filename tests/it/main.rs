@@ -1,0 +1,8 @@
+//! The one integration-test binary (dfdx links once). Modules by area.
+
+mod cli;
+mod config;
+mod data;
+mod model;
+mod ops;
+mod util;

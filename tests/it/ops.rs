@@ -1,0 +1,329 @@
+//! Our conv2d, max pooling and dense layers, forward and backward through the dfdx tape,
+//! against a float64 naive reference on random inputs of several shapes.
+
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use runner::model::layers::conv2d::Conv2dConfig;
+use runner::model::layers::dense::DenseConfig;
+use runner::model::layers::max_pooling2d::MaxPooling2dConfig;
+use runner::model::layers::{Activation, Ctx, Layer, Padding, Pair};
+use runner::model::Shape;
+use runner::ops;
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+fn assert_close(name: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let tol = 1e-4 * (1.0 + w.abs());
+        assert!(
+            (f64::from(g) - w).abs() <= tol,
+            "{name}[{i}]: got {g}, want {w}"
+        );
+    }
+}
+
+/// Loss = Σ y·r for a fixed random r, so dL/dy = r.
+fn weighted_sum(
+    y: Tensor<(usize, usize), f32, Cpu, OwnedTape<f32, Cpu>>,
+    r: &[f32],
+) -> Tensor<Rank0, f32, Cpu, OwnedTape<f32, Cpu>> {
+    let dev = y.device().clone();
+    let shape = *y.shape();
+    (y * dev.tensor_from_vec(r.to_vec(), shape)).sum::<Rank0, _>()
+}
+
+struct ConvCase {
+    batch: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    filters: usize,
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    padding: Padding,
+}
+
+#[test]
+fn conv2d_matches_float64_reference_forward_and_backward() {
+    let cases = [
+        ConvCase {
+            batch: 2,
+            c: 3,
+            h: 7,
+            w: 5,
+            filters: 4,
+            kernel: [3, 3],
+            strides: [1, 1],
+            padding: Padding::Valid,
+        },
+        ConvCase {
+            batch: 1,
+            c: 2,
+            h: 9,
+            w: 8,
+            filters: 3,
+            kernel: [3, 3],
+            strides: [2, 2],
+            padding: Padding::Same,
+        },
+        ConvCase {
+            batch: 3,
+            c: 1,
+            h: 6,
+            w: 7,
+            filters: 5,
+            kernel: [2, 3],
+            strides: [2, 1],
+            padding: Padding::Same,
+        },
+        ConvCase {
+            batch: 1,
+            c: 4,
+            h: 5,
+            w: 5,
+            filters: 2,
+            kernel: [5, 5],
+            strides: [1, 1],
+            padding: Padding::Valid,
+        },
+        ConvCase {
+            batch: 2,
+            c: 2,
+            h: 11,
+            w: 6,
+            filters: 3,
+            kernel: [4, 4],
+            strides: [3, 2],
+            padding: Padding::Same,
+        },
+        ConvCase {
+            batch: 2,
+            c: 3,
+            h: 8,
+            w: 9,
+            filters: 2,
+            kernel: [3, 3],
+            strides: [2, 2],
+            padding: Padding::Valid,
+        },
+    ];
+    for (n, t) in cases.iter().enumerate() {
+        let layer = Conv2dConfig {
+            filters: t.filters,
+            kernel_size: Pair(t.kernel),
+            strides: Pair(t.strides),
+            padding: t.padding,
+            activation: Activation::Linear,
+        };
+        let input = Shape::Image {
+            c: t.c,
+            h: t.h,
+            w: t.w,
+        };
+        let g = layer.geometry(input).unwrap();
+        let [kh, kw] = t.kernel;
+        let x = random(t.batch * g.in_len(), 1 + n as u64);
+        let w = random(t.filters * t.c * kh * kw, 100 + n as u64);
+        let b = random(t.filters, 200 + n as u64);
+        let r = random(t.batch * g.out_len(), 300 + n as u64);
+
+        let dev = Cpu::default();
+        let xt = dev.tensor_from_vec(x.clone(), (t.batch, g.in_len()));
+        let wt = dev.tensor_from_vec(w.clone(), (w.len(),));
+        let bt = dev.tensor_from_vec(b.clone(), (b.len(),));
+        let y = ops::conv2d(xt.leaky_trace(), &wt, &bt, g, true);
+        let y_host = y.as_vec();
+        let grads = weighted_sum(y, &r).backward();
+
+        // Naive float64 reference.
+        let (oh, ow) = (g.oh, g.ow);
+        let mut y_ref = vec![0f64; t.batch * g.out_len()];
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; w.len()];
+        let mut db = vec![0f64; b.len()];
+        for bi in 0..t.batch {
+            for f in 0..t.filters {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let o = ((bi * t.filters + f) * oh + oy) * ow + ox;
+                        let mut acc = f64::from(b[f]);
+                        db[f] += f64::from(r[o]);
+                        for c in 0..t.c {
+                            for ki in 0..kh {
+                                for kj in 0..kw {
+                                    let iy = (oy * t.strides[0] + ki) as isize - g.pad_top as isize;
+                                    let ix =
+                                        (ox * t.strides[1] + kj) as isize - g.pad_left as isize;
+                                    if iy < 0 || ix < 0 || iy >= t.h as isize || ix >= t.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xi =
+                                        ((bi * t.c + c) * t.h + iy as usize) * t.w + ix as usize;
+                                    let wi = ((f * t.c + c) * kh + ki) * kw + kj;
+                                    acc += f64::from(x[xi]) * f64::from(w[wi]);
+                                    dx[xi] += f64::from(r[o]) * f64::from(w[wi]);
+                                    dw[wi] += f64::from(r[o]) * f64::from(x[xi]);
+                                }
+                            }
+                        }
+                        y_ref[o] = acc;
+                    }
+                }
+            }
+        }
+        assert_close(&format!("case {n} y"), &y_host, &y_ref);
+        assert_close(&format!("case {n} dx"), &grads.get(&xt).as_vec(), &dx);
+        assert_close(&format!("case {n} dw"), &grads.get(&wt).as_vec(), &dw);
+        assert_close(&format!("case {n} db"), &grads.get(&bt).as_vec(), &db);
+    }
+}
+
+#[test]
+fn max_pooling_matches_reference_forward_and_backward() {
+    // (batch, c, h, w, pool, strides, padding)
+    let cases = [
+        (2, 2, 7, 7, [2, 2], None, Padding::Valid),
+        (1, 3, 5, 6, [3, 3], Some([2, 2]), Padding::Same),
+        (3, 1, 6, 5, [2, 2], Some([1, 1]), Padding::Valid),
+        (1, 2, 9, 4, [2, 3], Some([2, 1]), Padding::Same),
+    ];
+    for (n, (batch, c, h, w, pool, strides, padding)) in cases.into_iter().enumerate() {
+        let layer = MaxPooling2dConfig {
+            pool_size: Pair(pool),
+            strides: strides.map(Pair),
+            padding,
+        };
+        let g = layer.geometry(Shape::Image { c, h, w }).unwrap();
+        let x = random(batch * c * h * w, 10 + n as u64);
+        let r = random(batch * g.out_len(), 20 + n as u64);
+        let dev = Cpu::default();
+        let xt = dev.tensor_from_vec(x.clone(), (batch, c * h * w));
+        let y = ops::max_pool2d(xt.leaky_trace(), g);
+        let y_host = y.as_vec();
+        let grads = weighted_sum(y, &r).backward();
+
+        let mut y_ref = vec![0f64; r.len()];
+        let mut dx = vec![0f64; x.len()];
+        let [sh, sw] = strides.unwrap_or(pool);
+        for bi in 0..batch {
+            for ch in 0..c {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut best = (f64::NEG_INFINITY, 0);
+                        for ki in 0..pool[0] {
+                            for kj in 0..pool[1] {
+                                let iy = (oy * sh + ki) as isize - g.pad_top as isize;
+                                let ix = (ox * sw + kj) as isize - g.pad_left as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let i = ((bi * c + ch) * h + iy as usize) * w + ix as usize;
+                                if f64::from(x[i]) > best.0 {
+                                    best = (f64::from(x[i]), i);
+                                }
+                            }
+                        }
+                        let o = ((bi * c + ch) * g.oh + oy) * g.ow + ox;
+                        y_ref[o] = best.0;
+                        dx[best.1] += f64::from(r[o]);
+                    }
+                }
+            }
+        }
+        assert_close(&format!("pool case {n} y"), &y_host, &y_ref);
+        assert_close(&format!("pool case {n} dx"), &grads.get(&xt).as_vec(), &dx);
+    }
+}
+
+#[test]
+fn dense_matches_reference_forward_and_backward() {
+    for (n, (batch, fan_in, units)) in [(1, 5, 3), (4, 7, 1), (3, 13, 6)].into_iter().enumerate() {
+        let layer = DenseConfig {
+            units,
+            activation: Activation::Linear,
+        };
+        let x = random(batch * fan_in, 40 + n as u64);
+        let w = random(fan_in * units, 50 + n as u64);
+        let b = random(units, 60 + n as u64);
+        let r = random(batch * units, 70 + n as u64);
+        let dev = Cpu::default();
+        let xt = dev.tensor_from_vec(x.clone(), (batch, fan_in));
+        let params = [
+            dev.tensor_from_vec(w.clone(), (w.len(),)),
+            dev.tensor_from_vec(b.clone(), (units,)),
+        ];
+        let ctx = Ctx {
+            input: Shape::Flat(fan_in),
+            output: Shape::Flat(units),
+            params: &params,
+            skip_activation: false,
+            input_grad: true,
+        };
+        let y = layer.forward(xt.leaky_trace(), &ctx);
+        let y_host = y.as_vec();
+        let grads = weighted_sum(y, &r).backward();
+
+        let mut y_ref = vec![0f64; batch * units];
+        let (mut dx, mut dw, mut db) =
+            (vec![0f64; x.len()], vec![0f64; w.len()], vec![0f64; units]);
+        for i in 0..batch {
+            for u in 0..units {
+                let o = i * units + u;
+                y_ref[o] = f64::from(b[u]);
+                db[u] += f64::from(r[o]);
+                for k in 0..fan_in {
+                    y_ref[o] += f64::from(x[i * fan_in + k]) * f64::from(w[k * units + u]);
+                    dx[i * fan_in + k] += f64::from(r[o]) * f64::from(w[k * units + u]);
+                    dw[k * units + u] += f64::from(r[o]) * f64::from(x[i * fan_in + k]);
+                }
+            }
+        }
+        assert_close(&format!("dense case {n} y"), &y_host, &y_ref);
+        assert_close(&format!("dense case {n} dx"), &grads.get(&xt).as_vec(), &dx);
+        assert_close(
+            &format!("dense case {n} dw"),
+            &grads.get(&params[0]).as_vec(),
+            &dw,
+        );
+        assert_close(
+            &format!("dense case {n} db"),
+            &grads.get(&params[1]).as_vec(),
+            &db,
+        );
+    }
+}
+
+#[test]
+fn first_layer_skips_the_input_gradient_but_keeps_weight_gradients() {
+    let layer = Conv2dConfig {
+        filters: 2,
+        kernel_size: Pair([3, 3]),
+        strides: Pair([1, 1]),
+        padding: Padding::Valid,
+        activation: Activation::Linear,
+    };
+    let g = layer.geometry(Shape::Image { c: 1, h: 5, w: 5 }).unwrap();
+    let dev = Cpu::default();
+    let xt = dev.tensor_from_vec(random(25, 1), (1, 25));
+    let wt = dev.tensor_from_vec(random(18, 2), (18,));
+    let bt = dev.tensor_from_vec(vec![0.0; 2], (2,));
+    let y = ops::conv2d(xt.leaky_trace(), &wt, &bt, g, false);
+    let r = vec![1.0; 18];
+    let mut grads = weighted_sum(y, &r).backward();
+    assert!(grads
+        .get_or_alloc_mut(&wt)
+        .unwrap()
+        .iter()
+        .any(|&v| v != 0.0));
+    // The input's gradient was never written: allocating it now gives zeros.
+    assert!(grads
+        .get_or_alloc_mut(&xt)
+        .unwrap()
+        .iter()
+        .all(|&v| v == 0.0));
+}

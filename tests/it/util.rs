@@ -1,0 +1,140 @@
+//! Shared helpers: run the real binary, build small datasets and configs in temp folders.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::{ImageBuffer, Luma, Rgb};
+use rand::{Rng, SeedableRng};
+
+/// Repository root (tests run with it as the working directory too).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `runner` with `args` in `cwd`.
+pub fn runner(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("runner starts")
+}
+
+/// stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that the process exited with `code` and did not panic.
+pub fn assert_exit(out: &Output, code: i32) {
+    let err = stderr(out);
+    assert!(!err.contains("panicked"), "runner panicked:\n{err}");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "unexpected exit status; stderr:\n{err}"
+    );
+}
+
+/// Copies the first `per_class` images of `classes` of the bundled Fashion-MNIST into `dst`.
+pub fn fashion_subset(dst: &Path, classes: &[&str], per_class: usize) {
+    for class in classes {
+        let src = repo().join("data/fashion_mnist").join(class);
+        let mut files: Vec<_> = std::fs::read_dir(&src)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        std::fs::create_dir_all(dst.join(class)).unwrap();
+        for f in files.iter().take(per_class) {
+            std::fs::copy(f, dst.join(class).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// A small Fashion-MNIST experiment: the baseline's model on `data`, for `epochs`.
+pub fn small_config(
+    name: &str,
+    data: &Path,
+    results: &Path,
+    seed: u64,
+    epochs: usize,
+    classes: usize,
+) -> String {
+    format!(
+        r#"[experiment]
+name = "{name}"
+seed = {seed}
+
+[data]
+path = "{data}"
+image_size = [28, 28]
+color_mode = "grayscale"
+validation_split = 0.25
+
+[[model.layers]]
+type = "conv2d"
+filters = 8
+kernel_size = 3
+activation = "relu"
+
+[[model.layers]]
+type = "max_pooling2d"
+
+[[model.layers]]
+type = "flatten"
+
+[[model.layers]]
+type = "dense"
+units = 32
+activation = "relu"
+
+[[model.layers]]
+type = "dense"
+units = {classes}
+activation = "softmax"
+
+[train]
+loss = "sparse_categorical_crossentropy"
+epochs = {epochs}
+batch_size = 16
+
+[output]
+dir = "{results}"
+"#,
+        data = data.display(),
+        results = results.display()
+    )
+}
+
+/// Writes a folder of small JPEGs in two classes that a CNN can tell apart (horizontal vs
+/// vertical stripes, with noise), plus a zero-byte JPEG, a text file named `.jpg`, and OS litter.
+pub fn striped_jpegs(dst: &Path, per_class: usize, size: (u32, u32)) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for (class, vertical) in [("Cat", false), ("Dog", true)] {
+        let dir = dst.join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..per_class {
+            let phase = rng.gen_range(0..8);
+            let img = ImageBuffer::from_fn(size.0, size.1, |x, y| {
+                let t = if vertical { x } else { y };
+                let on = (t + phase) / 4 % 2 == 0;
+                let base: u8 = if on { 200 } else { 50 };
+                let noise: u8 = rng.gen_range(0..40);
+                Rgb([base.saturating_add(noise), base, base.saturating_sub(noise)])
+            });
+            img.save(dir.join(format!("{i}.jpg"))).unwrap();
+        }
+    }
+    std::fs::write(dst.join("Cat/666.jpg"), b"").unwrap();
+    std::fs::write(dst.join("Dog/11702.jpg"), b"this is not a jpeg").unwrap();
+    std::fs::write(dst.join("Dog/Thumbs.db"), b"litter").unwrap();
+}
+
+/// A greyscale PNG of `size` with pixel values from `f`.
+pub fn gray_png(path: &Path, size: u32, f: impl Fn(u32, u32) -> u8) {
+    ImageBuffer::from_fn(size, size, |x, y| Luma([f(x, y)]))
+        .save(path)
+        .unwrap();
+}
