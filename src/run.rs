@@ -90,11 +90,15 @@ pub fn run(config_path: &Path) -> Result<Outcome> {
 
     match cfg.experiment.device {
         DeviceKind::Cpu => train_on(Cpu::seed_from_u64(device_seed(&plan)), &plan, &images, &split, dir),
-        DeviceKind::Cuda => Err(Error::Config(format!(
-            "{}: device = \"cuda\": the convolution and pooling kernels run on the CPU only in this \
-             version; set device = \"cpu\"",
-            plan.source.path.display()
-        ))),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => {
+            let dev = Cuda::try_seed_from_u64(device_seed(&plan))
+                .map_err(|e| Error::Train(format!("cannot start CUDA device 0: {e:?}")))?;
+            train_on(dev, &plan, &images, &split, dir)
+        }
+        // `config::validate` already rejects this in builds without CUDA.
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => Err(Error::Config("device = \"cuda\" needs a build with --features cuda".into())),
     }
 }
 

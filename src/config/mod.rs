@@ -218,13 +218,15 @@ fn head_problem(plan: &ModelPlan, loss: Loss) -> Option<String> {
         (Loss::BinaryCrossentropy, Shape::Flat(1), Sigmoid) => None,
         (Loss::BinaryCrossentropy, ..) => Some(format!(
             "binary_crossentropy needs a last layer with 1 unit and activation = \"sigmoid\", \
-             but this one gives {units} with activation {activation:?}"
+             but this one gives {units} with activation = \"{}\"",
+            serde_name(activation)
         )),
         (_, Shape::Flat(n), Softmax) if n >= 2 => None,
         _ => Some(format!(
             "{} needs a last layer with one unit per class and activation = \"softmax\", \
-             but this one gives {units} with activation {activation:?}",
-            serde_name(loss)
+             but this one gives {units} with activation = \"{}\"",
+            serde_name(loss),
+            serde_name(activation)
         )),
     }
 }

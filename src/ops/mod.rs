@@ -36,3 +36,21 @@ impl Backend for Cpu {
         Ok(())
     }
 }
+
+/// On CUDA our kernels run on the host: inputs come down with `as_vec`, results go back up,
+/// and gradients are added through a host copy. Correct but slow; CUDA kernels are future work.
+#[cfg(feature = "cuda")]
+impl Backend for Cuda {
+    fn add_grad<S: Shape>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        delta: &[f32],
+    ) -> Result<(), Self::Err> {
+        let g: &mut cudarc::driver::CudaSlice<f32> = grads.get_or_alloc_mut(t)?;
+        let gpu = g.device();
+        let mut host = gpu.dtoh_sync_copy(g)?;
+        host.iter_mut().zip(delta).for_each(|(h, d)| *h += d);
+        gpu.htod_sync_copy_into(&host, g)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! Training throughput: a full step (forward, backward, Adam) of the baseline model and of the
+//! tutorial model, and the tutorial's first convolution alone. Run with `cargo bench`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use runner::config;
+use runner::model::layers::conv2d::Conv2dConfig;
+use runner::model::layers::{Activation, Padding, Pair};
+use runner::model::{Network, Shape};
+use runner::train::{adam::Adam, loss};
+
+fn random(n: usize) -> Vec<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    (0..n).map(|_| rng.gen_range(0.0..1.0)).collect()
+}
+
+fn train_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("train_step");
+    group.sample_size(10);
+    for name in ["baseline", "cats_vs_dogs"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("experiments/{name}.toml"));
+        let (cfg, source) = config::load(&path).unwrap();
+        let plan = config::validate(cfg, source).unwrap();
+        let dev = Cpu::default();
+        let mut net = Network::new(plan.model.clone(), &dev, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        let mut adam = Adam::new(1e-3);
+        let batch = 32;
+        let input_len = plan.model.input.len();
+        let x = random(batch * input_len);
+        let classes = match plan.model.output() {
+            Shape::Flat(1) => 2,
+            other => other.len(),
+        };
+        let labels: Vec<usize> = (0..batch).map(|i| i % classes).collect();
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(BenchmarkId::new("batch32", name), |b| {
+            b.iter(|| {
+                let input = dev.tensor_from_vec(x.clone(), (batch, input_len));
+                let logits = net.forward(input.traced(Gradients::leaky()), true);
+                let l = loss::loss(plan.config.train.loss, logits, &labels);
+                let mut grads = l.backward();
+                adam.update(&mut net.params, &mut grads).unwrap();
+            })
+        });
+    }
+    group.finish();
+}
+
+fn tutorial_first_conv(c: &mut Criterion) {
+    let layer = Conv2dConfig {
+        filters: 16,
+        kernel_size: Pair([3, 3]),
+        strides: Pair([1, 1]),
+        padding: Padding::Valid,
+        activation: Activation::Relu,
+    };
+    let g = layer.geometry(Shape::Image { c: 3, h: 128, w: 128 }).unwrap();
+    let batch = 8;
+    let x = random(batch * g.in_len());
+    let w = random(16 * 27);
+    let b = random(16);
+    let dy = random(batch * g.out_len());
+    let mut group = c.benchmark_group("conv2d_128x128x3_to_16");
+    group.throughput(Throughput::Elements(batch as u64));
+    group.bench_function("forward", |bench| bench.iter(|| runner::ops::conv2d::forward(&x, &w, &b, batch, &g)));
+    group.bench_function("backward_weights", |bench| {
+        bench.iter(|| runner::ops::conv2d::backward(&x, &w, &dy, batch, &g, false))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, train_step, tutorial_first_conv);
+criterion_main!(benches);
