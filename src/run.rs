@@ -88,17 +88,34 @@ pub fn run(config_path: &Path) -> Result<Outcome> {
         crate::model::summary::render(&cfg.experiment.name, &plan.model),
     )?;
 
-    match cfg.experiment.device {
-        DeviceKind::Cpu => train_on(Cpu::seed_from_u64(device_seed(&plan)), &plan, &images, &split, dir),
+    // Training runs on a worker of the thread pool, so the thread driving the loop is one of
+    // the pool's threads instead of an extra one competing with them for the cores.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .build()
+        .map_err(|e| Error::Train(format!("cannot start worker threads: {e}")))?;
+    pool.install(|| train_with(plan, &images, &split, dir))
+}
+
+fn train_with(plan: Plan, images: &Images, split: &Split, dir: RunDir) -> Result<Outcome> {
+    match plan.config.experiment.device {
+        DeviceKind::Cpu => train_on(
+            Cpu::seed_from_u64(device_seed(&plan)),
+            &plan,
+            images,
+            split,
+            dir,
+        ),
         #[cfg(feature = "cuda")]
         DeviceKind::Cuda => {
             let dev = Cuda::try_seed_from_u64(device_seed(&plan))
                 .map_err(|e| Error::Train(format!("cannot start CUDA device 0: {e:?}")))?;
-            train_on(dev, &plan, &images, &split, dir)
+            train_on(dev, &plan, images, split, dir)
         }
         // `config::validate` already rejects this in builds without CUDA.
         #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => Err(Error::Config("device = \"cuda\" needs a build with --features cuda".into())),
+        DeviceKind::Cuda => Err(Error::Config(
+            "device = \"cuda\" needs a build with --features cuda".into(),
+        )),
     }
 }
 

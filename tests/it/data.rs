@@ -22,7 +22,13 @@ fn scan_sorts_classes_and_files_and_skips_litter() {
     let names: Vec<String> = listing
         .samples
         .iter()
-        .map(|s| format!("{}:{}", s.label, s.path.file_name().unwrap().to_string_lossy()))
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s.label,
+                s.path.file_name().unwrap().to_string_lossy()
+            )
+        })
         .collect();
     assert_eq!(names, ["0:c.png", "0:z.png", "1:a.png", "1:b.png"]);
     assert_eq!(listing.counts(), [2, 2]);
@@ -37,7 +43,11 @@ fn stratified_split_keeps_class_balance_and_depends_only_on_the_seed() {
     assert_eq!(s.train.len() + s.val.len(), 300);
     let mut all: Vec<usize> = s.train.iter().chain(&s.val).copied().collect();
     all.sort_unstable();
-    assert_eq!(all, (0..300).collect::<Vec<_>>(), "every sample in exactly one split");
+    assert_eq!(
+        all,
+        (0..300).collect::<Vec<_>>(),
+        "every sample in exactly one split"
+    );
     assert_eq!(s, data::split(&labels, 2, 0.3, true, 42));
     assert_ne!(s, data::split(&labels, 2, 0.3, true, 43));
 
@@ -69,8 +79,11 @@ fn decode_resizes_converts_and_scales_to_unit_range() {
     assert_eq!(rgb.len(), 3 * 2 * 3, "CHW with three channels");
 
     std::fs::write(tmp.path().join("bad.png"), b"\x89PNG\r\n\x1a\ntruncated").unwrap();
-    let err = data::decode::decode(&tmp.path().join("bad.png"), [4, 4], ColorMode::Grayscale).unwrap_err();
+    let err = data::decode::decode(&tmp.path().join("bad.png"), [4, 4], ColorMode::Grayscale)
+        .unwrap_err();
     assert!(err.contains("corrupt"), "{err}");
     std::fs::write(tmp.path().join("notes.jpg"), b"hello").unwrap();
-    assert!(data::decode::decode(&tmp.path().join("notes.jpg"), [4, 4], ColorMode::Grayscale).is_err());
+    assert!(
+        data::decode::decode(&tmp.path().join("notes.jpg"), [4, 4], ColorMode::Grayscale).is_err()
+    );
 }
