@@ -48,17 +48,19 @@ impl Images {
         self.shape.iter().product()
     }
 
-    /// Pixels of images `indices`, scaled to [0, 1], appended to `out` (cleared first).
-    pub fn batch_into(&self, indices: &[usize], out: &mut Vec<f32>) {
+    /// Pixels of images `indices`, scaled to [0, 1], one image after another.
+    pub fn batch(&self, indices: &[usize]) -> Vec<f32> {
         let n = self.image_len();
-        out.clear();
-        for &i in indices {
-            out.extend(
-                self.pixels[i * n..(i + 1) * n]
-                    .iter()
-                    .map(|&p| f32::from(p) / 255.0),
-            );
-        }
+        indices
+            .iter()
+            .flat_map(|&i| &self.pixels[i * n..(i + 1) * n])
+            .map(|&p| f32::from(p) / 255.0)
+            .collect()
+    }
+
+    /// Class indices of images `indices`.
+    pub fn labels_of(&self, indices: &[usize]) -> Vec<usize> {
+        indices.iter().map(|&i| self.labels[i]).collect()
     }
 }
 

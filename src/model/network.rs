@@ -74,7 +74,6 @@ impl<D: Backend> Network<D> {
             .fold(x, |x, (i, (layer, range))| {
                 let ctx = Ctx {
                     input: layer.input,
-                    output: layer.output,
                     params: &tensors[range.clone()],
                     skip_activation: logits && i == last,
                     input_grad: i > 0,

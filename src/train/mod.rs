@@ -38,7 +38,6 @@ pub fn fit<D: Backend>(
     let mut history = History::default();
     let (batch_size, epochs) = (cfg.train.batch_size, cfg.train.epochs);
     let steps = split.train.len().div_ceil(batch_size);
-    let mut x = Vec::new();
     for epoch in 0..epochs {
         let progress = Progress::start(epoch, epochs, steps);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
@@ -46,9 +45,9 @@ pub fn fit<D: Backend>(
             .chunks(batch_size)
             .enumerate()
         {
-            images.batch_into(indices, &mut x);
-            let labels: Vec<usize> = indices.iter().map(|&i| images.labels[i]).collect();
-            let input = dev.tensor_from_vec(x.clone(), (indices.len(), images.image_len()));
+            let labels = images.labels_of(indices);
+            let input =
+                dev.tensor_from_vec(images.batch(indices), (indices.len(), images.image_len()));
             let logits = net.forward(input.traced(Gradients::leaky()), true);
             let host_logits = logits.retaped::<NoneTape>().as_vec();
             let loss = loss::loss(cfg.train.loss, logits, &labels);
@@ -98,14 +97,10 @@ pub fn evaluate<D: Backend>(
     indices: &[usize],
 ) -> (f64, f64) {
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-    let mut x = Vec::new();
     for chunk in indices.chunks(plan.config.train.batch_size) {
-        images.batch_into(chunk, &mut x);
-        let labels: Vec<usize> = chunk.iter().map(|&i| images.labels[i]).collect();
-        let logits = net.forward(
-            dev.tensor_from_vec(x.clone(), (chunk.len(), images.image_len())),
-            true,
-        );
+        let labels = images.labels_of(chunk);
+        let input = dev.tensor_from_vec(images.batch(chunk), (chunk.len(), images.image_len()));
+        let logits = net.forward(input, true);
         let host = logits.as_vec();
         correct += loss::correct(&host, host.len() / chunk.len(), &labels);
         loss_sum += f64::from(loss::loss(plan.config.train.loss, logits, &labels).as_vec()[0])

@@ -123,7 +123,7 @@ fn trains_on_bundled_images_and_writes_every_result_file() {
 }
 
 #[test]
-fn same_seed_gives_byte_identical_results_and_another_seed_does_not() {
+fn same_seed_gives_byte_identical_results_whatever_the_thread_count_and_another_seed_does_not() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     fashion_subset(&data, &["coat", "dress", "sandal"], 40);

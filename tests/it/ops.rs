@@ -259,7 +259,6 @@ fn dense_matches_reference_forward_and_backward() {
         ];
         let ctx = Ctx {
             input: Shape::Flat(fan_in),
-            output: Shape::Flat(units),
             params: &params,
             skip_activation: false,
             input_grad: true,

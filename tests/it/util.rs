@@ -11,12 +11,17 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs `runner` with `args` in `cwd`.
+/// Runs `runner` with `args` in `cwd`, on two worker threads.
 pub fn runner(cwd: &Path, args: &[&str]) -> Output {
+    runner_with_threads(cwd, args, 2)
+}
+
+/// Runs `runner` with `args` in `cwd` on `threads` worker threads.
+pub fn runner_with_threads(cwd: &Path, args: &[&str], threads: usize) -> Output {
     Command::new(env!("CARGO_BIN_EXE_runner"))
         .args(args)
         .current_dir(cwd)
-        .env("RAYON_NUM_THREADS", "2")
+        .env("RAYON_NUM_THREADS", threads.to_string())
         .output()
         .expect("runner starts")
 }

@@ -47,8 +47,6 @@ pub trait Layer {
 pub struct Ctx<'a, D: Backend> {
     /// Input shape per sample.
     pub input: Shape,
-    /// Output shape per sample (from shape inference).
-    pub output: Shape,
     /// This layer's parameters, in `Layer::params` order.
     pub params: &'a [Param<D>],
     /// Skip this layer's activation: the loss applies it in a numerically stable form.
