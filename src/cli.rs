@@ -26,19 +26,29 @@ enum Command {
         /// Experiment file.
         config: PathBuf,
     },
+    /// Check CONFIG, load its dataset (quarantining bad files, filling the image cache), and
+    /// write sample images per class, class counts, the split and the quarantine list to
+    /// `<output.dir>/<experiment>/data/`, without training.
+    Data {
+        /// Experiment file.
+        config: PathBuf,
+    },
 }
 
 impl Cli {
     /// Carries out the command.
     pub fn execute(self) -> Result<()> {
-        let config = match self.command {
-            Some(Command::Run { config }) => config,
-            None => self.config.ok_or_else(|| {
-                crate::Error::Usage(
-                    "missing experiment file; usage: runner <CONFIG.toml> (see --help)".into(),
-                )
-            })?,
-        };
-        crate::run::run(&config).map(|_| ())
+        match self.command {
+            Some(Command::Data { config }) => crate::run::data_report(&config).map(|_| ()),
+            Some(Command::Run { config }) => crate::run::run(&config).map(|_| ()),
+            None => {
+                let config = self.config.ok_or_else(|| {
+                    crate::Error::Usage(
+                        "missing experiment file; usage: runner <CONFIG.toml> (see --help)".into(),
+                    )
+                })?;
+                crate::run::run(&config).map(|_| ())
+            }
+        }
     }
 }

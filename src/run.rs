@@ -8,7 +8,7 @@ use std::time::Instant;
 use dfdx::prelude::*;
 
 use crate::config::{self, DeviceKind, Plan, PlotFormat};
-use crate::data::{self, Images, Split};
+use crate::data::{self, Images, LoadStats, Split};
 use crate::ops::Backend;
 use crate::results::manifest::{self, DatasetFacts, Manifest, Status};
 use crate::results::{files, safetensors, RunDir};
@@ -25,12 +25,25 @@ pub struct Outcome {
     pub history: History,
 }
 
-/// Checks `config_path` completely, then trains it and writes its run folder.
-pub fn run(config_path: &Path) -> Result<Outcome> {
-    let (config, source) = config::load(config_path)?;
-    let plan = config::validate(config, source)?;
-    let cfg = &plan.config;
+/// The data of a run: decoded images and their split.
+pub struct Prepared {
+    /// Decoded images.
+    pub images: Images,
+    /// Train / validation / test indices.
+    pub split: Split,
+    /// How many were decoded and how many came from the cache.
+    pub stats: LoadStats,
+}
 
+/// Reads and checks a config file completely; nothing else is touched.
+pub fn plan(config_path: &Path) -> Result<Plan> {
+    let (config, source) = config::load(config_path)?;
+    config::validate(config, source)
+}
+
+/// Scans, checks, decodes (or takes from the cache) and splits the dataset of `plan`.
+pub fn prepare(plan: &Plan) -> Result<Prepared> {
+    let cfg = &plan.config;
     let listing = data::scan(&cfg.data.path).map_err(|e| match e {
         Error::Data(message) => Error::Data(format!(
             "{message}\n  (data.path is set at {})",
@@ -39,33 +52,48 @@ pub fn run(config_path: &Path) -> Result<Outcome> {
         )),
         other => other,
     })?;
-    config::check_classes(&plan, &listing.classes)?;
-    let counts = listing.counts();
+    config::check_classes(plan, &listing.classes)?;
+    let counts: Vec<String> = listing
+        .classes
+        .iter()
+        .zip(listing.counts())
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
     tracing::info!(
         "found {} files in {} classes under {}: {}",
         listing.samples.len(),
         listing.classes.len(),
         cfg.data.path.display(),
-        listing
-            .classes
-            .iter()
-            .zip(&counts)
-            .map(|(c, n)| format!("{c} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        counts.join(", ")
     );
     let started = Instant::now();
-    let images = data::load(listing, cfg.data.image_size, cfg.data.color_mode)?;
+    let cache_dir = cfg.data.cache.then(data::cache::default_dir);
+    let (images, stats) = data::load(
+        listing,
+        cfg.data.image_size,
+        cfg.data.color_mode,
+        cache_dir.as_deref(),
+    )?;
     tracing::info!(
-        "decoded {} images in {:.1}s",
+        "{} images ready in {:.1}s: {} decoded, {} from the cache{}",
         images.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        stats.decoded,
+        stats.from_cache,
+        cache_dir
+            .map(|d| format!(" in {}", d.display()))
+            .unwrap_or_default()
     );
+    if let Some(summary) = data::quarantine::summary(&images.quarantined) {
+        tracing::warn!("{summary} (listed in quarantine.csv of the run folder)");
+    }
+    let d = &cfg.data;
     let split = data::split(
         &images.labels,
         images.classes.len(),
-        cfg.data.validation_split,
-        cfg.data.stratify,
+        d.validation_split,
+        d.test_split,
+        d.stratify,
         cfg.experiment.seed,
     );
     if split.train.is_empty() || split.val.is_empty() {
@@ -75,11 +103,83 @@ pub fn run(config_path: &Path) -> Result<Outcome> {
         )));
     }
     tracing::info!(
-        "training on {} images, validating on {}",
+        "training on {} images, validating on {}, testing on {}",
         split.train.len(),
-        split.val.len()
+        split.val.len(),
+        split.test.len()
     );
+    Ok(Prepared {
+        images,
+        split,
+        stats,
+    })
+}
 
+/// Writes what a person wants to see of the data into `dir`: the quarantine list, the split
+/// (file by file), sample images per class and the class counts per split.
+pub fn write_data_files(dir: &RunDir, plan: &Plan, data: &Prepared) -> Result<()> {
+    dir.write(
+        files::QUARANTINE,
+        data::quarantine::to_csv(&data.images.quarantined),
+    )?;
+    dir.write(files::SPLIT, split_csv(&data.images, &data.split))?;
+    let formats = &plan.config.output.plot_formats;
+    write_picture(
+        dir,
+        files::SAMPLES,
+        plots::samples::render(&data.images),
+        formats,
+    )?;
+    write_picture(
+        dir,
+        files::CLASS_COUNTS,
+        plots::counts::render(&data.images, &data.split),
+        formats,
+    )
+}
+
+/// `split.csv`: every used file with its class and split, in file order.
+fn split_csv(images: &Images, split: &Split) -> String {
+    let mut out = String::from("path,class,split\n");
+    for (i, path) in images.paths.iter().enumerate() {
+        let path = path.display().to_string();
+        let path = if path.contains([',', '"', '\n']) {
+            format!("\"{}\"", path.replace('"', "\"\""))
+        } else {
+            path
+        };
+        out += &format!(
+            "{path},{},{}\n",
+            images.classes[images.labels[i]],
+            split.name_of(i)
+        );
+    }
+    out
+}
+
+/// `runner data`: checks the config, prepares the data and writes its pictures and lists into
+/// `<output.dir>/<experiment>/data/`, without training.
+pub fn data_report(config_path: &Path) -> Result<RunDir> {
+    let plan = plan(config_path)?;
+    let data = prepare(&plan)?;
+    let path = plan
+        .config
+        .output
+        .dir
+        .join(&plan.config.experiment.name)
+        .join("data");
+    std::fs::create_dir_all(&path).map_err(|e| Error::io("creating folder", &path, e))?;
+    let dir = RunDir { path };
+    write_data_files(&dir, &plan, &data)?;
+    tracing::info!("wrote the data report to {}", dir.path.display());
+    Ok(dir)
+}
+
+/// Checks `config_path` completely, then trains it and writes its run folder.
+pub fn run(config_path: &Path) -> Result<Outcome> {
+    let plan = plan(config_path)?;
+    let cfg = &plan.config;
+    let data = prepare(&plan)?;
     let dir = RunDir::create(&cfg.output.dir, &cfg.experiment.name)?;
     tracing::info!("writing results to {}", dir.path.display());
     dir.write(files::CONFIG, resolved_config(&plan))?;
@@ -87,29 +187,24 @@ pub fn run(config_path: &Path) -> Result<Outcome> {
         files::SUMMARY,
         crate::model::summary::render(&cfg.experiment.name, &plan.model),
     )?;
+    write_data_files(&dir, &plan, &data)?;
 
     // Training runs on a worker of the thread pool, so the thread driving the loop is one of
     // the pool's threads instead of an extra one competing with them for the cores.
     let pool = rayon::ThreadPoolBuilder::new()
         .build()
         .map_err(|e| Error::Train(format!("cannot start worker threads: {e}")))?;
-    pool.install(|| train_with(plan, &images, &split, dir))
+    pool.install(|| train_with(plan, &data, dir))
 }
 
-fn train_with(plan: Plan, images: &Images, split: &Split, dir: RunDir) -> Result<Outcome> {
+fn train_with(plan: Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {
     match plan.config.experiment.device {
-        DeviceKind::Cpu => train_on(
-            Cpu::seed_from_u64(device_seed(&plan)),
-            &plan,
-            images,
-            split,
-            dir,
-        ),
+        DeviceKind::Cpu => train_on(Cpu::seed_from_u64(device_seed(&plan)), &plan, data, dir),
         #[cfg(feature = "cuda")]
         DeviceKind::Cuda => {
             let dev = Cuda::try_seed_from_u64(device_seed(&plan))
                 .map_err(|e| Error::Train(format!("cannot start CUDA device 0: {e:?}")))?;
-            train_on(dev, &plan, images, split, dir)
+            train_on(dev, &plan, data, dir)
         }
         // `config::validate` already rejects this in builds without CUDA.
         #[cfg(not(feature = "cuda"))]
@@ -135,14 +230,9 @@ fn device_seed(plan: &Plan) -> u64 {
     seed::rng(plan.config.experiment.seed, Stream::Init, &[u64::MAX]).next_u64()
 }
 
-fn train_on<D: Backend>(
-    dev: D,
-    plan: &Plan,
-    images: &Images,
-    split: &Split,
-    dir: RunDir,
-) -> Result<Outcome> {
+fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {
     let cfg = &plan.config;
+    let (images, split) = (&data.images, &data.split);
     let mut manifest = Manifest {
         runner_version: env!("CARGO_PKG_VERSION").into(),
         command: std::env::args().collect(),
@@ -156,11 +246,10 @@ fn train_on<D: Backend>(
             classes: images.classes.clone(),
             train: split.train.len(),
             validation: split.val.len(),
-            skipped: images
-                .skipped
-                .iter()
-                .map(|(p, r)| (p.display().to_string(), r.clone()))
-                .collect(),
+            test: split.test.len(),
+            quarantined: images.quarantined.len(),
+            decoded: data.stats.decoded,
+            from_cache: data.stats.from_cache,
         },
         started_at: manifest::now_utc(),
         finished_at: None,
@@ -217,6 +306,21 @@ fn train_on<D: Backend>(
     ]);
     dir.write(files::WEIGHTS, safetensors::to_bytes(&tensors, &metadata))?;
 
+    // The test split is looked at once, after training and model selection are over.
+    if !split.test.is_empty() {
+        let (loss, accuracy) = train::evaluate(&dev, &net, plan, images, &split.test);
+        tracing::info!(
+            "test: loss {loss:.4}, accuracy {accuracy:.4} on {} images",
+            split.test.len()
+        );
+        let json =
+            serde_json::json!({ "loss": loss, "accuracy": accuracy, "samples": split.test.len() });
+        dir.write(
+            files::TEST_METRICS,
+            serde_json::to_string_pretty(&json).expect("numbers") + "\n",
+        )?;
+    }
+
     manifest.status = Status::Completed;
     manifest.finished_at = Some(manifest::now_utc());
     write_manifest(&manifest)?;
@@ -236,17 +340,25 @@ fn train_on<D: Backend>(
 fn write_history(dir: &RunDir, history: &History, formats: &[PlotFormat]) -> Result<()> {
     dir.write(files::HISTORY_CSV, history.to_csv())?;
     dir.write(files::HISTORY_JSON, history.to_json())?;
-    for chart in plots::charts(history) {
-        for format in formats {
-            let (name, bytes) = match format {
-                PlotFormat::Svg => (
-                    format!("{}.svg", chart.stem),
-                    plots::svg(&chart).map(String::into_bytes),
-                ),
-                PlotFormat::Png => (format!("{}.png", chart.stem), plots::png(&chart)),
-            };
-            dir.write(&name, bytes.map_err(Error::Train)?)?;
-        }
+    for chart in plots::curves::charts(history) {
+        write_picture(dir, chart.stem, plots::curves::render(&chart), formats)?;
+    }
+    Ok(())
+}
+
+/// Writes `<stem>.png` and `<stem>.svg`, as `formats` asks.
+fn write_picture(
+    dir: &RunDir,
+    stem: &str,
+    picture: Result<plots::Picture, String>,
+    formats: &[PlotFormat],
+) -> Result<()> {
+    let picture = picture.map_err(|e| Error::Train(format!("drawing {stem}: {e}")))?;
+    if formats.contains(&PlotFormat::Png) {
+        dir.write(&format!("{stem}.png"), &picture.png)?;
+    }
+    if formats.contains(&PlotFormat::Svg) {
+        dir.write(&format!("{stem}.svg"), &picture.svg)?;
     }
     Ok(())
 }

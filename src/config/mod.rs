@@ -137,6 +137,19 @@ pub fn validate(config: Config, source: Source) -> Result<Plan> {
             ),
         );
     }
+    let test = config.data.test_split;
+    if !(0.0..1.0).contains(&test) {
+        err(
+            &[Key("data"), Key("test_split")],
+            format!(
+                "test_split {test} must be a fraction from 0 (no test set) up to, not including, 1"
+            ),
+        );
+    } else if split + test >= 1.0 {
+        err(&[Key("data"), Key("test_split")], format!(
+            "validation_split {split} and test_split {test} leave nothing to train on; their sum must be below 1"
+        ));
+    }
     let train = &config.train;
     if !(train.learning_rate > 0.0 && train.learning_rate.is_finite()) {
         err(

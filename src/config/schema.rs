@@ -68,9 +68,16 @@ pub struct DataConfig {
     /// Fraction of each class held out for validation (default 0.2).
     #[serde(default = "default_validation_split")]
     pub validation_split: f64,
-    /// Split each class separately so both splits keep the class balance (default true).
+    /// Fraction of each class held out as a test set, evaluated once after training
+    /// (default 0: no test set).
+    #[serde(default)]
+    pub test_split: f64,
+    /// Split each class separately so every split keeps the class balance (default true).
     #[serde(default = "yes")]
     pub stratify: bool,
+    /// Keep decoded, resized images in the on-disk cache so later runs skip decoding (default true).
+    #[serde(default = "yes")]
+    pub cache: bool,
 }
 
 fn default_image_size() -> [usize; 2] {

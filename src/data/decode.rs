@@ -1,26 +1,87 @@
-//! The only place that decodes image files: any format the `image` crate reads (PNG, JPEG,
-//! GIF, BMP; detected from the content, not the extension), converted to the colour mode and
-//! resized with bilinear filtering (Keras' default interpolation).
+//! The only place that decodes image files: any format the `image` crate reads here (PNG, JPEG
+//! including greyscale and CMYK, GIF, BMP, WebP; detected from the content, not the extension),
+//! turned upright by its EXIF orientation, converted to the colour mode, and resized with
+//! bilinear filtering (Keras' default interpolation).
+//!
+//! Safety limits keep a hostile or broken file from taking the machine down: files over
+//! `MAX_FILE_BYTES`, images over `MAX_SIDE` pixels on a side, and decoders asking for more than
+//! `MAX_DECODER_BYTES` are rejected before the memory is allocated.
 
+use std::io::Cursor;
 use std::path::Path;
 
+use image::error::ImageError;
 use image::imageops::FilterType;
-use image::DynamicImage;
+use image::io::{Limits, Reader};
+use image::{DynamicImage, ImageFormat};
 
+use super::orientation;
+use super::quarantine::Reason;
 use crate::config::ColorMode;
 
+/// Largest file read (256 MiB).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Largest width or height decoded.
+pub const MAX_SIDE: u32 = 16_384;
+/// Most memory a decoder may allocate (512 MiB).
+pub const MAX_DECODER_BYTES: u64 = 512 << 20;
+
+/// Why a file cannot be used.
+pub type Rejection = (Reason, String);
+
 /// Decodes `path` to CHW bytes of `image_size` (`[height, width]`), or says why it cannot.
-pub fn decode(path: &Path, image_size: [usize; 2], mode: ColorMode) -> Result<Vec<u8>, String> {
-    let reader = image::io::Reader::open(path)
-        .map_err(|e| format!("cannot open: {e}"))?
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if reader.format().is_none() {
-        return Err("not an image file (unknown format)".into());
+pub fn decode(path: &Path, image_size: [usize; 2], mode: ColorMode) -> Result<Vec<u8>, Rejection> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| (Reason::Unreadable, e.to_string()))?
+        .len();
+    if len == 0 {
+        return Err((Reason::Empty, "the file is empty (0 bytes)".into()));
     }
-    let img = reader
-        .decode()
-        .map_err(|e| format!("corrupt or unsupported image: {e}"))?;
+    if len > MAX_FILE_BYTES {
+        return Err((
+            Reason::TooLarge,
+            format!("{len} bytes is over the {MAX_FILE_BYTES}-byte limit"),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| (Reason::Unreadable, e.to_string()))?;
+    decode_bytes(&bytes, image_size, mode)
+}
+
+/// Decodes an image held in memory; see [`decode`].
+pub fn decode_bytes(
+    bytes: &[u8],
+    image_size: [usize; 2],
+    mode: ColorMode,
+) -> Result<Vec<u8>, Rejection> {
+    let mut reader = Reader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| (Reason::Unreadable, e.to_string()))?;
+    let Some(format) = reader.format() else {
+        return Err((
+            Reason::NotAnImage,
+            "not an image file (no known image signature)".into(),
+        ));
+    };
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODER_BYTES);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        ImageError::Limits(l) => (
+            Reason::TooLarge,
+            format!("{l} (limits: {MAX_SIDE} px a side, {MAX_DECODER_BYTES} bytes)"),
+        ),
+        ImageError::Unsupported(u) => (Reason::Unsupported, u.to_string()),
+        other => (
+            Reason::Corrupt,
+            format!("truncated or corrupt {format:?}: {other}"),
+        ),
+    })?;
+    let img = match (format, orientation::exif_orientation(bytes)) {
+        (ImageFormat::Jpeg, Some(o)) => orientation::apply(img, o),
+        _ => img,
+    };
     let [h, w] = image_size;
     let img = match mode {
         ColorMode::Grayscale => DynamicImage::ImageLuma8(img.to_luma8()),

@@ -1,8 +1,13 @@
 //! Scanning `root/<class>/<file>`: classes are the sorted subfolder names, files are sorted by
 //! path, so the sample order (and with it the split) is the same on every machine.
+//!
+//! Symlinked folders are not followed (as in Keras), so a link loop cannot trap the scan;
+//! symlinked files are read. Entries that cannot be used are quarantined, not fatal.
 
+use std::fs::FileType;
 use std::path::{Path, PathBuf};
 
+use super::quarantine::{Quarantined, Reason};
 use crate::{Error, Result};
 
 /// One image file and its class index.
@@ -23,8 +28,8 @@ pub struct Listing {
     pub classes: Vec<String>,
     /// Candidate image files, sorted by class then path.
     pub samples: Vec<Sample>,
-    /// Entries that are not candidates, with the reason.
-    pub skipped: Vec<(PathBuf, String)>,
+    /// Entries that will not be used, with the reason.
+    pub quarantined: Vec<Quarantined>,
 }
 
 impl Listing {
@@ -36,26 +41,25 @@ impl Listing {
     }
 }
 
-/// Hidden files and operating-system litter that are skipped without a word.
+/// Hidden files and operating-system litter, skipped without a word.
 fn is_litter(name: &str) -> bool {
     name.starts_with('.')
-        || name.eq_ignore_ascii_case("thumbs.db")
-        || name.eq_ignore_ascii_case("desktop.ini")
+        || ["thumbs.db", "desktop.ini", "__macosx"]
+            .iter()
+            .any(|l| name.eq_ignore_ascii_case(l))
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<(PathBuf, String, bool)>> {
-    let read = std::fs::read_dir(dir).map_err(|e| Error::io("reading dataset folder", dir, e))?;
+/// Entries of `dir`, sorted by name, without litter.
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<(PathBuf, String, FileType)>> {
     let mut entries = Vec::new();
-    for entry in read {
-        let entry = entry.map_err(|e| Error::io("reading dataset folder", dir, e))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_litter(&name) {
-            continue;
+        if !is_litter(&name) {
+            entries.push((entry.path(), name, entry.file_type()?));
         }
-        let path = entry.path();
-        entries.push((path.clone(), name, path.is_dir()));
     }
-    entries.sort();
+    entries.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(entries)
 }
 
@@ -74,26 +78,45 @@ pub fn scan(root: &Path) -> Result<Listing> {
             root.display()
         )));
     }
+    let entries = sorted_entries(root).map_err(|e| Error::io("reading dataset folder", root, e))?;
     let mut listing = Listing {
         root: root.to_path_buf(),
         classes: Vec::new(),
         samples: Vec::new(),
-        skipped: Vec::new(),
+        quarantined: Vec::new(),
     };
-    for (dir, name, is_dir) in sorted_entries(root)? {
-        if !is_dir {
-            listing
-                .skipped
-                .push((dir, "not inside a class folder".into()));
+    for (dir, name, kind) in entries {
+        if kind.is_symlink() && dir.is_dir() {
+            listing.quarantined.push(Quarantined::new(
+                dir,
+                Reason::Folder,
+                "symlinked folder, not followed",
+            ));
             continue;
         }
+        if !kind.is_dir() {
+            listing.quarantined.push(Quarantined::new(
+                dir,
+                Reason::NoClass,
+                "not inside a class folder",
+            ));
+            continue;
+        }
+        let files = sorted_entries(&dir).map_err(|e| {
+            Error::Data(format!(
+                "class folder `{}` cannot be read: {e}; fix its permissions or remove it",
+                dir.display()
+            ))
+        })?;
         let label = listing.classes.len();
         let before = listing.samples.len();
-        for (path, _, is_dir) in sorted_entries(&dir)? {
-            if is_dir {
-                listing
-                    .skipped
-                    .push((path, "nested folder (classes are one level deep)".into()));
+        for (path, _, kind) in files {
+            if kind.is_dir() || kind.is_symlink() && path.is_dir() {
+                listing.quarantined.push(Quarantined::new(
+                    path,
+                    Reason::Folder,
+                    "folder inside a class folder (classes are one level deep)",
+                ));
             } else {
                 listing.samples.push(Sample { path, label });
             }

@@ -1,14 +1,20 @@
 //! The dataset: scan an image folder (one subfolder per class), decode and resize every image
 //! once, split it with the seed, and hand out batches. Plain Rust; no dfdx here.
 
+pub mod cache;
 pub mod decode;
 pub mod image_folder;
+mod orientation;
+pub mod quarantine;
 pub mod split;
 
 pub use image_folder::{scan, Listing, Sample};
+pub use quarantine::{Quarantined, Reason};
 pub use split::{epoch_order, split, Split};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use cache::{Cache, Decoded, Stamp};
 
 use rayon::prelude::*;
 
@@ -28,8 +34,8 @@ pub struct Images {
     pub labels: Vec<usize>,
     /// Source file of each image.
     pub paths: Vec<PathBuf>,
-    /// Files that could not be used, with the reason.
-    pub skipped: Vec<(PathBuf, String)>,
+    /// Files that are not used, with the reason.
+    pub quarantined: Vec<Quarantined>,
 }
 
 impl Images {
@@ -64,21 +70,79 @@ impl Images {
     }
 }
 
-/// Decodes every listed file in parallel (order kept). Files that fail are skipped and listed;
-/// a class left with no usable image is an error.
-pub fn load(listing: Listing, image_size: [usize; 2], mode: ColorMode) -> Result<Images> {
-    let decoded: Vec<_> = listing
+/// How images were obtained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    /// Files decoded now.
+    pub decoded: usize,
+    /// Files taken from the cache without decoding.
+    pub from_cache: usize,
+}
+
+/// Decodes every listed file (in parallel, order kept), taking unchanged files from `cache`
+/// when one is given. Files that cannot be used are quarantined; a class left with no usable
+/// image is an error.
+pub fn load(
+    listing: Listing,
+    image_size: [usize; 2],
+    mode: ColorMode,
+    cache_dir: Option<&Path>,
+) -> Result<(Images, LoadStats)> {
+    let [h, w] = image_size;
+    let settings = format!("size={h}x{w} color_mode={mode:?} resize=triangle exif=applied v1");
+    let mut cache = cache_dir.map(|dir| Cache::open(dir, &listing.root, &settings));
+    let name = |s: &Sample| {
+        s.path
+            .strip_prefix(&listing.root)
+            .unwrap_or(&s.path)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let stamps: Vec<_> = listing
         .samples
         .par_iter()
-        .map(|s| decode::decode(&s.path, image_size, mode))
+        .map(|s| Stamp::of(&s.path))
         .collect();
-    let [h, w] = image_size;
+    let mut stats = LoadStats::default();
+    let decoded: Vec<Decoded> = listing
+        .samples
+        .par_iter()
+        .zip(&stamps)
+        .map(|(s, stamp)| {
+            let stamp = stamp
+                .as_ref()
+                .map_err(|e| (Reason::Unreadable, e.to_string()))?;
+            match cache.as_ref().and_then(|c| c.get(&name(s), *stamp)) {
+                Some(hit) => hit.clone(),
+                None => decode::decode(&s.path, image_size, mode),
+            }
+        })
+        .collect();
+    if let Some(cache) = cache.as_mut() {
+        for ((s, stamp), result) in listing.samples.iter().zip(&stamps).zip(&decoded) {
+            let Ok(stamp) = stamp else { continue };
+            if cache.get(&name(s), *stamp).is_some() {
+                stats.from_cache += 1;
+            } else {
+                stats.decoded += 1;
+                cache.insert(name(s), *stamp, result.clone());
+            }
+        }
+        let names: Vec<String> = listing.samples.iter().map(name).collect();
+        cache.retain(&names.iter().map(String::as_str).collect());
+        if let Err(e) = cache.save() {
+            tracing::warn!("could not save the image cache: {e}");
+        }
+    } else {
+        stats.decoded = listing.samples.len();
+    }
+
     let mut images = Images {
         shape: [mode.channels(), h, w],
         pixels: Vec::with_capacity(listing.samples.len() * mode.channels() * h * w),
         labels: Vec::new(),
         paths: Vec::new(),
-        skipped: listing.skipped,
+        quarantined: listing.quarantined,
         classes: listing.classes,
     };
     for (sample, result) in listing.samples.into_iter().zip(decoded) {
@@ -88,20 +152,26 @@ pub fn load(listing: Listing, image_size: [usize; 2], mode: ColorMode) -> Result
                 images.labels.push(sample.label);
                 images.paths.push(sample.path);
             }
-            Err(reason) => {
-                tracing::warn!("skipping {}: {reason}", sample.path.display());
-                images.skipped.push((sample.path, reason));
+            Err((reason, detail)) => {
+                tracing::warn!(
+                    "quarantined {}: {}: {detail}",
+                    sample.path.display(),
+                    reason.name()
+                );
+                images
+                    .quarantined
+                    .push(Quarantined::new(sample.path, reason, detail));
             }
         }
     }
     for (label, class) in images.classes.iter().enumerate() {
         if !images.labels.contains(&label) {
             return Err(Error::Data(format!(
-                "class `{class}` in `{}` has no usable image; every file in it was skipped \
+                "class `{class}` in `{}` has no usable image; every file in it was quarantined \
                  (see the warnings above)",
                 listing.root.display()
             )));
         }
     }
-    Ok(images)
+    Ok((images, stats))
 }

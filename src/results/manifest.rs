@@ -60,8 +60,14 @@ pub struct DatasetFacts {
     pub train: usize,
     /// Validation images.
     pub validation: usize,
-    /// Files that could not be used, with the reason.
-    pub skipped: Vec<(String, String)>,
+    /// Test images.
+    pub test: usize,
+    /// Files not used (listed with reasons in `quarantine.csv`).
+    pub quarantined: usize,
+    /// Images decoded in this run.
+    pub decoded: usize,
+    /// Images taken from the decoded-image cache.
+    pub from_cache: usize,
 }
 
 /// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.

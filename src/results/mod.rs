@@ -25,6 +25,16 @@ pub mod files {
     pub const WEIGHTS: &str = "weights.safetensors";
     /// Version, command, host, timings, status.
     pub const MANIFEST: &str = "manifest.json";
+    /// Files not used, with the reason: `path,reason,detail`.
+    pub const QUARANTINE: &str = "quarantine.csv";
+    /// Every used file with its class and split: `path,class,split`.
+    pub const SPLIT: &str = "split.csv";
+    /// Loss and accuracy on the test split, when there is one.
+    pub const TEST_METRICS: &str = "test_metrics.json";
+    /// Stem of the sample-image grid (`.png`, `.svg`).
+    pub const SAMPLES: &str = "samples";
+    /// Stem of the bar chart of images per class and split (`.png`, `.svg`).
+    pub const CLASS_COUNTS: &str = "class_counts";
 }
 
 /// A run's folder.

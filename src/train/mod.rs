@@ -41,38 +41,51 @@ pub fn fit<D: Backend>(
     for epoch in 0..epochs {
         let progress = Progress::start(epoch, epochs, steps);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for (step, indices) in epoch_order(&split.train, cfg.experiment.seed, epoch)
-            .chunks(batch_size)
-            .enumerate()
-        {
-            let labels = images.labels_of(indices);
-            let input =
-                dev.tensor_from_vec(images.batch(indices), (indices.len(), images.image_len()));
-            let logits = net.forward(input.traced(Gradients::leaky()), true);
-            let host_logits = logits.retaped::<NoneTape>().as_vec();
-            let loss = loss::loss(cfg.train.loss, logits, &labels);
-            let value = f64::from(loss.as_vec()[0]);
-            if !value.is_finite() {
-                return Err(Error::Train(format!(
-                    "the training loss became {value} at epoch {}, batch {}; lower train.learning_rate \
-                     (now {}) and check the input data",
-                    epoch + 1,
+        // Batches are assembled on another thread, one or two steps ahead of the model.
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<usize>)>(2);
+            let order = epoch_order(&split.train, cfg.experiment.seed, epoch);
+            scope.spawn(move || {
+                for indices in order.chunks(batch_size) {
+                    // The receiver is gone when training stopped early: stop too.
+                    if tx
+                        .send((images.batch(indices), images.labels_of(indices)))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            for (step, (x, labels)) in rx.into_iter().enumerate() {
+                let n = labels.len();
+                let input = dev.tensor_from_vec(x, (n, images.image_len()));
+                let logits = net.forward(input.traced(Gradients::leaky()), true);
+                let host_logits = logits.retaped::<NoneTape>().as_vec();
+                let loss = loss::loss(cfg.train.loss, logits, &labels);
+                let value = f64::from(loss.as_vec()[0]);
+                if !value.is_finite() {
+                    return Err(Error::Train(format!(
+                        "the training loss became {value} at epoch {}, batch {}; lower train.learning_rate \
+                         (now {}) and check the input data",
+                        epoch + 1,
+                        step + 1,
+                        cfg.train.learning_rate
+                    )));
+                }
+                let mut grads = loss.backward();
+                adam.update(&mut net.params, &mut grads)
+                    .map_err(|e| Error::Train(format!("optimizer step failed: {e:?}")))?;
+                loss_sum += value * n as f64;
+                correct += loss::correct(&host_logits, host_logits.len() / n, &labels);
+                seen += n;
+                progress.step(
                     step + 1,
-                    cfg.train.learning_rate
-                )));
+                    loss_sum / seen as f64,
+                    correct as f64 / seen as f64,
+                );
             }
-            let mut grads = loss.backward();
-            adam.update(&mut net.params, &mut grads)
-                .map_err(|e| Error::Train(format!("optimizer step failed: {e:?}")))?;
-            loss_sum += value * indices.len() as f64;
-            correct += loss::correct(&host_logits, host_logits.len() / indices.len(), &labels);
-            seen += indices.len();
-            progress.step(
-                step + 1,
-                loss_sum / seen as f64,
-                correct as f64 / seen as f64,
-            );
-        }
+            Ok(())
+        })?;
         let (val_loss, val_accuracy) = evaluate(dev, &net, plan, images, &split.val);
         let record = EpochRecord {
             epoch,

@@ -5,8 +5,13 @@ use std::path::Path;
 
 use crate::util::*;
 
-const FILES: [&str; 11] = [
+const FILES: [&str; 16] = [
     "config.toml",
+    "quarantine.csv",
+    "split.csv",
+    "samples.png",
+    "samples.svg",
+    "class_counts.svg",
     "history.csv",
     "history.json",
     "accuracy.png",

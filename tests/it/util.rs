@@ -18,10 +18,21 @@ pub fn runner(cwd: &Path, args: &[&str]) -> Output {
 
 /// Runs `runner` with `args` in `cwd` on `threads` worker threads.
 pub fn runner_with_threads(cwd: &Path, args: &[&str], threads: usize) -> Output {
+    runner_with(
+        cwd,
+        args,
+        threads,
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-cache"),
+    )
+}
+
+/// Runs `runner` with `args` in `cwd` on `threads` worker threads, with its image cache in `cache`.
+pub fn runner_with(cwd: &Path, args: &[&str], threads: usize, cache: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_runner"))
         .args(args)
         .current_dir(cwd)
         .env("RAYON_NUM_THREADS", threads.to_string())
+        .env("RUNNER_CACHE_DIR", cache)
         .output()
         .expect("runner starts")
 }

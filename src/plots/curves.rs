@@ -1,15 +1,10 @@
-//! Accuracy and loss curves as PNG and SVG, drawn with plotters and the bundled DejaVu Sans
-//! font (no system fonts, so the output is the same on every machine).
-
-use std::sync::Once;
+//! Accuracy and loss curves over epochs, training and validation, as in the Keras tutorial.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::{chart_png, chart_svg, Picture};
 use crate::train::History;
-
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-const SIZE: (u32, u32) = (800, 500);
 
 /// One chart: a title, a y-axis label and named series over epochs 1..=n.
 pub struct Chart {
@@ -53,39 +48,14 @@ pub fn charts(history: &History) -> Vec<Chart> {
     ]
 }
 
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // The bytes are a valid TTF compiled into the binary; failure would be a build defect.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    });
-}
-
-/// Renders `chart` as an SVG document.
-pub fn svg(chart: &Chart) -> Result<String, String> {
-    register_font();
-    let mut out = String::new();
-    {
-        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
-        draw(&root, chart).map_err(|e| format!("drawing {}.svg: {e}", chart.stem))?;
-    }
-    Ok(out)
-}
-
-/// Renders `chart` as PNG bytes.
-pub fn png(chart: &Chart) -> Result<Vec<u8>, String> {
-    register_font();
-    let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
-        draw(&root, chart).map_err(|e| format!("drawing {}.png: {e}", chart.stem))?;
-    }
-    let mut bytes = Vec::new();
-    use image::ImageEncoder;
-    image::codecs::png::PngEncoder::new(&mut bytes)
-        .write_image(&rgb, SIZE.0, SIZE.1, image::ColorType::Rgb8)
-        .map_err(|e| format!("encoding {}.png: {e}", chart.stem))?;
-    Ok(bytes)
+/// Renders `chart` as PNG and SVG.
+pub fn render(chart: &Chart) -> Result<Picture, String> {
+    Ok(Picture {
+        png: chart_png(|root| draw(root, chart).map_err(|e| e.to_string()))
+            .map_err(|e| format!("drawing {}.png: {e}", chart.stem))?,
+        svg: chart_svg(|root| draw(root, chart).map_err(|e| e.to_string()))
+            .map_err(|e| format!("drawing {}.svg: {e}", chart.stem))?,
+    })
 }
 
 fn draw<DB: DrawingBackend>(
