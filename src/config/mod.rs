@@ -145,7 +145,7 @@ pub fn validate(config: Config, source: Source) -> Result<Plan> {
                 "test_split {test} must be a fraction from 0 (no test set) up to, not including, 1"
             ),
         );
-    } else if split + test >= 1.0 {
+    } else if split > 0.0 && split < 1.0 && split + test >= 1.0 {
         err(&[Key("data"), Key("test_split")], format!(
             "validation_split {split} and test_split {test} leave nothing to train on; their sum must be below 1"
         ));
