@@ -209,8 +209,14 @@ fn the_tutorial_config_runs_on_a_folder_of_jpegs_skipping_bad_files() {
     );
     let quarantine = std::fs::read_to_string(run.join("quarantine.csv")).unwrap();
     assert!(quarantine.contains("666.jpg,empty_file"), "{quarantine}");
-    assert!(quarantine.contains("11702.jpg,not_an_image"), "{quarantine}");
-    assert!(!quarantine.contains("Thumbs.db"), "OS litter is skipped silently: {quarantine}");
+    assert!(
+        quarantine.contains("11702.jpg,not_an_image"),
+        "{quarantine}"
+    );
+    assert!(
+        !quarantine.contains("Thumbs.db"),
+        "OS litter is skipped silently: {quarantine}"
+    );
     assert_eq!(manifest["dataset"]["quarantined"], 2);
     // 40 usable images, 70/30 per class: 14 + 14 train, 6 + 6 validation.
     assert_eq!(manifest["dataset"]["train"], 28);

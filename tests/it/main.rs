@@ -5,4 +5,5 @@ mod config;
 mod data;
 mod model;
 mod ops;
+mod pipeline;
 mod util;

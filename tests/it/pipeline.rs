@@ -1,0 +1,339 @@
+//! The data pipeline through the real binary: a messy folder, the decoded-image cache, the
+//! test split.
+
+use std::path::Path;
+
+use crate::data::png_bomb;
+use crate::util::*;
+
+fn config(name: &str, data: &Path, extra_data: &str) -> String {
+    format!(
+        r#"[experiment]
+name = "{name}"
+seed = 5
+
+[data]
+path = "{}"
+image_size = [8, 16]
+color_mode = "rgb"
+validation_split = 0.25
+{extra_data}
+
+[[model.layers]]
+type = "flatten"
+
+[[model.layers]]
+type = "dense"
+units = 2
+activation = "softmax"
+
+[train]
+loss = "categorical_crossentropy"
+epochs = 1
+batch_size = 4
+
+[output]
+dir = "results"
+"#,
+        data.display()
+    )
+}
+
+/// Every case of a messy folder; returns the expected quarantine rows (path under the
+/// dataset folder, reason), sorted.
+fn messy_folder(root: &Path) -> Vec<(String, &'static str)> {
+    let odd = repo().join("tests/fixtures/odd_images");
+    std::fs::create_dir_all(root.join("odd")).unwrap();
+    std::fs::create_dir_all(root.join("plain/sub")).unwrap();
+    for f in std::fs::read_dir(&odd).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, root.join("odd").join(f.file_name().unwrap())).unwrap();
+    }
+    for i in 0..6 {
+        gray_png(&root.join(format!("plain/{i}.png")), 12, |x, _| {
+            if x < 6 {
+                0
+            } else {
+                255
+            }
+        });
+    }
+    let jpeg = std::fs::read(odd.join("gray.jpg")).unwrap();
+    std::fs::write(root.join("odd/empty.jpg"), b"").unwrap();
+    std::fs::write(root.join("odd/truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    std::fs::write(root.join("odd/notes.txt"), b"a text file").unwrap();
+    std::fs::write(root.join("odd/fake.png"), b"not really a png").unwrap();
+    std::fs::write(
+        root.join("odd/scan.tif"),
+        b"II*\x00\x08\x00\x00\x00\x00\x00",
+    )
+    .unwrap();
+    std::fs::write(root.join("odd/bomb.png"), png_bomb(50_000, 50_000)).unwrap();
+    std::fs::write(root.join("odd/Thumbs.db"), b"litter").unwrap();
+    std::fs::write(root.join("odd/.DS_Store"), b"litter").unwrap();
+    std::fs::write(root.join("README.txt"), b"about this folder").unwrap();
+    gray_png(&root.join("plain/sub/deep.png"), 12, |_, _| 0);
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("..", root.join("plain/loop")).unwrap();
+        std::os::unix::fs::symlink("plain", root.join("linked_class")).unwrap();
+        std::os::unix::fs::symlink("/no/such/file.png", root.join("plain/broken.png")).unwrap();
+    }
+    let mut rows = vec![
+        ("README.txt".to_string(), "outside_class_folders"),
+        ("odd/bomb.png".into(), "too_large"),
+        ("odd/empty.jpg".into(), "empty_file"),
+        ("odd/fake.png".into(), "not_an_image"),
+        ("odd/notes.txt".into(), "not_an_image"),
+        ("odd/scan.tif".into(), "unsupported_format"),
+        ("odd/truncated.jpg".into(), "corrupt_image"),
+        ("plain/sub".into(), "folder_not_followed"),
+    ];
+    if cfg!(unix) {
+        rows.extend([
+            ("linked_class".to_string(), "folder_not_followed"),
+            ("plain/broken.png".into(), "unreadable"),
+            ("plain/loop".into(), "folder_not_followed"),
+        ]);
+    }
+    rows.sort();
+    rows
+}
+
+fn quarantine_rows(csv: &str, root: &Path) -> Vec<(String, String)> {
+    let prefix = format!("{}/", root.display());
+    let mut rows: Vec<(String, String)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.splitn(3, ',');
+            let path = f.next().unwrap().trim_start_matches(&prefix).to_string();
+            (path, f.next().unwrap().to_string())
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn a_messy_folder_trains_with_every_bad_file_quarantined_and_odd_ones_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("messy");
+    let expected = messy_folder(&data);
+    std::fs::write(tmp.path().join("exp.toml"), config("messy", &data, "")).unwrap();
+    let out = runner_with(tmp.path(), &["exp.toml"], 2, &tmp.path().join("cache"));
+    assert_exit(&out, 0);
+    let run = tmp.path().join("results/messy/run-001");
+    let csv = std::fs::read_to_string(run.join("quarantine.csv")).unwrap();
+    let got = quarantine_rows(&csv, &data);
+    let want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(p, r)| (p.clone(), r.to_string()))
+        .collect();
+    assert_eq!(got, want, "quarantine.csv:\n{csv}");
+    assert!(
+        stderr(&out).contains(&format!("{} files quarantined", want.len())),
+        "{}",
+        stderr(&out)
+    );
+
+    // Every odd image (10) and every plain one (6) is used.
+    let split = std::fs::read_to_string(run.join("split.csv")).unwrap();
+    assert_eq!(split.lines().count() - 1, 16, "{split}");
+    for odd in [
+        "cmyk.jpg",
+        "palette.png",
+        "gray16.png",
+        "exif_rotated.jpg",
+        "image.webp",
+        "UPPER.JPG",
+    ] {
+        assert!(split.contains(odd), "{odd} should be used:\n{split}");
+    }
+}
+
+#[test]
+fn a_class_with_no_usable_image_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    std::fs::create_dir_all(data.join("good")).unwrap();
+    std::fs::create_dir_all(data.join("bad")).unwrap();
+    gray_png(&data.join("good/1.png"), 8, |_, _| 1);
+    gray_png(&data.join("good/2.png"), 8, |_, _| 2);
+    std::fs::write(data.join("bad/1.jpg"), b"").unwrap();
+    std::fs::write(tmp.path().join("exp.toml"), config("bad_class", &data, "")).unwrap();
+    let out = runner_with(tmp.path(), &["exp.toml"], 2, &tmp.path().join("cache"));
+    assert_exit(&out, 65);
+    assert!(
+        stderr(&out).contains("class `bad`") && stderr(&out).contains("no usable image"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The "N decoded, M from the cache" counts of a run's log.
+fn cache_counts(out: &std::process::Output) -> (usize, usize) {
+    let err = stderr(out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("from the cache"))
+        .unwrap_or_else(|| panic!("no cache line:\n{err}"));
+    // "<total> images ready in <s>s: <decoded> decoded, <cached> from the cache in <dir>"
+    let (before, after) = line.split_once(" decoded, ").expect("decoded count");
+    let decoded = before.rsplit(' ').next().unwrap().parse().unwrap();
+    let cached = after.split(' ').next().unwrap().parse().unwrap();
+    (decoded, cached)
+}
+
+#[test]
+fn the_second_run_decodes_nothing_and_changes_invalidate_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    striped_jpegs(&data, 6, (40, 30));
+    std::fs::write(tmp.path().join("exp.toml"), config("cache", &data, "")).unwrap();
+    let cache = tmp.path().join("cache");
+    let run = |args: &[&str]| {
+        let out = runner_with(tmp.path(), args, 2, &cache);
+        assert_exit(&out, 0);
+        cache_counts(&out)
+    };
+    // 12 JPEGs + 2 bad files; quarantine verdicts are cached too.
+    assert_eq!(run(&["data", "exp.toml"]), (14, 0));
+    assert_eq!(run(&["exp.toml"]), (0, 14), "a second run must not decode");
+
+    // A rewritten file is decoded again, and only that one.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let img = image::open(data.join("Cat/0.jpg")).unwrap();
+    img.fliph().save(data.join("Cat/0.jpg")).unwrap();
+    assert_eq!(run(&["data", "exp.toml"]), (1, 13));
+
+    // A damaged cache file is noticed and rebuilt, never trusted.
+    let file = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 10]).unwrap();
+    let out = runner_with(tmp.path(), &["data", "exp.toml"], 2, &cache);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("ignoring the image cache"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(cache_counts(&out), (14, 0));
+    let mut flipped = std::fs::read(&file).unwrap();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0xff;
+    std::fs::write(&file, &flipped).unwrap();
+    let out = runner_with(tmp.path(), &["data", "exp.toml"], 2, &cache);
+    assert!(
+        stderr(&out).contains("checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(cache_counts(&out), (14, 0));
+    assert_eq!(run(&["data", "exp.toml"]), (0, 14));
+
+    // `cache = false` neither reads nor writes it.
+    std::fs::write(
+        tmp.path().join("exp.toml"),
+        config("cache", &data, "cache = false"),
+    )
+    .unwrap();
+    assert_eq!(run(&["data", "exp.toml"]), (14, 0));
+}
+
+#[test]
+fn the_test_split_is_held_out_and_evaluated_once_after_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    striped_jpegs(&data, 20, (40, 30));
+    std::fs::write(
+        tmp.path().join("exp.toml"),
+        config("held_out", &data, "test_split = 0.25"),
+    )
+    .unwrap();
+    let out = runner_with(tmp.path(), &["exp.toml"], 2, &tmp.path().join("cache"));
+    assert_exit(&out, 0);
+    let run = tmp.path().join("results/held_out/run-001");
+    let split = std::fs::read_to_string(run.join("split.csv")).unwrap();
+    let count = |s: &str| {
+        split
+            .lines()
+            .filter(|l| l.ends_with(&format!(",{s}")))
+            .count()
+    };
+    assert_eq!(
+        (count("train"), count("validation"), count("test")),
+        (20, 10, 10),
+        "{split}"
+    );
+    for class in ["Cat", "Dog"] {
+        let n = split
+            .lines()
+            .filter(|l| l.contains(&format!(",{class},test")))
+            .count();
+        assert_eq!(n, 5, "test split is stratified:\n{split}");
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("test_metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(metrics["samples"], 10);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            manifest["dataset"]["train"].as_u64(),
+            manifest["dataset"]["test"].as_u64()
+        ),
+        (Some(20), Some(10))
+    );
+}
+
+#[test]
+fn runner_data_writes_pictures_of_the_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    fashion_subset(&data, &["bag", "coat", "dress"], 30);
+    std::fs::write(
+        tmp.path().join("exp.toml"),
+        config("pictures", &data, "").replace("units = 2", "units = 3"),
+    )
+    .unwrap();
+    let out = runner_with(
+        tmp.path(),
+        &["data", "exp.toml"],
+        2,
+        &tmp.path().join("cache"),
+    );
+    assert_exit(&out, 0);
+    let dir = tmp.path().join("results/pictures/data");
+    let grid = image::open(dir.join("samples.png")).unwrap();
+    assert!(
+        grid.width() > 3 * 300 && grid.height() > 300,
+        "{}x{}",
+        grid.width(),
+        grid.height()
+    );
+    let svg = std::fs::read_to_string(dir.join("samples.svg")).unwrap();
+    assert_eq!(svg.matches("<image ").count(), 3, "one grid per class");
+    for class in ["bag", "coat", "dress"] {
+        assert!(
+            svg.contains(&format!(">{class}</text>")),
+            "{class} title missing"
+        );
+    }
+    let counts = std::fs::read_to_string(dir.join("class_counts.svg")).unwrap();
+    assert!(
+        counts.contains("validation") && counts.contains("coat"),
+        "class_counts.svg lacks labels"
+    );
+    image::open(dir.join("class_counts.png")).unwrap();
+    assert!(
+        !tmp.path().join("results/pictures/run-001").exists(),
+        "`runner data` does not train"
+    );
+}
