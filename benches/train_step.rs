@@ -19,16 +19,11 @@ fn train_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
     for name in ["baseline", "cats_vs_dogs"] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("experiments/{name}.toml"));
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("experiments/{name}.toml"));
         let (cfg, source) = config::load(&path).unwrap();
         let plan = config::validate(cfg, source).unwrap();
         let dev = Cpu::default();
-        let mut net = Network::new(
-            plan.model.clone(),
-            &dev,
-            &mut rand_chacha::ChaCha8Rng::seed_from_u64(1),
-        );
+        let mut net = Network::new(plan.model.clone(), &dev, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
         let mut adam = Adam::new(1e-3);
         let batch = 32;
         let input_len = plan.model.input.len();
@@ -60,13 +55,7 @@ fn tutorial_first_conv(c: &mut Criterion) {
         padding: Padding::Valid,
         activation: Activation::Relu,
     };
-    let g = layer
-        .geometry(Shape::Image {
-            c: 3,
-            h: 128,
-            w: 128,
-        })
-        .unwrap();
+    let g = layer.geometry(Shape::Image { c: 3, h: 128, w: 128 }).unwrap();
     let batch = 8;
     let x = random(batch * g.in_len());
     let w = random(16 * 27);
@@ -74,9 +63,7 @@ fn tutorial_first_conv(c: &mut Criterion) {
     let dy = random(batch * g.out_len());
     let mut group = c.benchmark_group("conv2d_128x128x3_to_16");
     group.throughput(Throughput::Elements(batch as u64));
-    group.bench_function("forward", |bench| {
-        bench.iter(|| runner::ops::conv2d::forward(&x, &w, &b, batch, &g))
-    });
+    group.bench_function("forward", |bench| bench.iter(|| runner::ops::conv2d::forward(&x, &w, &b, batch, &g)));
     group.bench_function("backward_weights", |bench| {
         bench.iter(|| runner::ops::conv2d::backward(&x, &w, &dy, batch, &g, false))
     });

@@ -33,19 +33,24 @@ enum Command {
         /// Experiment file.
         config: PathBuf,
     },
+    /// Preview CONFIG's [augment] settings: a few training images next to the augmented
+    /// variants training will see, written to `<output.dir>/<experiment>/data/augmentations.png/.svg`.
+    Augment {
+        /// Experiment file.
+        config: PathBuf,
+    },
 }
 
 impl Cli {
     /// Carries out the command.
     pub fn execute(self) -> Result<()> {
         match self.command {
-            Some(Command::Data { config }) => crate::run::data_report(&config).map(|_| ()),
+            Some(Command::Data { config }) => crate::run::data_report(&config, false).map(|_| ()),
+            Some(Command::Augment { config }) => crate::run::data_report(&config, true).map(|_| ()),
             Some(Command::Run { config }) => crate::run::run(&config).map(|_| ()),
             None => {
                 let config = self.config.ok_or_else(|| {
-                    crate::Error::Usage(
-                        "missing experiment file; usage: runner <CONFIG.toml> (see --help)".into(),
-                    )
+                    crate::Error::Usage("missing experiment file; usage: runner <CONFIG.toml> (see --help)".into())
                 })?;
                 crate::run::run(&config).map(|_| ())
             }

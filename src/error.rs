@@ -49,9 +49,6 @@ impl Error {
 
     /// Wraps an I/O error with what we were doing to which path.
     pub fn io(action: &str, path: &Path, source: std::io::Error) -> Self {
-        Error::Io {
-            context: format!("{action} `{}`", path.display()),
-            source,
-        }
+        Error::Io { context: format!("{action} `{}`", path.display()), source }
     }
 }

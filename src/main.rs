@@ -14,11 +14,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
         }
     };
-    let level = if cli.quiet {
-        tracing::Level::WARN
-    } else {
-        tracing::Level::INFO
-    };
+    let level = if cli.quiet { tracing::Level::WARN } else { tracing::Level::INFO };
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())

@@ -47,18 +47,12 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
     let listing = data::scan(&cfg.data.path).map_err(|e| match e {
         Error::Data(message) => Error::Data(format!(
             "{message}\n  (data.path is set at {})",
-            plan.source
-                .position(&[config::Seg::Key("data"), config::Seg::Key("path")])
+            plan.source.position(&[config::Seg::Key("data"), config::Seg::Key("path")])
         )),
         other => other,
     })?;
     config::check_classes(plan, &listing.classes)?;
-    let counts: Vec<String> = listing
-        .classes
-        .iter()
-        .zip(listing.counts())
-        .map(|(c, n)| format!("{c} {n}"))
-        .collect();
+    let counts: Vec<String> = listing.classes.iter().zip(listing.counts()).map(|(c, n)| format!("{c} {n}")).collect();
     tracing::info!(
         "found {} files in {} classes under {}: {}",
         listing.samples.len(),
@@ -68,21 +62,14 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
     );
     let started = Instant::now();
     let cache_dir = cfg.data.cache.then(data::cache::default_dir);
-    let (images, stats) = data::load(
-        listing,
-        cfg.data.image_size,
-        cfg.data.color_mode,
-        cache_dir.as_deref(),
-    )?;
+    let (images, stats) = data::load(listing, cfg.data.image_size, cfg.data.color_mode, cache_dir.as_deref())?;
     tracing::info!(
         "{} images ready in {:.1}s: {} decoded, {} from the cache{}",
         images.len(),
         started.elapsed().as_secs_f64(),
         stats.decoded,
         stats.from_cache,
-        cache_dir
-            .map(|d| format!(" in {}", d.display()))
-            .unwrap_or_default()
+        cache_dir.map(|d| format!(" in {}", d.display())).unwrap_or_default()
     );
     if let Some(summary) = data::quarantine::summary(&images.quarantined) {
         tracing::warn!("{summary} (listed in quarantine.csv of the run folder)");
@@ -108,34 +95,22 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
         split.val.len(),
         split.test.len()
     );
-    Ok(Prepared {
-        images,
-        split,
-        stats,
-    })
+    Ok(Prepared { images, split, stats })
 }
 
 /// Writes what a person wants to see of the data into `dir`: the quarantine list, the split
 /// (file by file), sample images per class and the class counts per split.
 pub fn write_data_files(dir: &RunDir, plan: &Plan, data: &Prepared) -> Result<()> {
-    dir.write(
-        files::QUARANTINE,
-        data::quarantine::to_csv(&data.images.quarantined),
-    )?;
+    dir.write(files::QUARANTINE, data::quarantine::to_csv(&data.images.quarantined))?;
     dir.write(files::SPLIT, split_csv(&data.images, &data.split))?;
     let formats = &plan.config.output.plot_formats;
-    write_picture(
-        dir,
-        files::SAMPLES,
-        plots::samples::render(&data.images),
-        formats,
-    )?;
-    write_picture(
-        dir,
-        files::CLASS_COUNTS,
-        plots::counts::render(&data.images, &data.split),
-        formats,
-    )
+    write_picture(dir, files::SAMPLES, plots::samples::render(&data.images), formats)?;
+    write_picture(dir, files::CLASS_COUNTS, plots::counts::render(&data.images, &data.split), formats)?;
+    if let Some(augment) = &plan.config.augment {
+        let preview = plots::augmentations::render(augment, &data.images, &data.split, plan.config.experiment.seed);
+        write_picture(dir, files::AUGMENTATIONS, preview, formats)?;
+    }
+    Ok(())
 }
 
 /// `split.csv`: every used file with its class and split, in file order.
@@ -143,31 +118,25 @@ fn split_csv(images: &Images, split: &Split) -> String {
     let mut out = String::from("path,class,split\n");
     for (i, path) in images.paths.iter().enumerate() {
         let path = path.display().to_string();
-        let path = if path.contains([',', '"', '\n']) {
-            format!("\"{}\"", path.replace('"', "\"\""))
-        } else {
-            path
-        };
-        out += &format!(
-            "{path},{},{}\n",
-            images.classes[images.labels[i]],
-            split.name_of(i)
-        );
+        let path = if path.contains([',', '"', '\n']) { format!("\"{}\"", path.replace('"', "\"\"")) } else { path };
+        out += &format!("{path},{},{}\n", images.classes[images.labels[i]], split.name_of(i));
     }
     out
 }
 
-/// `runner data`: checks the config, prepares the data and writes its pictures and lists into
+/// `runner data` (and `runner augment`, which insists on an `[augment]` section): checks the
+/// config, prepares the data and writes its pictures and lists into
 /// `<output.dir>/<experiment>/data/`, without training.
-pub fn data_report(config_path: &Path) -> Result<RunDir> {
+pub fn data_report(config_path: &Path, need_augment: bool) -> Result<RunDir> {
     let plan = plan(config_path)?;
+    if need_augment && plan.config.augment.is_none() {
+        return Err(Error::Usage(format!(
+            "{} has no [augment] section to preview; add one (for example rotation_range = 40)",
+            config_path.display()
+        )));
+    }
     let data = prepare(&plan)?;
-    let path = plan
-        .config
-        .output
-        .dir
-        .join(&plan.config.experiment.name)
-        .join("data");
+    let path = plan.config.output.dir.join(&plan.config.experiment.name).join("data");
     std::fs::create_dir_all(&path).map_err(|e| Error::io("creating folder", &path, e))?;
     let dir = RunDir { path };
     write_data_files(&dir, &plan, &data)?;
@@ -183,10 +152,7 @@ pub fn run(config_path: &Path) -> Result<Outcome> {
     let dir = RunDir::create(&cfg.output.dir, &cfg.experiment.name)?;
     tracing::info!("writing results to {}", dir.path.display());
     dir.write(files::CONFIG, resolved_config(&plan))?;
-    dir.write(
-        files::SUMMARY,
-        crate::model::summary::render(&cfg.experiment.name, &plan.model),
-    )?;
+    dir.write(files::SUMMARY, crate::model::summary::render(&cfg.experiment.name, &plan.model))?;
     write_data_files(&dir, &plan, &data)?;
 
     // Training runs on a worker of the thread pool, so the thread driving the loop is one of
@@ -208,16 +174,13 @@ fn train_with(plan: Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {
         }
         // `config::validate` already rejects this in builds without CUDA.
         #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => Err(Error::Config(
-            "device = \"cuda\" needs a build with --features cuda".into(),
-        )),
+        DeviceKind::Cuda => Err(Error::Config("device = \"cuda\" needs a build with --features cuda".into())),
     }
 }
 
 /// The resolved config, with a header saying where it came from.
 fn resolved_config(plan: &Plan) -> String {
-    let body =
-        toml::to_string(&plan.config).unwrap_or_else(|e| format!("# could not serialise: {e}\n"));
+    let body = toml::to_string(&plan.config).unwrap_or_else(|e| format!("# could not serialise: {e}\n"));
     format!(
         "# Resolved from {} by runner {}: every default filled in.\n\n{body}",
         plan.source.path.display(),
@@ -256,19 +219,13 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
         epoch_seconds: Vec::new(),
         status: Status::Running,
     };
-    let write_manifest = |m: &Manifest| {
-        dir.write(
-            files::MANIFEST,
-            serde_json::to_string_pretty(m).expect("plain data") + "\n",
-        )
-    };
+    let write_manifest =
+        |m: &Manifest| dir.write(files::MANIFEST, serde_json::to_string_pretty(m).expect("plain data") + "\n");
     write_manifest(&manifest)?;
 
     let mut epoch_start = Instant::now();
     let trained = train::fit(&dev, plan, images, split, |history| {
-        manifest
-            .epoch_seconds
-            .push(epoch_start.elapsed().as_secs_f64());
+        manifest.epoch_seconds.push(epoch_start.elapsed().as_secs_f64());
         write_history(&dir, history, &cfg.output.plot_formats)?;
         write_manifest(&manifest)?;
         epoch_start = Instant::now();
@@ -277,9 +234,7 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
     let (net, history) = match trained {
         Ok(t) => t,
         Err(e) => {
-            manifest.status = Status::Failed {
-                reason: e.to_string(),
-            };
+            manifest.status = Status::Failed { reason: e.to_string() };
             manifest.finished_at = Some(manifest::now_utc());
             write_manifest(&manifest)?;
             return Err(e);
@@ -291,34 +246,20 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
         .params
         .iter()
         .zip(&values)
-        .map(|(p, v)| safetensors::TensorData {
-            name: &p.name,
-            dims: &p.dims,
-            values: v,
-        })
+        .map(|(p, v)| safetensors::TensorData { name: &p.name, dims: &p.dims, values: v })
         .collect();
     let metadata = BTreeMap::from([
         ("format".to_string(), "runner".to_string()),
-        (
-            "layout".to_string(),
-            "conv kernels (filters, channels, kh, kw); dense kernels (inputs, units)".to_string(),
-        ),
+        ("layout".to_string(), "conv kernels (filters, channels, kh, kw); dense kernels (inputs, units)".to_string()),
     ]);
     dir.write(files::WEIGHTS, safetensors::to_bytes(&tensors, &metadata))?;
 
     // The test split is looked at once, after training and model selection are over.
     if !split.test.is_empty() {
         let (loss, accuracy) = train::evaluate(&dev, &net, plan, images, &split.test);
-        tracing::info!(
-            "test: loss {loss:.4}, accuracy {accuracy:.4} on {} images",
-            split.test.len()
-        );
-        let json =
-            serde_json::json!({ "loss": loss, "accuracy": accuracy, "samples": split.test.len() });
-        dir.write(
-            files::TEST_METRICS,
-            serde_json::to_string_pretty(&json).expect("numbers") + "\n",
-        )?;
+        tracing::info!("test: loss {loss:.4}, accuracy {accuracy:.4} on {} images", split.test.len());
+        let json = serde_json::json!({ "loss": loss, "accuracy": accuracy, "samples": split.test.len() });
+        dir.write(files::TEST_METRICS, serde_json::to_string_pretty(&json).expect("numbers") + "\n")?;
     }
 
     manifest.status = Status::Completed;

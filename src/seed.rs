@@ -26,9 +26,7 @@ pub enum Stream {
 
 /// A generator for `stream` under `seed`, further keyed by `keys` (epoch, sample index, ...).
 pub fn rng(seed: u64, stream: Stream, keys: &[u64]) -> ChaCha8Rng {
-    let key = keys
-        .iter()
-        .fold(splitmix64(seed), |acc, &k| splitmix64(acc ^ splitmix64(k)));
+    let key = keys.iter().fold(splitmix64(seed), |acc, &k| splitmix64(acc ^ splitmix64(k)));
     let mut rng = ChaCha8Rng::seed_from_u64(key);
     rng.set_stream(stream as u64);
     rng

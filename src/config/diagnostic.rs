@@ -42,9 +42,7 @@ impl Source {
         while let Some(seg) = segs.next() {
             let Seg::Key(k) = *seg else { break };
             let item = table.get(k)?;
-            span = item
-                .span()
-                .or_else(|| table.key(k).and_then(|key| key.span()));
+            span = item.span().or_else(|| table.key(k).and_then(|key| key.span()));
             match item {
                 Item::Table(t) => table = t,
                 Item::Value(Value::InlineTable(t)) => table = t,
@@ -64,10 +62,7 @@ impl Source {
 
     /// A diagnostic pointing at `path` (or at the file as a whole when it is not written).
     pub fn at(&self, path: &[Seg], message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            span: self.locate(path),
-            message: message.into(),
-        }
+        Diagnostic { span: self.locate(path), message: message.into() }
     }
 
     /// 1-based line and column of byte `offset`.
@@ -98,11 +93,7 @@ impl Source {
         let (line, col) = self.line_col(span.start);
         let text = self.text.lines().nth(line - 1).unwrap_or("");
         let width = text.chars().count().saturating_sub(col - 1).max(1);
-        let carets = self.text[span.clone()]
-            .lines()
-            .next()
-            .map_or(1, |s| s.chars().count())
-            .clamp(1, width);
+        let carets = self.text[span.clone()].lines().next().map_or(1, |s| s.chars().count()).clamp(1, width);
         let gutter = " ".repeat(line.to_string().len());
         format!(
             "error: {file}:{line}:{col}: {}\n{gutter} |\n{line} | {text}\n{gutter} | {}{}",
@@ -116,11 +107,7 @@ impl Source {
     pub fn render_all(&self, diags: &[Diagnostic]) -> String {
         let mut out: Vec<String> = diags.iter().map(|d| self.render(d)).collect();
         let n = diags.len();
-        out.push(format!(
-            "{n} problem{} in {}; nothing was run",
-            if n == 1 { "" } else { "s" },
-            self.path.display()
-        ));
+        out.push(format!("{n} problem{} in {}; nothing was run", if n == 1 { "" } else { "s" }, self.path.display()));
         out.join("\n\n")
     }
 }

@@ -27,15 +27,10 @@ pub struct Plan {
 /// Reads and parses `path`.
 pub fn load(path: &Path) -> Result<(Config, Source)> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::Usage(format!("config file `{}` does not exist", path.display()))
-        }
+        std::io::ErrorKind::NotFound => Error::Usage(format!("config file `{}` does not exist", path.display())),
         _ => Error::io("reading config file", path, e),
     })?;
-    let source = Source {
-        path: path.to_path_buf(),
-        text,
-    };
+    let source = Source { path: path.to_path_buf(), text };
     let config = parse(&source)?;
     Ok((config, source))
 }
@@ -48,10 +43,7 @@ pub fn parse(source: &Source) -> Result<Config> {
         // at the right one, and at the offending key where there is one.
         let layer_diags = layer_errors(source);
         let diags = if layer_diags.is_empty() {
-            vec![Diagnostic {
-                span: e.span(),
-                message: e.message().trim().to_string(),
-            }]
+            vec![Diagnostic { span: e.span(), message: e.message().trim().to_string() }]
         } else {
             layer_diags
         };
@@ -65,11 +57,7 @@ fn layer_errors(source: &Source) -> Vec<Diagnostic> {
     let Ok(doc) = source.text.parse::<toml::Table>() else {
         return Vec::new();
     };
-    let Some(layers) = doc
-        .get("model")
-        .and_then(|m| m.get("layers"))
-        .and_then(|l| l.as_array())
-    else {
+    let Some(layers) = doc.get("model").and_then(|m| m.get("layers")).and_then(|l| l.as_array()) else {
         return Vec::new();
     };
     let mut diags = Vec::new();
@@ -78,18 +66,10 @@ fn layer_errors(source: &Source) -> Vec<Diagnostic> {
             let message = e.message().trim().to_string();
             // Point at the key itself where the message names it: an unknown key, or the key
             // holding an unknown name (`type = "conv3d"`, `activation = "rellu"`).
-            let quoted = |prefix: &str| {
-                message
-                    .strip_prefix(prefix)
-                    .and_then(|m| m.split('`').next())
-            };
+            let quoted = |prefix: &str| message.strip_prefix(prefix).and_then(|m| m.split('`').next());
             let key = quoted("unknown field `").or_else(|| {
                 let value = quoted("unknown variant `")?;
-                layer
-                    .as_table()?
-                    .iter()
-                    .find(|(_, v)| v.as_str() == Some(value))
-                    .map(|(k, _)| k.as_str())
+                layer.as_table()?.iter().find(|(_, v)| v.as_str() == Some(value)).map(|(k, _)| k.as_str())
             });
             let mut path = layer_path(i).to_vec();
             path.extend(key.map(Seg::Key));
@@ -108,9 +88,10 @@ pub fn validate(config: Config, source: Source) -> Result<Plan> {
 
     let name = &config.experiment.name;
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-        err(&[Key("experiment"), Key("name")], format!(
-            "experiment name {name:?} must be a plain folder name (no slashes, not starting with a dot)"
-        ));
+        err(
+            &[Key("experiment"), Key("name")],
+            format!("experiment name {name:?} must be a plain folder name (no slashes, not starting with a dot)"),
+        );
     }
     #[cfg(not(feature = "cuda"))]
     if config.experiment.device == DeviceKind::Cuda {
@@ -123,67 +104,52 @@ pub fn validate(config: Config, source: Source) -> Result<Plan> {
     }
     let [h, w] = config.data.image_size;
     if !(1..=8192).contains(&h) || !(1..=8192).contains(&w) {
-        err(
-            &[Key("data"), Key("image_size")],
-            format!("image_size [{h}, {w}] must be between 1 and 8192 pixels"),
-        );
+        err(&[Key("data"), Key("image_size")], format!("image_size [{h}, {w}] must be between 1 and 8192 pixels"));
     }
     let split = config.data.validation_split;
     if !(split > 0.0 && split < 1.0) {
         err(
             &[Key("data"), Key("validation_split")],
-            format!(
-                "validation_split {split} must be a fraction strictly between 0 and 1, such as 0.2"
-            ),
+            format!("validation_split {split} must be a fraction strictly between 0 and 1, such as 0.2"),
         );
     }
     let test = config.data.test_split;
     if !(0.0..1.0).contains(&test) {
         err(
             &[Key("data"), Key("test_split")],
-            format!(
-                "test_split {test} must be a fraction from 0 (no test set) up to, not including, 1"
-            ),
+            format!("test_split {test} must be a fraction from 0 (no test set) up to, not including, 1"),
         );
     } else if split > 0.0 && split < 1.0 && split + test >= 1.0 {
-        err(&[Key("data"), Key("test_split")], format!(
-            "validation_split {split} and test_split {test} leave nothing to train on; their sum must be below 1"
-        ));
+        err(
+            &[Key("data"), Key("test_split")],
+            format!(
+                "validation_split {split} and test_split {test} leave nothing to train on; their sum must be below 1"
+            ),
+        );
+    }
+    if let Some(augment) = &config.augment {
+        for (key, message) in augment.problems() {
+            err(&[Key("augment"), Key(key)], message);
+        }
     }
     let train = &config.train;
     if !(train.learning_rate > 0.0 && train.learning_rate.is_finite()) {
         err(
             &[Key("train"), Key("learning_rate")],
-            format!(
-                "learning_rate {} must be a positive number",
-                train.learning_rate
-            ),
+            format!("learning_rate {} must be a positive number", train.learning_rate),
         );
     }
     if train.epochs == 0 {
-        err(
-            &[Key("train"), Key("epochs")],
-            "epochs must be at least 1".into(),
-        );
+        err(&[Key("train"), Key("epochs")], "epochs must be at least 1".into());
     }
     if train.batch_size == 0 {
-        err(
-            &[Key("train"), Key("batch_size")],
-            "batch_size must be at least 1".into(),
-        );
+        err(&[Key("train"), Key("batch_size")], "batch_size must be at least 1".into());
     }
 
     let layers = &config.model.layers;
-    let input = Shape::Image {
-        c: config.data.color_mode.channels(),
-        h,
-        w,
-    };
+    let input = Shape::Image { c: config.data.color_mode.channels(), h, w };
     let model = if layers.is_empty() {
-        err(
-            &[Key("model")],
-            "the model has no layers; add [[model.layers]] entries".into(),
-        );
+        err(&[Key("model")], "the model has no layers; add [[model.layers]] entries".into());
         None
     } else {
         match model::plan(layers, input) {
@@ -191,12 +157,7 @@ pub fn validate(config: Config, source: Source) -> Result<Plan> {
             Err(e) => {
                 err(
                     &layer_path(e.index),
-                    format!(
-                        "layer {} (`{}`): {}",
-                        e.index + 1,
-                        layers[e.index].kind(),
-                        e.message
-                    ),
+                    format!("layer {} (`{}`): {}", e.index + 1, layers[e.index].kind(), e.message),
                 );
                 None
             }
@@ -208,11 +169,7 @@ pub fn validate(config: Config, source: Source) -> Result<Plan> {
         }
     }
     match (diags.is_empty(), model) {
-        (true, Some(model)) => Ok(Plan {
-            config,
-            source,
-            model,
-        }),
+        (true, Some(model)) => Ok(Plan { config, source, model }),
         _ => Err(Error::Config(source.render_all(&diags))),
     }
 }
@@ -269,8 +226,5 @@ pub fn check_classes(plan: &Plan, classes: &[String]) -> Result<()> {
 
 /// The TOML spelling of a unit enum value.
 pub fn serde_name<T: serde::Serialize>(value: T) -> String {
-    toml::Value::try_from(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    toml::Value::try_from(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }

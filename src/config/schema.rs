@@ -15,6 +15,9 @@ pub struct Config {
     pub experiment: ExperimentConfig,
     /// `[data]`: the image folder and how to read and split it.
     pub data: DataConfig,
+    /// `[augment]`: random changes to training images (Keras `ImageDataGenerator` arguments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<crate::data::augment::AugmentConfig>,
     /// `[model]`: the layer list.
     pub model: ModelConfig,
     /// `[train]`: optimizer, loss, epochs, batch size.
@@ -195,10 +198,7 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig {
-            dir: default_dir(),
-            plot_formats: default_plot_formats(),
-        }
+        OutputConfig { dir: default_dir(), plot_formats: default_plot_formats() }
     }
 }
 

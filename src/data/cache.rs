@@ -38,11 +38,7 @@ impl Stamp {
         let inode = std::os::unix::fs::MetadataExt::ino(&meta);
         #[cfg(not(unix))]
         let inode = 0;
-        Ok(Stamp {
-            size: meta.len(),
-            mtime_ns,
-            inode,
-        })
+        Ok(Stamp { size: meta.len(), mtime_ns, inode })
     }
 }
 
@@ -59,11 +55,7 @@ pub struct Cache {
 
 /// The folder caches live in (see the module docs).
 pub fn default_dir() -> PathBuf {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     env("RUNNER_CACHE_DIR")
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("runner")))
         .or_else(|| env("HOME").map(|d| d.join(".cache/runner")))
@@ -71,9 +63,7 @@ pub fn default_dir() -> PathBuf {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 impl Cache {
@@ -86,20 +76,12 @@ impl Cache {
         let file = dir.join(format!("images-{:016x}.bin", fnv1a(key.as_bytes())));
         let entries = match std::fs::read(&file) {
             Ok(bytes) => parse(&bytes, &key).unwrap_or_else(|why| {
-                tracing::warn!(
-                    "ignoring the image cache {}: {why}; rebuilding it",
-                    file.display()
-                );
+                tracing::warn!("ignoring the image cache {}: {why}; rebuilding it", file.display());
                 HashMap::new()
             }),
             Err(_) => HashMap::new(),
         };
-        Cache {
-            file,
-            settings: key,
-            entries,
-            changed: false,
-        }
+        Cache { file, settings: key, entries, changed: false }
     }
 
     /// Where this cache is stored.
@@ -109,10 +91,7 @@ impl Cache {
 
     /// The cached result for `name` if the file has not changed since.
     pub fn get(&self, name: &str, stamp: Stamp) -> Option<&Decoded> {
-        self.entries
-            .get(name)
-            .filter(|(s, _)| *s == stamp)
-            .map(|(_, d)| d)
+        self.entries.get(name).filter(|(s, _)| *s == stamp).map(|(_, d)| d)
     }
 
     /// Records the result for `name`.
@@ -185,9 +164,7 @@ impl<'a> Input<'a> {
         Ok(head)
     }
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
     fn bytes(&mut self) -> Result<&'a [u8], String> {
         let n = usize::try_from(self.u64()?).map_err(|_| "bad length")?;
@@ -224,17 +201,7 @@ fn parse(bytes: &[u8], settings: &str) -> Result<HashMap<String, (Stamp, Decoded
                 Err((reason, String::from_utf8_lossy(&payload).into_owned()))
             }
         };
-        entries.insert(
-            name,
-            (
-                Stamp {
-                    size,
-                    mtime_ns,
-                    inode,
-                },
-                decoded,
-            ),
-        );
+        entries.insert(name, (Stamp { size, mtime_ns, inode }, decoded));
     }
     Ok(entries)
 }

@@ -31,36 +31,23 @@ pub type Rejection = (Reason, String);
 
 /// Decodes `path` to CHW bytes of `image_size` (`[height, width]`), or says why it cannot.
 pub fn decode(path: &Path, image_size: [usize; 2], mode: ColorMode) -> Result<Vec<u8>, Rejection> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| (Reason::Unreadable, e.to_string()))?
-        .len();
+    let len = std::fs::metadata(path).map_err(|e| (Reason::Unreadable, e.to_string()))?.len();
     if len == 0 {
         return Err((Reason::Empty, "the file is empty (0 bytes)".into()));
     }
     if len > MAX_FILE_BYTES {
-        return Err((
-            Reason::TooLarge,
-            format!("{len} bytes is over the {MAX_FILE_BYTES}-byte limit"),
-        ));
+        return Err((Reason::TooLarge, format!("{len} bytes is over the {MAX_FILE_BYTES}-byte limit")));
     }
     let bytes = std::fs::read(path).map_err(|e| (Reason::Unreadable, e.to_string()))?;
     decode_bytes(&bytes, image_size, mode)
 }
 
 /// Decodes an image held in memory; see [`decode`].
-pub fn decode_bytes(
-    bytes: &[u8],
-    image_size: [usize; 2],
-    mode: ColorMode,
-) -> Result<Vec<u8>, Rejection> {
-    let mut reader = Reader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| (Reason::Unreadable, e.to_string()))?;
+pub fn decode_bytes(bytes: &[u8], image_size: [usize; 2], mode: ColorMode) -> Result<Vec<u8>, Rejection> {
+    let mut reader =
+        Reader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| (Reason::Unreadable, e.to_string()))?;
     let Some(format) = reader.format() else {
-        return Err((
-            Reason::NotAnImage,
-            "not an image file (no known image signature)".into(),
-        ));
+        return Err((Reason::NotAnImage, "not an image file (no known image signature)".into()));
     };
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -68,15 +55,11 @@ pub fn decode_bytes(
     limits.max_alloc = Some(MAX_DECODER_BYTES);
     reader.limits(limits);
     let img = reader.decode().map_err(|e| match e {
-        ImageError::Limits(l) => (
-            Reason::TooLarge,
-            format!("{l} (limits: {MAX_SIDE} px a side, {MAX_DECODER_BYTES} bytes)"),
-        ),
+        ImageError::Limits(l) => {
+            (Reason::TooLarge, format!("{l} (limits: {MAX_SIDE} px a side, {MAX_DECODER_BYTES} bytes)"))
+        }
         ImageError::Unsupported(u) => (Reason::Unsupported, u.to_string()),
-        other => (
-            Reason::Corrupt,
-            format!("truncated or corrupt {format:?}: {other}"),
-        ),
+        other => (Reason::Corrupt, format!("truncated or corrupt {format:?}: {other}")),
     })?;
     let img = match (format, orientation::exif_orientation(bytes)) {
         (ImageFormat::Jpeg, Some(o)) => orientation::apply(img, o),
@@ -96,9 +79,7 @@ pub fn decode_bytes(
         DynamicImage::ImageRgb8(rgb) => {
             // HWC → CHW.
             let hwc = rgb.into_raw();
-            (0..3)
-                .flat_map(|c| hwc.iter().skip(c).step_by(3).copied())
-                .collect()
+            (0..3).flat_map(|c| hwc.iter().skip(c).step_by(3).copied()).collect()
         }
         other => other.into_luma8().into_raw(),
     })

@@ -43,10 +43,7 @@ impl Listing {
 
 /// Hidden files and operating-system litter, skipped without a word.
 fn is_litter(name: &str) -> bool {
-    name.starts_with('.')
-        || ["thumbs.db", "desktop.ini", "__macosx"]
-            .iter()
-            .any(|l| name.eq_ignore_ascii_case(l))
+    name.starts_with('.') || ["thumbs.db", "desktop.ini", "__macosx"].iter().any(|l| name.eq_ignore_ascii_case(l))
 }
 
 /// Entries of `dir`, sorted by name, without litter.
@@ -67,11 +64,7 @@ fn sorted_entries(dir: &Path) -> std::io::Result<Vec<(PathBuf, String, FileType)
 /// subfolders, or a class folder with no files is an error naming the path.
 pub fn scan(root: &Path) -> Result<Listing> {
     if !root.is_dir() {
-        let what = if root.exists() {
-            "is not a folder"
-        } else {
-            "does not exist"
-        };
+        let what = if root.exists() { "is not a folder" } else { "does not exist" };
         return Err(Error::Data(format!(
             "dataset folder `{}` (data.path) {what}; point data.path at a folder with one \
              subfolder of images per class",
@@ -79,27 +72,15 @@ pub fn scan(root: &Path) -> Result<Listing> {
         )));
     }
     let entries = sorted_entries(root).map_err(|e| Error::io("reading dataset folder", root, e))?;
-    let mut listing = Listing {
-        root: root.to_path_buf(),
-        classes: Vec::new(),
-        samples: Vec::new(),
-        quarantined: Vec::new(),
-    };
+    let mut listing =
+        Listing { root: root.to_path_buf(), classes: Vec::new(), samples: Vec::new(), quarantined: Vec::new() };
     for (dir, name, kind) in entries {
         if kind.is_symlink() && dir.is_dir() {
-            listing.quarantined.push(Quarantined::new(
-                dir,
-                Reason::Folder,
-                "symlinked folder, not followed",
-            ));
+            listing.quarantined.push(Quarantined::new(dir, Reason::Folder, "symlinked folder, not followed"));
             continue;
         }
         if !kind.is_dir() {
-            listing.quarantined.push(Quarantined::new(
-                dir,
-                Reason::NoClass,
-                "not inside a class folder",
-            ));
+            listing.quarantined.push(Quarantined::new(dir, Reason::NoClass, "not inside a class folder"));
             continue;
         }
         let files = sorted_entries(&dir).map_err(|e| {

@@ -1,6 +1,7 @@
 //! The dataset: scan an image folder (one subfolder per class), decode and resize every image
 //! once, split it with the seed, and hand out batches. Plain Rust; no dfdx here.
 
+pub mod augment;
 pub mod cache;
 pub mod decode;
 pub mod image_folder;
@@ -57,11 +58,7 @@ impl Images {
     /// Pixels of images `indices`, scaled to [0, 1], one image after another.
     pub fn batch(&self, indices: &[usize]) -> Vec<f32> {
         let n = self.image_len();
-        indices
-            .iter()
-            .flat_map(|&i| &self.pixels[i * n..(i + 1) * n])
-            .map(|&p| f32::from(p) / 255.0)
-            .collect()
+        indices.iter().flat_map(|&i| &self.pixels[i * n..(i + 1) * n]).map(|&p| f32::from(p) / 255.0).collect()
     }
 
     /// Class indices of images `indices`.
@@ -91,27 +88,15 @@ pub fn load(
     let [h, w] = image_size;
     let settings = format!("size={h}x{w} color_mode={mode:?} resize=triangle exif=applied v1");
     let mut cache = cache_dir.map(|dir| Cache::open(dir, &listing.root, &settings));
-    let name = |s: &Sample| {
-        s.path
-            .strip_prefix(&listing.root)
-            .unwrap_or(&s.path)
-            .to_string_lossy()
-            .into_owned()
-    };
-    let stamps: Vec<_> = listing
-        .samples
-        .par_iter()
-        .map(|s| Stamp::of(&s.path))
-        .collect();
+    let name = |s: &Sample| s.path.strip_prefix(&listing.root).unwrap_or(&s.path).to_string_lossy().into_owned();
+    let stamps: Vec<_> = listing.samples.par_iter().map(|s| Stamp::of(&s.path)).collect();
     let mut stats = LoadStats::default();
     let decoded: Vec<Decoded> = listing
         .samples
         .par_iter()
         .zip(&stamps)
         .map(|(s, stamp)| {
-            let stamp = stamp
-                .as_ref()
-                .map_err(|e| (Reason::Unreadable, e.to_string()))?;
+            let stamp = stamp.as_ref().map_err(|e| (Reason::Unreadable, e.to_string()))?;
             match cache.as_ref().and_then(|c| c.get(&name(s), *stamp)) {
                 Some(hit) => hit.clone(),
                 None => decode::decode(&s.path, image_size, mode),
@@ -153,14 +138,8 @@ pub fn load(
                 images.paths.push(sample.path);
             }
             Err((reason, detail)) => {
-                tracing::warn!(
-                    "quarantined {}: {}: {detail}",
-                    sample.path.display(),
-                    reason.name()
-                );
-                images
-                    .quarantined
-                    .push(Quarantined::new(sample.path, reason, detail));
+                tracing::warn!("quarantined {}: {}: {detail}", sample.path.display(), reason.name());
+                images.quarantined.push(Quarantined::new(sample.path, reason, detail));
             }
         }
     }

@@ -13,10 +13,7 @@ pub fn exif_orientation(bytes: &[u8]) -> Option<u16> {
         if marker == 0xDA {
             return None;
         }
-        let len = usize::from(u16::from_be_bytes([
-            *bytes.get(pos + 2)?,
-            *bytes.get(pos + 3)?,
-        ]));
+        let len = usize::from(u16::from_be_bytes([*bytes.get(pos + 2)?, *bytes.get(pos + 3)?]));
         let segment = bytes.get(pos + 4..pos + 2 + len)?;
         if marker == 0xE1 && segment.starts_with(b"Exif\0\0") {
             return tiff_orientation(&segment[6..]);
@@ -34,32 +31,17 @@ fn tiff_orientation(tiff: &[u8]) -> Option<u16> {
     };
     let u16_at = |at: usize| -> Option<u16> {
         let b = [*tiff.get(at)?, *tiff.get(at + 1)?];
-        Some(if big {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
+        Some(if big { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) })
     };
     let u32_at = |at: usize| -> Option<u32> {
-        let b = [
-            *tiff.get(at)?,
-            *tiff.get(at + 1)?,
-            *tiff.get(at + 2)?,
-            *tiff.get(at + 3)?,
-        ];
-        Some(if big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
+        let b = [*tiff.get(at)?, *tiff.get(at + 1)?, *tiff.get(at + 2)?, *tiff.get(at + 3)?];
+        Some(if big { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) })
     };
     let ifd = usize::try_from(u32_at(4)?).ok()?;
     let count = usize::from(u16_at(ifd)?);
     (0..count).find_map(|i| {
         let entry = ifd + 2 + 12 * i;
-        (u16_at(entry)? == 0x0112)
-            .then(|| u16_at(entry + 8))
-            .flatten()
+        (u16_at(entry)? == 0x0112).then(|| u16_at(entry + 8)).flatten()
     })
 }
 

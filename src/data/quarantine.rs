@@ -68,11 +68,7 @@ pub struct Quarantined {
 impl Quarantined {
     /// A new entry.
     pub fn new(path: PathBuf, reason: Reason, detail: impl Into<String>) -> Self {
-        Quarantined {
-            path,
-            reason,
-            detail: detail.into(),
-        }
+        Quarantined { path, reason, detail: detail.into() }
     }
 }
 
@@ -82,12 +78,7 @@ pub fn to_csv(entries: &[Quarantined]) -> String {
     rows.sort_by(|a, b| a.path.cmp(&b.path));
     let mut out = String::from("path,reason,detail\n");
     for q in rows {
-        out += &format!(
-            "{},{},{}\n",
-            csv_field(&q.path.display().to_string()),
-            q.reason.name(),
-            csv_field(&q.detail)
-        );
+        out += &format!("{},{},{}\n", csv_field(&q.path.display().to_string()), q.reason.name(), csv_field(&q.detail));
     }
     out
 }
@@ -98,16 +89,10 @@ pub fn summary(entries: &[Quarantined]) -> Option<String> {
         return None;
     }
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
-    entries
-        .iter()
-        .for_each(|q| *counts.entry(q.reason.name()).or_default() += 1);
+    entries.iter().for_each(|q| *counts.entry(q.reason.name()).or_default() += 1);
     let parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
     let n = entries.len();
-    Some(format!(
-        "{n} file{} quarantined: {}",
-        if n == 1 { "" } else { "s" },
-        parts.join(", ")
-    ))
+    Some(format!("{n} file{} quarantined: {}", if n == 1 { "" } else { "s" }, parts.join(", ")))
 }
 
 /// RFC 4180 quoting where needed.

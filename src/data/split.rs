@@ -40,17 +40,11 @@ pub fn split(
     seed: u64,
 ) -> Split {
     let groups: Vec<Vec<usize>> = if stratify {
-        (0..n_classes)
-            .map(|c| (0..labels.len()).filter(|&i| labels[i] == c).collect())
-            .collect()
+        (0..n_classes).map(|c| (0..labels.len()).filter(|&i| labels[i] == c).collect()).collect()
     } else {
         vec![(0..labels.len()).collect()]
     };
-    let mut s = Split {
-        train: Vec::new(),
-        val: Vec::new(),
-        test: Vec::new(),
-    };
+    let mut s = Split { train: Vec::new(), val: Vec::new(), test: Vec::new() };
     for (g, mut members) in groups.into_iter().enumerate() {
         members.shuffle(&mut seed::rng(seed, Stream::Split, &[g as u64]));
         let n = members.len();

@@ -41,11 +41,7 @@ pub struct ModelPlan {
 impl ModelPlan {
     /// Number of trainable values.
     pub fn param_count(&self) -> usize {
-        self.layers
-            .iter()
-            .flat_map(|l| &l.params)
-            .map(|p| p.dims.iter().product::<usize>())
-            .sum()
+        self.layers.iter().flat_map(|l| &l.params).map(|p| p.dims.iter().product::<usize>()).sum()
     }
 
     /// Shape of the network's output.
@@ -70,27 +66,12 @@ pub fn plan(layers: &[LayerConfig], input: Shape) -> Result<ModelPlan, LayerErro
     let mut planned = Vec::with_capacity(layers.len());
     let mut seen = std::collections::HashMap::<&str, usize>::new();
     for (index, config) in layers.iter().enumerate() {
-        let output = config
-            .output_shape(shape)
-            .map_err(|message| LayerError { index, message })?;
+        let output = config.output_shape(shape).map_err(|message| LayerError { index, message })?;
         let n = seen.entry(config.kind()).or_default();
-        let name = if *n == 0 {
-            config.kind().to_string()
-        } else {
-            format!("{}_{n}", config.kind())
-        };
+        let name = if *n == 0 { config.kind().to_string() } else { format!("{}_{n}", config.kind()) };
         *n += 1;
-        planned.push(LayerPlan {
-            name,
-            config: config.clone(),
-            input: shape,
-            output,
-            params: config.params(shape),
-        });
+        planned.push(LayerPlan { name, config: config.clone(), input: shape, output, params: config.params(shape) });
         shape = output;
     }
-    Ok(ModelPlan {
-        input,
-        layers: planned,
-    })
+    Ok(ModelPlan { input, layers: planned })
 }

@@ -54,11 +54,7 @@ impl<D: Backend> Network<D> {
             }
             ranges.push(start..params.len());
         }
-        Network {
-            plan,
-            params,
-            ranges,
-        }
+        Network { plan, params, ranges }
     }
 
     /// Runs the layers on a batch `(batch, features)`. With `logits == true` the last layer's
@@ -66,19 +62,14 @@ impl<D: Backend> Network<D> {
     pub fn forward<T: Tape<f32, D>>(&self, x: Batch<D, T>, logits: bool) -> Batch<D, T> {
         let tensors: Vec<Param<D>> = self.params.iter().map(|p| p.tensor.clone()).collect();
         let last = self.plan.layers.len().saturating_sub(1);
-        self.plan
-            .layers
-            .iter()
-            .zip(&self.ranges)
-            .enumerate()
-            .fold(x, |x, (i, (layer, range))| {
-                let ctx = Ctx {
-                    input: layer.input,
-                    params: &tensors[range.clone()],
-                    skip_activation: logits && i == last,
-                    input_grad: i > 0,
-                };
-                layer.config.forward(x, &ctx)
-            })
+        self.plan.layers.iter().zip(&self.ranges).enumerate().fold(x, |x, (i, (layer, range))| {
+            let ctx = Ctx {
+                input: layer.input,
+                params: &tensors[range.clone()],
+                skip_activation: logits && i == last,
+                input_grad: i > 0,
+            };
+            layer.config.forward(x, &ctx)
+        })
     }
 }

@@ -6,36 +6,12 @@ use super::ModelPlan;
 pub fn render(name: &str, plan: &ModelPlan) -> String {
     let rule = |c: char| c.to_string().repeat(78);
     let mut out = format!("Model: \"{name}\"\n{}\n", rule('_'));
-    out += &format!(
-        " {:<34}{:<26}{:>14}\n{}\n",
-        "Layer (type)",
-        "Output Shape",
-        "Param #",
-        rule('=')
-    );
-    out += &format!(
-        " {:<34}{:<26}{:>14}\n",
-        "input (InputLayer)",
-        plan.input.to_string(),
-        0
-    );
+    out += &format!(" {:<34}{:<26}{:>14}\n{}\n", "Layer (type)", "Output Shape", "Param #", rule('='));
+    out += &format!(" {:<34}{:<26}{:>14}\n", "input (InputLayer)", plan.input.to_string(), 0);
     for layer in &plan.layers {
-        let params: usize = layer
-            .params
-            .iter()
-            .map(|p| p.dims.iter().product::<usize>())
-            .sum();
-        let label = format!(
-            "{} ({})",
-            layer.name,
-            crate::model::Layer::class_name(&layer.config)
-        );
-        out += &format!(
-            " {:<34}{:<26}{:>14}\n",
-            label,
-            layer.output.to_string(),
-            thousands(params)
-        );
+        let params: usize = layer.params.iter().map(|p| p.dims.iter().product::<usize>()).sum();
+        let label = format!("{} ({})", layer.name, crate::model::Layer::class_name(&layer.config));
+        out += &format!(" {:<34}{:<26}{:>14}\n", label, layer.output.to_string(), thousands(params));
     }
     let total = thousands(plan.param_count());
     out += &format!(

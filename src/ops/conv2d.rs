@@ -65,16 +65,11 @@ impl ConvGeom {
                 for kj in 0..self.kw {
                     let row = (ch * self.kh + ki) * self.kw + kj;
                     for oy in 0..self.oh {
-                        let Some(iy) = (oy * self.sh + ki)
-                            .checked_sub(self.pad_top)
-                            .filter(|&y| y < self.h)
-                        else {
+                        let Some(iy) = (oy * self.sh + ki).checked_sub(self.pad_top).filter(|&y| y < self.h) else {
                             continue;
                         };
                         for ox in 0..self.ow {
-                            let Some(ix) = (ox * self.sw + kj)
-                                .checked_sub(self.pad_left)
-                                .filter(|&x| x < self.w)
+                            let Some(ix) = (ox * self.sw + kj).checked_sub(self.pad_left).filter(|&x| x < self.w)
                             else {
                                 continue;
                             };
@@ -100,32 +95,14 @@ impl ConvGeom {
 pub fn forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, g: &ConvGeom) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
     let mut y = vec![0.0; batch * g.out_len()];
-    y.par_chunks_mut(g.out_len())
-        .zip(x.par_chunks(g.in_len()))
-        .for_each(|(y, x)| {
-            let mut col = vec![0.0; k * p];
-            g.im2col(x, &mut col);
-            for (row, &bias) in y.chunks_mut(p).zip(b) {
-                row.fill(bias);
-            }
-            matmul(
-                g.f,
-                p,
-                k,
-                Mat {
-                    data: w,
-                    rs: k,
-                    cs: 1,
-                },
-                Mat {
-                    data: &col,
-                    rs: p,
-                    cs: 1,
-                },
-                y,
-                true,
-            );
-        });
+    y.par_chunks_mut(g.out_len()).zip(x.par_chunks(g.in_len())).for_each(|(y, x)| {
+        let mut col = vec![0.0; k * p];
+        g.im2col(x, &mut col);
+        for (row, &bias) in y.chunks_mut(p).zip(b) {
+            row.fill(bias);
+        }
+        matmul(g.f, p, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: &col, rs: p, cs: 1 }, y, true);
+    });
     y
 }
 
@@ -148,41 +125,9 @@ pub fn backward(
             let mut col = vec![0.0; k * p];
             g.im2col(x, &mut col);
             let mut dw = vec![0.0; g.f * k];
-            matmul(
-                g.f,
-                k,
-                p,
-                Mat {
-                    data: dy,
-                    rs: p,
-                    cs: 1,
-                },
-                Mat {
-                    data: &col,
-                    rs: 1,
-                    cs: p,
-                },
-                &mut dw,
-                false,
-            );
+            matmul(g.f, k, p, Mat { data: dy, rs: p, cs: 1 }, Mat { data: &col, rs: 1, cs: p }, &mut dw, false);
             let dx = input_grad.then(|| {
-                matmul(
-                    k,
-                    p,
-                    g.f,
-                    Mat {
-                        data: w,
-                        rs: 1,
-                        cs: k,
-                    },
-                    Mat {
-                        data: dy,
-                        rs: p,
-                        cs: 1,
-                    },
-                    &mut col,
-                    false,
-                );
+                matmul(k, p, g.f, Mat { data: w, rs: 1, cs: k }, Mat { data: dy, rs: p, cs: 1 }, &mut col, false);
                 let mut dx = vec![0.0; g.in_len()];
                 g.col2im(&col, &mut dx);
                 dx

@@ -43,27 +43,20 @@ impl PoolGeom {
 pub fn forward(x: &[f32], batch: usize, g: &PoolGeom) -> (Vec<f32>, Vec<u32>) {
     let mut y = vec![0.0; batch * g.out_len()];
     let mut arg = vec![0u32; batch * g.out_len()];
-    y.par_chunks_mut(g.out_len())
-        .zip(arg.par_chunks_mut(g.out_len()))
-        .zip(x.par_chunks(g.in_len()))
-        .for_each(|((y, arg), x)| {
+    y.par_chunks_mut(g.out_len()).zip(arg.par_chunks_mut(g.out_len())).zip(x.par_chunks(g.in_len())).for_each(
+        |((y, arg), x)| {
             let mut o = 0;
             for ch in 0..g.c {
                 for oy in 0..g.oh {
-                    let rows = (oy * g.sh).saturating_sub(g.pad_top)
-                        ..(oy * g.sh + g.ph - g.pad_top).min(g.h);
+                    let rows = (oy * g.sh).saturating_sub(g.pad_top)..(oy * g.sh + g.ph - g.pad_top).min(g.h);
                     for ox in 0..g.ow {
-                        let cols = (ox * g.sw).saturating_sub(g.pad_left)
-                            ..(ox * g.sw + g.pw - g.pad_left).min(g.w);
+                        let cols = (ox * g.sw).saturating_sub(g.pad_left)..(ox * g.sw + g.pw - g.pad_left).min(g.w);
                         let (mut best, mut best_i) = (f32::NEG_INFINITY, usize::MAX);
                         for iy in rows.clone() {
                             for ix in cols.clone() {
                                 let i = (ch * g.h + iy) * g.w + ix;
                                 // NaN wins so that it propagates instead of vanishing.
-                                if best_i == usize::MAX
-                                    || x[i] > best
-                                    || x[i].is_nan() && !best.is_nan()
-                                {
+                                if best_i == usize::MAX || x[i] > best || x[i].is_nan() && !best.is_nan() {
                                     (best, best_i) = (x[i], i);
                                 }
                             }
@@ -74,20 +67,21 @@ pub fn forward(x: &[f32], batch: usize, g: &PoolGeom) -> (Vec<f32>, Vec<u32>) {
                     }
                 }
             }
-        });
+        },
+    );
     (y, arg)
 }
 
 /// Input gradient on host memory.
 pub fn backward(dy: &[f32], arg: &[u32], batch: usize, g: &PoolGeom) -> Vec<f32> {
     let mut dx = vec![0.0; batch * g.in_len()];
-    dx.par_chunks_mut(g.in_len())
-        .zip(dy.par_chunks(g.out_len()).zip(arg.par_chunks(g.out_len())))
-        .for_each(|(dx, (dy, arg))| {
+    dx.par_chunks_mut(g.in_len()).zip(dy.par_chunks(g.out_len()).zip(arg.par_chunks(g.out_len()))).for_each(
+        |(dx, (dy, arg))| {
             for (&d, &i) in dy.iter().zip(arg) {
                 dx[i as usize] += d;
             }
-        });
+        },
+    );
     dx
 }
 

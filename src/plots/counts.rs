@@ -11,9 +11,7 @@ pub fn render(images: &Images, split: &Split) -> Result<Picture, String> {
     // counts[class][split]: train, validation, test.
     let mut counts = vec![[0usize; 3]; n];
     for (indices, s) in [(&split.train, 0), (&split.val, 1), (&split.test, 2)] {
-        indices
-            .iter()
-            .for_each(|&i| counts[images.labels[i]][s] += 1);
+        indices.iter().for_each(|&i| counts[images.labels[i]][s] += 1);
     }
     Ok(Picture {
         png: chart_png(|r| draw(r, &images.classes, &counts).map_err(|e| e.to_string()))?,
@@ -28,29 +26,19 @@ fn draw<DB: DrawingBackend>(
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
     let n = classes.len() as u32;
-    let top = counts
-        .iter()
-        .map(|c| c.iter().sum::<usize>())
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    let top = counts.iter().map(|c| c.iter().sum::<usize>()).max().unwrap_or(1).max(1);
     let mut chart = ChartBuilder::on(root)
         .caption("Images per class and split", ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d(
-            (0..n.saturating_sub(1)).into_segmented(),
-            0..top + top / 4 + 1,
-        )?;
+        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0..top + top / 4 + 1)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(classes.len())
         .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                classes.get(*i as usize).cloned().unwrap_or_default()
-            }
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => classes.get(*i as usize).cloned().unwrap_or_default(),
             SegmentValue::Last => String::new(),
         })
         .y_desc("Images")
@@ -58,11 +46,7 @@ fn draw<DB: DrawingBackend>(
         .label_style(("sans-serif", 13))
         .draw()?;
     let names = ["train", "validation", "test"];
-    let colors = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-    ];
+    let colors = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44)];
     for s in 0..3 {
         if counts.iter().all(|c| c[s] == 0) {
             continue;
@@ -73,10 +57,7 @@ fn draw<DB: DrawingBackend>(
                 let base: usize = c[..s].iter().sum();
                 let x = i as u32;
                 let mut bar = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(x), base),
-                        (SegmentValue::Exact(x + 1), base + c[s]),
-                    ],
+                    [(SegmentValue::Exact(x), base), (SegmentValue::Exact(x + 1), base + c[s])],
                     color.filled(),
                 );
                 bar.set_margin(0, 0, 6, 6);

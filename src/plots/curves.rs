@@ -22,28 +22,21 @@ pub struct Chart {
 
 /// The two charts of the Keras tutorial: accuracy and loss, training and validation.
 pub fn charts(history: &History) -> Vec<Chart> {
-    let col =
-        |f: fn(&crate::train::EpochRecord) -> f64| history.epochs.iter().map(f).collect::<Vec<_>>();
+    let col = |f: fn(&crate::train::EpochRecord) -> f64| history.epochs.iter().map(f).collect::<Vec<_>>();
     vec![
         Chart {
             stem: "accuracy",
             title: "Training and validation accuracy",
             y_label: "Accuracy",
             legend: SeriesLabelPosition::LowerRight,
-            series: vec![
-                ("Training accuracy", col(|r| r.accuracy)),
-                ("Validation accuracy", col(|r| r.val_accuracy)),
-            ],
+            series: vec![("Training accuracy", col(|r| r.accuracy)), ("Validation accuracy", col(|r| r.val_accuracy))],
         },
         Chart {
             stem: "loss",
             title: "Training and validation loss",
             y_label: "Loss",
             legend: SeriesLabelPosition::UpperRight,
-            series: vec![
-                ("Training loss", col(|r| r.loss)),
-                ("Validation loss", col(|r| r.val_loss)),
-            ],
+            series: vec![("Training loss", col(|r| r.loss)), ("Validation loss", col(|r| r.val_loss))],
         },
     ]
 }
@@ -63,21 +56,9 @@ fn draw<DB: DrawingBackend>(
     chart: &Chart,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
-    let n = chart
-        .series
-        .iter()
-        .map(|s| s.1.len())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let values = chart
-        .series
-        .iter()
-        .flat_map(|s| s.1.iter().copied())
-        .filter(|v| v.is_finite());
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
+    let n = chart.series.iter().map(|s| s.1.len()).max().unwrap_or(0).max(1);
+    let values = chart.series.iter().flat_map(|s| s.1.iter().copied()).filter(|v| v.is_finite());
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     let pad = ((hi - lo) * 0.08).max(1e-3);
     let mut ctx = ChartBuilder::on(root)
@@ -95,21 +76,11 @@ fn draw<DB: DrawingBackend>(
         .draw()?;
     let colors = [RGBColor(31, 119, 180), RGBColor(255, 127, 14)];
     for ((name, values), color) in chart.series.iter().zip(colors) {
-        let points: Vec<(usize, f64)> = values
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (i + 1, v))
-            .collect();
+        let points: Vec<(usize, f64)> = values.iter().enumerate().map(|(i, &v)| (i + 1, v)).collect();
         ctx.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
             .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
-            });
-        ctx.draw_series(
-            points
-                .into_iter()
-                .map(|p| Circle::new(p, 3, color.filled())),
-        )?;
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2)));
+        ctx.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
     }
     ctx.configure_series_labels()
         .position(chart.legend.clone())

@@ -2,9 +2,11 @@
 //! plotters and the bundled DejaVu Sans font (no system fonts, so output is the same on every
 //! machine and SVGs are byte-for-byte reproducible).
 
+pub mod augmentations;
 pub mod counts;
 pub mod curves;
 pub mod samples;
+pub mod thumbnails;
 
 use std::sync::Once;
 
@@ -72,11 +74,7 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -91,8 +89,5 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
 
 /// Text safe inside SVG markup.
 pub(crate) fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

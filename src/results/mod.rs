@@ -33,6 +33,8 @@ pub mod files {
     pub const TEST_METRICS: &str = "test_metrics.json";
     /// Stem of the sample-image grid (`.png`, `.svg`).
     pub const SAMPLES: &str = "samples";
+    /// Stem of the augmentation preview (`.png`, `.svg`), when `[augment]` is set.
+    pub const AUGMENTATIONS: &str = "augmentations";
     /// Stem of the bar chart of images per class and split (`.png`, `.svg`).
     pub const CLASS_COUNTS: &str = "class_counts";
 }
@@ -49,8 +51,7 @@ impl RunDir {
     /// runs started at once never share a folder.
     pub fn create(root: &Path, experiment: &str) -> Result<Self> {
         let parent = root.join(experiment);
-        std::fs::create_dir_all(&parent)
-            .map_err(|e| Error::io("creating results folder", &parent, e))?;
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io("creating results folder", &parent, e))?;
         let mut n = next_free(&parent);
         loop {
             let path = parent.join(format!("run-{n:03}"));
@@ -74,13 +75,7 @@ fn next_free(parent: &Path) -> usize {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_prefix("run-")?
-                .parse::<usize>()
-                .ok()
-        })
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("run-")?.parse::<usize>().ok())
         .max()
         .map_or(1, |n| n + 1)
 }
@@ -88,10 +83,7 @@ fn next_free(parent: &Path) -> usize {
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

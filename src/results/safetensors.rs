@@ -26,10 +26,7 @@ pub fn to_bytes(tensors: &[TensorData], metadata: &BTreeMap<String, String>) -> 
     let mut offset = 0;
     for t in tensors {
         let end = offset + 4 * t.values.len();
-        header.insert(
-            t.name.into(),
-            json!({ "dtype": "F32", "shape": t.dims, "data_offsets": [offset, end] }),
-        );
+        header.insert(t.name.into(), json!({ "dtype": "F32", "shape": t.dims, "data_offsets": [offset, end] }));
         offset = end;
     }
     let mut head = serde_json::to_vec(&header).expect("JSON of strings and numbers");
@@ -39,41 +36,25 @@ pub fn to_bytes(tensors: &[TensorData], metadata: &BTreeMap<String, String>) -> 
     out.extend_from_slice(&(head.len() as u64).to_le_bytes());
     out.extend_from_slice(&head);
     for t in tensors {
-        t.values
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+        t.values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
     }
     out
 }
 
 /// Reads a file written by [`to_bytes`] back into `(name, dims, values)`, in file order.
 pub fn from_bytes(bytes: &[u8]) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String> {
-    let len = u64::from_le_bytes(
-        bytes
-            .get(..8)
-            .ok_or("file too short")?
-            .try_into()
-            .expect("8 bytes"),
-    ) as usize;
-    let head = bytes
-        .get(8..8 + len)
-        .ok_or("header length beyond end of file")?;
+    let len = u64::from_le_bytes(bytes.get(..8).ok_or("file too short")?.try_into().expect("8 bytes")) as usize;
+    let head = bytes.get(8..8 + len).ok_or("header length beyond end of file")?;
     let header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(head).map_err(|e| format!("bad header: {e}"))?;
     let data = &bytes[8 + len..];
     let mut out = Vec::new();
     for (name, info) in header.iter().filter(|(k, _)| *k != "__metadata__") {
-        let dims: Vec<usize> =
-            serde_json::from_value(info["shape"].clone()).map_err(|e| format!("{name}: {e}"))?;
-        let [start, end]: [usize; 2] = serde_json::from_value(info["data_offsets"].clone())
-            .map_err(|e| format!("{name}: {e}"))?;
-        let raw = data
-            .get(start..end)
-            .ok_or_else(|| format!("{name}: data beyond end of file"))?;
-        let values = raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
+        let dims: Vec<usize> = serde_json::from_value(info["shape"].clone()).map_err(|e| format!("{name}: {e}"))?;
+        let [start, end]: [usize; 2] =
+            serde_json::from_value(info["data_offsets"].clone()).map_err(|e| format!("{name}: {e}"))?;
+        let raw = data.get(start..end).ok_or_else(|| format!("{name}: data beyond end of file"))?;
+        let values = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
         out.push((name.clone(), dims, values, start));
     }
     out.sort_by_key(|t| t.3);

@@ -24,20 +24,11 @@ const EPSILON: f64 = 1e-7;
 impl<D: Backend> Adam<D> {
     /// Keras' `Adam(learning_rate=lr)`.
     pub fn new(lr: f64) -> Self {
-        Adam {
-            lr,
-            step: 0,
-            m: Gradients::leaky(),
-            v: Gradients::leaky(),
-        }
+        Adam { lr, step: 0, m: Gradients::leaky(), v: Gradients::leaky() }
     }
 
     /// Applies one update to every parameter from `grads`.
-    pub fn update(
-        &mut self,
-        params: &mut [NamedParam<D>],
-        grads: &mut Gradients<f32, D>,
-    ) -> Result<(), D::Err> {
+    pub fn update(&mut self, params: &mut [NamedParam<D>], grads: &mut Gradients<f32, D>) -> Result<(), D::Err> {
         self.step += 1;
         let cfg = AdamConfig {
             lr: self.lr,

@@ -29,10 +29,7 @@ impl History {
     pub fn to_csv(&self) -> String {
         let mut out = String::from("epoch,accuracy,loss,val_accuracy,val_loss\n");
         for r in &self.epochs {
-            out += &format!(
-                "{},{},{},{},{}\n",
-                r.epoch, r.accuracy, r.loss, r.val_accuracy, r.val_loss
-            );
+            out += &format!("{},{},{},{},{}\n", r.epoch, r.accuracy, r.loss, r.val_accuracy, r.val_loss);
         }
         out
     }

@@ -18,17 +18,11 @@ pub fn loss<D: Backend, T: Tape<f32, D>>(
     match kind {
         Loss::BinaryCrossentropy => {
             let targets = labels.iter().map(|&l| l as f32).collect();
-            binary_cross_entropy_with_logits_loss(
-                logits,
-                dev.tensor_from_vec(targets, (batch, units)),
-            )
+            binary_cross_entropy_with_logits_loss(logits, dev.tensor_from_vec(targets, (batch, units)))
         }
         Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy => {
             let mut onehot = vec![0.0; batch * units];
-            labels
-                .iter()
-                .enumerate()
-                .for_each(|(i, &l)| onehot[i * units + l] = 1.0);
+            labels.iter().enumerate().for_each(|(i, &l)| onehot[i * units + l] = 1.0);
             cross_entropy_with_logits_loss(logits, dev.tensor_from_vec(onehot, (batch, units)))
         }
     }
@@ -36,20 +30,13 @@ pub fn loss<D: Backend, T: Tape<f32, D>>(
 
 /// Number of rows of `logits` (host copy, `(batch, units)`) whose predicted class is the label.
 pub fn correct(logits: &[f32], units: usize, labels: &[usize]) -> usize {
-    logits
-        .chunks(units)
-        .zip(labels)
-        .filter(|(row, &label)| predicted(row) == label)
-        .count()
+    logits.chunks(units).zip(labels).filter(|(row, &label)| predicted(row) == label).count()
 }
 
 /// The predicted class of one row of logits: sigmoid > 0.5 for one unit, else the arg-max.
 pub fn predicted(row: &[f32]) -> usize {
     match row {
         [logit] => usize::from(*logit > 0.0),
-        _ => row
-            .iter()
-            .enumerate()
-            .fold(0, |best, (i, &v)| if v > row[best] { i } else { best }),
+        _ => row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best }),
     }
 }

@@ -10,7 +10,7 @@ pub use history::{EpochRecord, History};
 use dfdx::prelude::*;
 
 use crate::config::Plan;
-use crate::data::{epoch_order, Images, Split};
+use crate::data::{augment, epoch_order, Images, Split};
 use crate::model::Network;
 use crate::ops::Backend;
 use crate::seed::{self, Stream};
@@ -29,11 +29,7 @@ pub fn fit<D: Backend>(
     mut on_epoch: impl FnMut(&History) -> Result<()>,
 ) -> Result<(Network<D>, History)> {
     let cfg = &plan.config;
-    let mut net = Network::new(
-        plan.model.clone(),
-        dev,
-        &mut seed::rng(cfg.experiment.seed, Stream::Init, &[]),
-    );
+    let mut net = Network::new(plan.model.clone(), dev, &mut seed::rng(cfg.experiment.seed, Stream::Init, &[]));
     let mut adam = Adam::<D>::new(cfg.train.learning_rate);
     let mut history = History::default();
     let (batch_size, epochs) = (cfg.train.batch_size, cfg.train.epochs);
@@ -48,10 +44,13 @@ pub fn fit<D: Backend>(
             scope.spawn(move || {
                 for indices in order.chunks(batch_size) {
                     // The receiver is gone when training stopped early: stop too.
-                    if tx
-                        .send((images.batch(indices), images.labels_of(indices)))
-                        .is_err()
-                    {
+                    let x = match &cfg.augment {
+                        Some(aug) => {
+                            augment::batch(aug, &images.pixels, images.shape, indices, cfg.experiment.seed, epoch)
+                        }
+                        None => images.batch(indices),
+                    };
+                    if tx.send((x, images.labels_of(indices))).is_err() {
                         break;
                     }
                 }
@@ -78,11 +77,7 @@ pub fn fit<D: Backend>(
                 loss_sum += value * n as f64;
                 correct += loss::correct(&host_logits, host_logits.len() / n, &labels);
                 seen += n;
-                progress.step(
-                    step + 1,
-                    loss_sum / seen as f64,
-                    correct as f64 / seen as f64,
-                );
+                progress.step(step + 1, loss_sum / seen as f64, correct as f64 / seen as f64);
             }
             Ok(())
         })?;
@@ -102,13 +97,7 @@ pub fn fit<D: Backend>(
 }
 
 /// Mean loss and accuracy of `net` on the samples `indices`, without a tape.
-pub fn evaluate<D: Backend>(
-    dev: &D,
-    net: &Network<D>,
-    plan: &Plan,
-    images: &Images,
-    indices: &[usize],
-) -> (f64, f64) {
+pub fn evaluate<D: Backend>(dev: &D, net: &Network<D>, plan: &Plan, images: &Images, indices: &[usize]) -> (f64, f64) {
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     for chunk in indices.chunks(plan.config.train.batch_size) {
         let labels = images.labels_of(chunk);
@@ -116,8 +105,7 @@ pub fn evaluate<D: Backend>(
         let logits = net.forward(input, true);
         let host = logits.as_vec();
         correct += loss::correct(&host, host.len() / chunk.len(), &labels);
-        loss_sum += f64::from(loss::loss(plan.config.train.loss, logits, &labels).as_vec()[0])
-            * chunk.len() as f64;
+        loss_sum += f64::from(loss::loss(plan.config.train.loss, logits, &labels).as_vec()[0]) * chunk.len() as f64;
     }
     let n = indices.len().max(1) as f64;
     (loss_sum / n, correct as f64 / n)

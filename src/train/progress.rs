@@ -21,12 +21,7 @@ impl Progress {
         if tty {
             eprintln!("Epoch {}/{epochs}", epoch + 1);
         }
-        Progress {
-            tty,
-            epochs,
-            steps,
-            start: Instant::now(),
-        }
+        Progress { tty, epochs, steps, start: Instant::now() }
     }
 
     /// After each batch: redraws the bar with the running loss and accuracy.
@@ -43,11 +38,7 @@ impl Progress {
             ".".repeat(width - done)
         );
         let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r{step:>5}/{} [{bar}] - loss: {loss:.4} - accuracy: {accuracy:.4}",
-            self.steps
-        );
+        let _ = write!(err, "\r{step:>5}/{} [{bar}] - loss: {loss:.4} - accuracy: {accuracy:.4}", self.steps);
         let _ = err.flush();
     }
 

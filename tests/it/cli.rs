@@ -26,14 +26,7 @@ const FILES: [&str; 16] = [
 
 fn last_val_accuracy(run: &Path) -> f64 {
     let csv = std::fs::read_to_string(run.join("history.csv")).unwrap();
-    csv.lines()
-        .last()
-        .unwrap()
-        .split(',')
-        .nth(3)
-        .unwrap()
-        .parse()
-        .unwrap()
+    csv.lines().last().unwrap().split(',').nth(3).unwrap().parse().unwrap()
 }
 
 #[test]
@@ -42,11 +35,7 @@ fn trains_on_bundled_images_and_writes_every_result_file() {
     let data = tmp.path().join("data");
     fashion_subset(&data, &["bag", "sneaker", "trouser"], 80);
     let results = tmp.path().join("results");
-    std::fs::write(
-        tmp.path().join("exp.toml"),
-        small_config("e2e", &data, &results, 3, 3, 3),
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join("exp.toml"), small_config("e2e", &data, &results, 3, 3, 3)).unwrap();
 
     let out = runner(tmp.path(), &["exp.toml"]);
     assert_exit(&out, 0);
@@ -55,16 +44,10 @@ fn trains_on_bundled_images_and_writes_every_result_file() {
         assert!(run.join(f).is_file(), "{f} missing from {}", run.display());
     }
     let acc = last_val_accuracy(&run);
-    assert!(
-        acc > 0.8,
-        "validation accuracy {acc} is not well above chance (0.33)"
-    );
+    assert!(acc > 0.8, "validation accuracy {acc} is not well above chance (0.33)");
 
     let csv = std::fs::read_to_string(run.join("history.csv")).unwrap();
-    assert_eq!(
-        csv.lines().next(),
-        Some("epoch,accuracy,loss,val_accuracy,val_loss")
-    );
+    assert_eq!(csv.lines().next(), Some("epoch,accuracy,loss,val_accuracy,val_loss"));
     assert_eq!(csv.lines().count(), 4, "header + 3 epochs:\n{csv}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("history.json")).unwrap()).unwrap();
@@ -75,53 +58,27 @@ fn trains_on_bundled_images_and_writes_every_result_file() {
         assert_eq!((png.width(), png.height()), (800, 500));
         let svg = std::fs::read_to_string(run.join(format!("{stem}.svg"))).unwrap();
         assert!(svg.starts_with("<svg"), "{stem}.svg is not an SVG");
-        assert!(
-            svg.matches("<polyline").count() >= 2,
-            "{stem}.svg lacks the two curves"
-        );
-        let title = if stem == "accuracy" {
-            "Validation accuracy"
-        } else {
-            "Validation loss"
-        };
-        assert!(
-            svg.contains(title),
-            "{stem}.svg lacks the legend entry {title}"
-        );
+        assert!(svg.matches("<polyline").count() >= 2, "{stem}.svg lacks the two curves");
+        let title = if stem == "accuracy" { "Validation accuracy" } else { "Validation loss" };
+        assert!(svg.contains(title), "{stem}.svg lacks the legend entry {title}");
     }
 
     let summary = std::fs::read_to_string(run.join("summary.txt")).unwrap();
-    assert!(
-        summary.contains("conv2d (Conv2D)") && summary.contains("(None, 26, 26, 8)"),
-        "{summary}"
-    );
+    assert!(summary.contains("conv2d (Conv2D)") && summary.contains("(None, 26, 26, 8)"), "{summary}");
     // conv 8·9+8 = 80, dense 1352·32+32 = 43,296, dense 32·3+3 = 99.
     assert!(summary.contains("Total params: 43,475"), "{summary}");
 
-    let weights = runner::results::safetensors::from_bytes(
-        &std::fs::read(run.join("weights.safetensors")).unwrap(),
-    )
-    .unwrap();
+    let weights =
+        runner::results::safetensors::from_bytes(&std::fs::read(run.join("weights.safetensors")).unwrap()).unwrap();
     let names: Vec<&str> = weights.iter().map(|w| w.0.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "conv2d/kernel",
-            "conv2d/bias",
-            "dense/kernel",
-            "dense/bias",
-            "dense_1/kernel",
-            "dense_1/bias"
-        ]
-    );
+    assert_eq!(names, ["conv2d/kernel", "conv2d/bias", "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"]);
     assert_eq!(weights.iter().map(|w| w.2.len()).sum::<usize>(), 43_475);
 
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["status"]["state"], "completed");
     assert_eq!(
-        manifest["dataset"]["train"].as_u64().unwrap()
-            + manifest["dataset"]["validation"].as_u64().unwrap(),
+        manifest["dataset"]["train"].as_u64().unwrap() + manifest["dataset"]["validation"].as_u64().unwrap(),
         240
     );
     assert_eq!(manifest["epoch_seconds"].as_array().unwrap().len(), 3);
@@ -133,25 +90,14 @@ fn same_seed_gives_byte_identical_results_whatever_the_thread_count_and_another_
     let data = tmp.path().join("data");
     fashion_subset(&data, &["coat", "dress", "sandal"], 40);
     let results = tmp.path().join("results");
-    std::fs::write(
-        tmp.path().join("a.toml"),
-        small_config("repro", &data, &results, 11, 2, 3),
-    )
-    .unwrap();
-    std::fs::write(
-        tmp.path().join("b.toml"),
-        small_config("other", &data, &results, 12, 2, 3),
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join("a.toml"), small_config("repro", &data, &results, 11, 2, 3)).unwrap();
+    std::fs::write(tmp.path().join("b.toml"), small_config("other", &data, &results, 12, 2, 3)).unwrap();
 
     for config in ["a.toml", "a.toml", "b.toml"] {
         assert_exit(&runner(tmp.path(), &[config]), 0);
     }
     let (first, second) = (results.join("repro/run-001"), results.join("repro/run-002"));
-    assert!(
-        second.is_dir(),
-        "a second run must get its own folder, not overwrite the first"
-    );
+    assert!(second.is_dir(), "a second run must get its own folder, not overwrite the first");
     for f in [
         "history.csv",
         "history.json",
@@ -179,55 +125,31 @@ fn the_tutorial_config_runs_on_a_folder_of_jpegs_skipping_bad_files() {
     striped_jpegs(&data, 20, (150, 120));
     let tutorial = std::fs::read_to_string(repo().join("experiments/cats_vs_dogs.toml")).unwrap();
     let config = tutorial
-        .replace(
-            "path = \"data/PetImages\"",
-            &format!("path = \"{}\"", data.display()),
-        )
+        .replace("path = \"data/PetImages\"", &format!("path = \"{}\"", data.display()))
         .replace("epochs = 15", "epochs = 2")
-        .replace(
-            "batch_size = 32",
-            "batch_size = 32\n\n[output]\ndir = \"results\"",
-        );
+        .replace("batch_size = 32", "batch_size = 32\n\n[output]\ndir = \"results\"");
     assert_ne!(config, tutorial);
     std::fs::write(tmp.path().join("cvd.toml"), config).unwrap();
 
     let out = runner(tmp.path(), &["cvd.toml"]);
     assert_exit(&out, 0);
     let err = stderr(&out);
-    assert!(
-        err.contains("666.jpg") && err.contains("11702.jpg"),
-        "bad files are not reported:\n{err}"
-    );
+    assert!(err.contains("666.jpg") && err.contains("11702.jpg"), "bad files are not reported:\n{err}");
     let run = tmp.path().join("results/cats_vs_dogs/run-001");
     let summary = std::fs::read_to_string(run.join("summary.txt")).unwrap();
     assert!(summary.contains("Total params: 1,277,601"), "{summary}");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(
-        manifest["dataset"]["classes"],
-        serde_json::json!(["Cat", "Dog"])
-    );
+    assert_eq!(manifest["dataset"]["classes"], serde_json::json!(["Cat", "Dog"]));
     let quarantine = std::fs::read_to_string(run.join("quarantine.csv")).unwrap();
     assert!(quarantine.contains("666.jpg,empty_file"), "{quarantine}");
-    assert!(
-        quarantine.contains("11702.jpg,not_an_image"),
-        "{quarantine}"
-    );
-    assert!(
-        !quarantine.contains("Thumbs.db"),
-        "OS litter is skipped silently: {quarantine}"
-    );
+    assert!(quarantine.contains("11702.jpg,not_an_image"), "{quarantine}");
+    assert!(!quarantine.contains("Thumbs.db"), "OS litter is skipped silently: {quarantine}");
     assert_eq!(manifest["dataset"]["quarantined"], 2);
     // 40 usable images, 70/30 per class: 14 + 14 train, 6 + 6 validation.
     assert_eq!(manifest["dataset"]["train"], 28);
     assert_eq!(manifest["dataset"]["validation"], 12);
-    assert_eq!(
-        std::fs::read_to_string(run.join("history.csv"))
-            .unwrap()
-            .lines()
-            .count(),
-        3
-    );
+    assert_eq!(std::fs::read_to_string(run.join("history.csv")).unwrap().lines().count(), 3);
 }
 
 /// Writes the baseline config with `edit` applied into a temp folder and runs it.
@@ -243,11 +165,7 @@ fn run_edited(edit: impl Fn(String) -> String) -> (std::process::Output, tempfil
 
 /// `bad.toml:<line>:<col>:` where `<line>` is the first line of `text` that is `needle`.
 fn position(text: &str, needle: &str, col: usize) -> String {
-    let line = text
-        .lines()
-        .position(|l| l.trim() == needle)
-        .expect("needle in config")
-        + 1;
+    let line = text.lines().position(|l| l.trim() == needle).expect("needle in config") + 1;
     format!("bad.toml:{line}:{col}:")
 }
 
@@ -297,46 +215,26 @@ fn config_errors_exit_78_with_file_line_and_column() {
         let text = std::fs::read_to_string(tmp.path().join("bad.toml")).unwrap();
         // The shape error points at the `[[model.layers]]` header of the 4th layer.
         let position = if what == "shape" {
-            let line = text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| *l == "[[model.layers]]")
-                .nth(3)
-                .unwrap()
-                .0
-                + 1;
+            let line = text.lines().enumerate().filter(|(_, l)| *l == "[[model.layers]]").nth(3).unwrap().0 + 1;
             format!("bad.toml:{line}:{col}:")
         } else {
             position(&text, needle, col)
         };
         let err = stderr(&out);
-        assert!(
-            err.contains(&position),
-            "{what}: no position {position} in:\n{err}"
-        );
-        assert!(
-            err.contains(message),
-            "{what}: no message {message:?} in:\n{err}"
-        );
-        assert!(
-            err.contains('^'),
-            "{what}: no caret under the offending text:\n{err}"
-        );
+        assert!(err.contains(&position), "{what}: no position {position} in:\n{err}");
+        assert!(err.contains(message), "{what}: no message {message:?} in:\n{err}");
+        assert!(err.contains('^'), "{what}: no caret under the offending text:\n{err}");
     }
 }
 
 #[test]
 fn all_problems_of_a_config_are_reported_at_once() {
     let (out, _tmp) = run_edited(|t| {
-        t.replace("validation_split = 0.2", "validation_split = 1.5")
-            .replace("epochs = 15", "epochs = 0")
+        t.replace("validation_split = 0.2", "validation_split = 1.5").replace("epochs = 15", "epochs = 0")
     });
     assert_exit(&out, 78);
     let err = stderr(&out);
-    assert!(
-        err.contains("validation_split 1.5") && err.contains("epochs must be at least 1"),
-        "{err}"
-    );
+    assert!(err.contains("validation_split 1.5") && err.contains("epochs must be at least 1"), "{err}");
     assert!(err.contains("2 problems"), "{err}");
 }
 
@@ -345,22 +243,11 @@ fn last_layer_must_match_the_classes_found() {
     let (out, _tmp) = run_edited(|t| t.replace("units = 10", "units = 7"));
     assert_exit(&out, 78);
     let err = stderr(&out);
-    assert!(
-        err.contains("has 10 classes") && err.contains("set units = 10"),
-        "{err}"
-    );
-    let (out, _tmp) = run_edited(|t| {
-        t.replace(
-            "loss = \"sparse_categorical_crossentropy\"",
-            "loss = \"binary_crossentropy\"",
-        )
-    });
+    assert!(err.contains("has 10 classes") && err.contains("set units = 10"), "{err}");
+    let (out, _tmp) =
+        run_edited(|t| t.replace("loss = \"sparse_categorical_crossentropy\"", "loss = \"binary_crossentropy\""));
     assert_exit(&out, 78);
-    assert!(
-        stderr(&out).contains("binary_crossentropy needs a last layer with 1 unit"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("binary_crossentropy needs a last layer with 1 unit"), "{}", stderr(&out));
 }
 
 #[test]
@@ -368,16 +255,10 @@ fn missing_dataset_exits_65_naming_the_path() {
     let (out, _tmp) = run_edited(|t| t.replace("data/fashion_mnist", "data/no_such_folder"));
     assert_exit(&out, 65);
     let err = stderr(&out);
-    assert!(
-        err.contains("`data/no_such_folder`") && err.contains("does not exist"),
-        "{err}"
-    );
+    assert!(err.contains("`data/no_such_folder`") && err.contains("does not exist"), "{err}");
     let text = std::fs::read_to_string(_tmp.path().join("bad.toml")).unwrap();
     let want = position(&text, "path = \"data/no_such_folder\"", 8);
-    assert!(
-        err.contains(want.trim_end_matches(':')),
-        "the message should point at data.path ({want}): {err}"
-    );
+    assert!(err.contains(want.trim_end_matches(':')), "the message should point at data.path ({want}): {err}");
 }
 
 #[test]
@@ -386,33 +267,18 @@ fn empty_dataset_and_empty_class_folders_are_data_errors() {
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let results = tmp.path().join("results");
-    std::fs::write(
-        tmp.path().join("exp.toml"),
-        small_config("empty", &data, &results, 1, 1, 2),
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join("exp.toml"), small_config("empty", &data, &results, 1, 1, 2)).unwrap();
     let out = runner(tmp.path(), &["exp.toml"]);
     assert_exit(&out, 65);
-    assert!(
-        stderr(&out).contains("has no class subfolders"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("has no class subfolders"), "{}", stderr(&out));
 
     std::fs::create_dir_all(data.join("a")).unwrap();
     std::fs::create_dir_all(data.join("b")).unwrap();
     gray_png(&data.join("a/1.png"), 28, |x, _| x as u8);
     let out = runner(tmp.path(), &["exp.toml"]);
     assert_exit(&out, 65);
-    assert!(
-        stderr(&out).contains("class folder") && stderr(&out).contains("is empty"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        !results.exists(),
-        "no run folder is made before the data checks pass"
-    );
+    assert!(stderr(&out).contains("class folder") && stderr(&out).contains("is empty"), "{}", stderr(&out));
+    assert!(!results.exists(), "no run folder is made before the data checks pass");
 }
 
 #[test]

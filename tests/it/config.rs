@@ -6,10 +6,7 @@ use runner::model::{LayerConfig, Shape};
 use crate::util::repo;
 
 fn source(text: &str) -> Source {
-    Source {
-        path: "test.toml".into(),
-        text: text.into(),
-    }
+    Source { path: "test.toml".into(), text: text.into() }
 }
 
 const HEAD: &str = r#"
@@ -29,9 +26,7 @@ epochs = 1
 /// The layer table `body` parsed as the only layer of a config.
 fn parse_layer(body: &str) -> Result<LayerConfig, String> {
     let text = format!("{HEAD}\n[[model.layers]]\n{body}\n");
-    config::parse(&source(&text))
-        .map(|c| c.model.layers[0].clone())
-        .map_err(|e| e.to_string())
+    config::parse(&source(&text)).map(|c| c.model.layers[0].clone()).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -39,20 +34,8 @@ fn the_tutorial_model_has_1_277_601_parameters() {
     let (config, source) = config::load(&repo().join("experiments/cats_vs_dogs.toml")).unwrap();
     let plan = config::validate(config, source).unwrap();
     assert_eq!(plan.model.param_count(), 1_277_601);
-    assert_eq!(
-        plan.model.input,
-        Shape::Image {
-            c: 3,
-            h: 128,
-            w: 128
-        }
-    );
-    let shapes: Vec<String> = plan
-        .model
-        .layers
-        .iter()
-        .map(|l| l.output.to_string())
-        .collect();
+    assert_eq!(plan.model.input, Shape::Image { c: 3, h: 128, w: 128 });
+    let shapes: Vec<String> = plan.model.layers.iter().map(|l| l.output.to_string()).collect();
     assert_eq!(
         shapes,
         [
@@ -99,20 +82,11 @@ fn every_layer_kind_parses_from_a_minimal_table_and_rejects_unknown_keys() {
 #[test]
 fn sizes_take_an_integer_or_a_pair_like_keras() {
     let a = parse_layer("type = \"conv2d\"\nfilters = 4\nkernel_size = 3\nstrides = 2").unwrap();
-    let b = parse_layer("type = \"conv2d\"\nfilters = 4\nkernel_size = [3, 3]\nstrides = [2, 2]")
-        .unwrap();
+    let b = parse_layer("type = \"conv2d\"\nfilters = 4\nkernel_size = [3, 3]\nstrides = [2, 2]").unwrap();
     assert_eq!(a, b);
-    for bad in [
-        "kernel_size = 0",
-        "kernel_size = [3, 3, 3]",
-        "kernel_size = -1",
-        "kernel_size = \"3\"",
-    ] {
+    for bad in ["kernel_size = 0", "kernel_size = [3, 3, 3]", "kernel_size = -1", "kernel_size = \"3\""] {
         let err = parse_layer(&format!("type = \"conv2d\"\nfilters = 4\n{bad}")).unwrap_err();
-        assert!(
-            err.contains("a positive integer or a list of two"),
-            "{bad}: {err}"
-        );
+        assert!(err.contains("a positive integer or a list of two"), "{bad}: {err}");
     }
 }
 
@@ -127,46 +101,40 @@ fn defaults_follow_keras() {
     assert!(c.data.stratify);
     assert_eq!(c.output.dir, std::path::PathBuf::from("results"));
     let pool = parse_layer("type = \"max_pooling2d\"").unwrap();
-    let LayerConfig::MaxPooling2d(pool) = pool else {
-        panic!()
-    };
+    let LayerConfig::MaxPooling2d(pool) = pool else { panic!() };
     assert_eq!((pool.pool_size.0, pool.strides), ([2, 2], None));
 }
 
 fn validate_err(layers: &str) -> String {
     let text = format!("{HEAD}\n{layers}\n");
-    config::validate(config::parse(&source(&text)).unwrap(), source(&text))
-        .unwrap_err()
-        .to_string()
+    config::validate(config::parse(&source(&text)).unwrap(), source(&text)).unwrap_err().to_string()
 }
 
 #[test]
 fn dense_on_an_image_and_softmax_on_an_image_are_rejected_with_a_fix() {
-    let err =
-        validate_err("[[model.layers]]\ntype = \"dense\"\nunits = 10\nactivation = \"softmax\"");
-    assert!(
-        err.contains("layer 1 (`dense`)") && err.contains("add a `flatten` layer before it"),
-        "{err}"
-    );
+    let err = validate_err("[[model.layers]]\ntype = \"dense\"\nunits = 10\nactivation = \"softmax\"");
+    assert!(err.contains("layer 1 (`dense`)") && err.contains("add a `flatten` layer before it"), "{err}");
     assert!(err.contains("test.toml:14:1"), "{err}");
     let err = validate_err("[[model.layers]]\ntype = \"activation\"\nactivation = \"softmax\"");
-    assert!(
-        err.contains("softmax over an image") && err.contains("flatten first"),
-        "{err}"
-    );
+    assert!(err.contains("softmax over an image") && err.contains("flatten first"), "{err}");
 }
 
 #[test]
 fn the_last_layer_must_suit_the_loss() {
-    let err = validate_err("[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10\nactivation = \"relu\"");
-    assert!(err.contains("categorical_crossentropy needs a last layer with one unit per class and activation = \"softmax\""), "{err}");
+    let err = validate_err(
+        "[[model.layers]]\ntype = \"flatten\"\n[[model.layers]]\ntype = \"dense\"\nunits = 10\nactivation = \"relu\"",
+    );
+    assert!(
+        err.contains(
+            "categorical_crossentropy needs a last layer with one unit per class and activation = \"softmax\""
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn syntax_errors_show_position_and_caret() {
-    let err = config::parse(&source("[experiment]\nname = = \"x\"\n"))
-        .unwrap_err()
-        .to_string();
+    let err = config::parse(&source("[experiment]\nname = = \"x\"\n")).unwrap_err().to_string();
     assert!(err.starts_with("error: test.toml:2:"), "{err}");
     assert!(err.contains("2 | name = = \"x\""), "{err}");
 }

@@ -22,13 +22,7 @@ fn scan_sorts_classes_and_files_and_skips_litter() {
     let names: Vec<String> = listing
         .samples
         .iter()
-        .map(|s| {
-            format!(
-                "{}:{}",
-                s.label,
-                s.path.file_name().unwrap().to_string_lossy()
-            )
-        })
+        .map(|s| format!("{}:{}", s.label, s.path.file_name().unwrap().to_string_lossy()))
         .collect();
     assert_eq!(names, ["0:c.png", "0:z.png", "1:a.png", "1:b.png"]);
     assert_eq!(listing.counts(), [2, 2]);
@@ -43,11 +37,7 @@ fn stratified_split_keeps_class_balance_and_depends_only_on_the_seed() {
     assert_eq!(s.train.len() + s.val.len(), 300);
     let mut all: Vec<usize> = s.train.iter().chain(&s.val).copied().collect();
     all.sort_unstable();
-    assert_eq!(
-        all,
-        (0..300).collect::<Vec<_>>(),
-        "every sample in exactly one split"
-    );
+    assert_eq!(all, (0..300).collect::<Vec<_>>(), "every sample in exactly one split");
     assert_eq!(s, data::split(&labels, 2, 0.3, 0.0, true, 42));
     assert_ne!(s, data::split(&labels, 2, 0.3, 0.0, true, 43));
 
@@ -79,12 +69,10 @@ fn decode_resizes_converts_and_scales_to_unit_range() {
     assert_eq!(rgb.len(), 3 * 2 * 3, "CHW with three channels");
 
     std::fs::write(tmp.path().join("bad.png"), b"\x89PNG\r\n\x1a\ntruncated").unwrap();
-    let err = data::decode::decode(&tmp.path().join("bad.png"), [4, 4], ColorMode::Grayscale)
-        .unwrap_err();
+    let err = data::decode::decode(&tmp.path().join("bad.png"), [4, 4], ColorMode::Grayscale).unwrap_err();
     assert_eq!(err.0, Reason::Corrupt, "{err:?}");
     std::fs::write(tmp.path().join("notes.jpg"), b"hello").unwrap();
-    let err = data::decode::decode(&tmp.path().join("notes.jpg"), [4, 4], ColorMode::Grayscale)
-        .unwrap_err();
+    let err = data::decode::decode(&tmp.path().join("notes.jpg"), [4, 4], ColorMode::Grayscale).unwrap_err();
     assert_eq!(err.0, Reason::NotAnImage, "{err:?}");
 }
 
@@ -105,72 +93,41 @@ fn train_validation_and_test_splits_are_stratified_disjoint_and_seeded() {
     let s = data::split(&labels, 3, 0.2, 0.1, true, 7);
     for (class, n) in [(0, 200.0), (1, 100.0), (2, 70.0)] {
         let count = |idx: &[usize]| idx.iter().filter(|&&i| labels[i] == class).count() as f64;
-        assert!(
-            (count(&s.val) - n * 0.2).abs() <= 1.0,
-            "class {class} validation {}",
-            count(&s.val)
-        );
-        assert!(
-            (count(&s.test) - n * 0.1).abs() <= 1.0,
-            "class {class} test {}",
-            count(&s.test)
-        );
+        assert!((count(&s.val) - n * 0.2).abs() <= 1.0, "class {class} validation {}", count(&s.val));
+        assert!((count(&s.test) - n * 0.1).abs() <= 1.0, "class {class} test {}", count(&s.test));
     }
-    let mut all: Vec<usize> = s
-        .train
-        .iter()
-        .chain(&s.val)
-        .chain(&s.test)
-        .copied()
-        .collect();
+    let mut all: Vec<usize> = s.train.iter().chain(&s.val).chain(&s.test).copied().collect();
     all.sort_unstable();
-    assert_eq!(
-        all,
-        (0..370).collect::<Vec<_>>(),
-        "every sample in exactly one split"
-    );
+    assert_eq!(all, (0..370).collect::<Vec<_>>(), "every sample in exactly one split");
     assert_eq!(s, data::split(&labels, 3, 0.2, 0.1, true, 7));
     assert_eq!(s.name_of(s.test[0]), "test");
     // A tiny class still keeps one image for training and one for validation.
     let tiny = data::split(&[0, 0, 1, 1], 2, 0.2, 0.2, true, 1);
-    assert_eq!(
-        (tiny.train.len(), tiny.val.len(), tiny.test.len()),
-        (2, 2, 0)
-    );
+    assert_eq!((tiny.train.len(), tiny.val.len(), tiny.test.len()), (2, 2, 0));
 }
 
 /// Left half dark, right half bright, 16 wide and 8 high, whatever the file format.
 fn assert_dark_left_bright_right(name: &str, pixels: &[u8]) {
     let (left, right) = (pixels[8 * 16 / 2 - 16 + 1], pixels[8 * 16 / 2 - 2]);
-    assert!(
-        left < 70 && right > 190,
-        "{name}: left {left}, right {right}; pixels {pixels:?}"
-    );
+    assert!(left < 70 && right > 190, "{name}: left {left}, right {right}; pixels {pixels:?}");
 }
 
 #[test]
 fn unusual_but_valid_images_are_decoded_upright() {
     let dir = crate::util::repo().join("tests/fixtures/odd_images");
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
     assert!(names.len() >= 10, "fixtures missing: {names:?}");
     for name in names {
         let path = dir.join(&name);
         let name = name.to_string_lossy();
-        let gray = data::decode::decode(&path, [8, 16], ColorMode::Grayscale)
-            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let gray =
+            data::decode::decode(&path, [8, 16], ColorMode::Grayscale).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_dark_left_bright_right(&name, &gray);
-        let rgb = data::decode::decode(&path, [8, 16], ColorMode::Rgb)
-            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let rgb = data::decode::decode(&path, [8, 16], ColorMode::Rgb).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         // Every channel plane shows the same halves.
         for c in 0..3 {
-            assert_dark_left_bright_right(
-                &format!("{name} channel {c}"),
-                &rgb[c * 128..(c + 1) * 128],
-            );
+            assert_dark_left_bright_right(&format!("{name} channel {c}"), &rgb[c * 128..(c + 1) * 128]);
         }
     }
 }
@@ -192,10 +149,7 @@ pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
     ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    ));
+    png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
     png.extend(chunk(b"IEND", &[]));
     png
 }
@@ -203,13 +157,9 @@ pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
 #[test]
 fn decompression_bombs_are_rejected_before_allocating() {
     let started = std::time::Instant::now();
-    let err =
-        data::decode::decode_bytes(&png_bomb(50_000, 50_000), [8, 8], ColorMode::Rgb).unwrap_err();
+    let err = data::decode::decode_bytes(&png_bomb(50_000, 50_000), [8, 8], ColorMode::Rgb).unwrap_err();
     assert_eq!(err.0, Reason::TooLarge, "{err:?}");
-    assert!(
-        started.elapsed().as_secs() < 2,
-        "rejection must not decode the image"
-    );
+    assert!(started.elapsed().as_secs() < 2, "rejection must not decode the image");
 }
 
 #[test]

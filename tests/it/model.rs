@@ -26,10 +26,7 @@ fn network_output_matches_inferred_shapes_for_several_stacks() {
         let plan = plan_of(stack, input).unwrap();
         let out = plan.output();
         let net = Network::new(plan, &dev, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
-        let y = net.forward(
-            dev.tensor_from_vec(vec![0.5; 3 * input.len()], (3, input.len())),
-            false,
-        );
+        let y = net.forward(dev.tensor_from_vec(vec![0.5; 3 * input.len()], (3, input.len())), false);
         assert_eq!(*y.shape(), (3, out.len()), "stack {i}");
     }
 }
@@ -42,18 +39,13 @@ fn shape_errors_name_the_layer() {
     )
     .unwrap_err();
     assert_eq!(err.index, 2);
-    assert!(
-        err.message
-            .contains("kernel 3x3 does not fit the input 2x2"),
-        "{}",
-        err.message
-    );
-    let err = plan_of("[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"conv2d\"\nfilters = 2\nkernel_size = 3", Shape::Image { c: 1, h: 8, w: 8 }).unwrap_err();
-    assert!(
-        err.message.contains("move it before the `flatten` layer"),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("kernel 3x3 does not fit the input 2x2"), "{}", err.message);
+    let err = plan_of(
+        "[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"conv2d\"\nfilters = 2\nkernel_size = 3",
+        Shape::Image { c: 1, h: 8, w: 8 },
+    )
+    .unwrap_err();
+    assert!(err.message.contains("move it before the `flatten` layer"), "{}", err.message);
 }
 
 #[test]
@@ -64,41 +56,23 @@ fn initial_weights_are_glorot_uniform_and_seeded() {
     )
     .unwrap();
     let dev = Cpu::default();
-    let a = Network::new(
-        plan.clone(),
-        &dev,
-        &mut rand_chacha::ChaCha8Rng::seed_from_u64(5),
-    );
-    let b = Network::new(
-        plan.clone(),
-        &dev,
-        &mut rand_chacha::ChaCha8Rng::seed_from_u64(5),
-    );
+    let a = Network::new(plan.clone(), &dev, &mut rand_chacha::ChaCha8Rng::seed_from_u64(5));
+    let b = Network::new(plan.clone(), &dev, &mut rand_chacha::ChaCha8Rng::seed_from_u64(5));
     let c = Network::new(plan, &dev, &mut rand_chacha::ChaCha8Rng::seed_from_u64(6));
     let kernel = a.params[0].tensor.as_vec();
     assert_eq!(kernel, b.params[0].tensor.as_vec());
     assert_ne!(kernel, c.params[0].tensor.as_vec());
     let limit = (6.0f32 / 150.0).sqrt();
     assert!(kernel.iter().all(|v| v.abs() <= limit));
-    assert!(
-        kernel.iter().any(|v| v.abs() > limit * 0.9),
-        "values should fill the range"
-    );
-    assert!(
-        a.params[1].tensor.as_vec().iter().all(|&v| v == 0.0),
-        "biases start at zero"
-    );
+    assert!(kernel.iter().any(|v| v.abs() > limit * 0.9), "values should fill the range");
+    assert!(a.params[1].tensor.as_vec().iter().all(|&v| v == 0.0), "biases start at zero");
     assert_eq!(a.params[0].name, "dense/kernel");
 }
 
 #[test]
 fn summary_reads_like_keras() {
-    let text =
-        std::fs::read_to_string(crate::util::repo().join("experiments/cats_vs_dogs.toml")).unwrap();
-    let source = Source {
-        path: "cats_vs_dogs.toml".into(),
-        text,
-    };
+    let text = std::fs::read_to_string(crate::util::repo().join("experiments/cats_vs_dogs.toml")).unwrap();
+    let source = Source { path: "cats_vs_dogs.toml".into(), text };
     let plan = config::validate(config::parse(&source).unwrap(), source).unwrap();
     let s = summary::render("cats_vs_dogs", &plan.model);
     assert!(s.starts_with("Model: \"cats_vs_dogs\""), "{s}");
@@ -108,9 +82,6 @@ fn summary_reads_like_keras() {
         " dense (Dense)                     (None, 256)                    1,179,904",
         "Total params: 1,277,601",
     ] {
-        assert!(
-            s.lines().any(|l| l == line),
-            "missing line {line:?} in\n{s}"
-        );
+        assert!(s.lines().any(|l| l == line), "missing line {line:?} in\n{s}");
     }
 }

@@ -19,10 +19,7 @@ fn assert_close(name: &str, got: &[f32], want: &[f64]) {
     assert_eq!(got.len(), want.len(), "{name}: length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let tol = 1e-4 * (1.0 + w.abs());
-        assert!(
-            (f64::from(g) - w).abs() <= tol,
-            "{name}[{i}]: got {g}, want {w}"
-        );
+        assert!((f64::from(g) - w).abs() <= tol, "{name}[{i}]: got {g}, want {w}");
     }
 }
 
@@ -50,66 +47,12 @@ struct ConvCase {
 #[test]
 fn conv2d_matches_float64_reference_forward_and_backward() {
     let cases = [
-        ConvCase {
-            batch: 2,
-            c: 3,
-            h: 7,
-            w: 5,
-            filters: 4,
-            kernel: [3, 3],
-            strides: [1, 1],
-            padding: Padding::Valid,
-        },
-        ConvCase {
-            batch: 1,
-            c: 2,
-            h: 9,
-            w: 8,
-            filters: 3,
-            kernel: [3, 3],
-            strides: [2, 2],
-            padding: Padding::Same,
-        },
-        ConvCase {
-            batch: 3,
-            c: 1,
-            h: 6,
-            w: 7,
-            filters: 5,
-            kernel: [2, 3],
-            strides: [2, 1],
-            padding: Padding::Same,
-        },
-        ConvCase {
-            batch: 1,
-            c: 4,
-            h: 5,
-            w: 5,
-            filters: 2,
-            kernel: [5, 5],
-            strides: [1, 1],
-            padding: Padding::Valid,
-        },
-        ConvCase {
-            batch: 2,
-            c: 2,
-            h: 11,
-            w: 6,
-            filters: 3,
-            kernel: [4, 4],
-            strides: [3, 2],
-            padding: Padding::Same,
-        },
-        ConvCase {
-            batch: 2,
-            c: 3,
-            h: 8,
-            w: 9,
-            filters: 2,
-            kernel: [3, 3],
-            strides: [2, 2],
-            padding: Padding::Valid,
-        },
+        ConvCase { batch: 2, c: 3, h: 7, w: 5, filters: 4, kernel: [3, 3], strides: [1, 1], padding: Padding::Valid },
+        ConvCase { batch: 1, c: 2, h: 9, w: 8, filters: 3, kernel: [3, 3], strides: [2, 2], padding: Padding::Same },
+        ConvCase { batch: 3, c: 1, h: 6, w: 7, filters: 5, kernel: [2, 3], strides: [2, 1], padding: Padding::Same },
+        ConvCase { batch: 1, c: 4, h: 5, w: 5, filters: 2, kernel: [5, 5], strides: [1, 1], padding: Padding::Valid },
+        ConvCase { batch: 2, c: 2, h: 11, w: 6, filters: 3, kernel: [4, 4], strides: [3, 2], padding: Padding::Same },
+        ConvCase { batch: 2, c: 3, h: 8, w: 9, filters: 2, kernel: [3, 3], strides: [2, 2], padding: Padding::Valid },
     ];
     for (n, t) in cases.iter().enumerate() {
         let layer = Conv2dConfig {
@@ -119,11 +62,7 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
             padding: t.padding,
             activation: Activation::Linear,
         };
-        let input = Shape::Image {
-            c: t.c,
-            h: t.h,
-            w: t.w,
-        };
+        let input = Shape::Image { c: t.c, h: t.h, w: t.w };
         let g = layer.geometry(input).unwrap();
         let [kh, kw] = t.kernel;
         let x = random(t.batch * g.in_len(), 1 + n as u64);
@@ -156,14 +95,11 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
                             for ki in 0..kh {
                                 for kj in 0..kw {
                                     let iy = (oy * t.strides[0] + ki) as isize - g.pad_top as isize;
-                                    let ix =
-                                        (ox * t.strides[1] + kj) as isize - g.pad_left as isize;
-                                    if iy < 0 || ix < 0 || iy >= t.h as isize || ix >= t.w as isize
-                                    {
+                                    let ix = (ox * t.strides[1] + kj) as isize - g.pad_left as isize;
+                                    if iy < 0 || ix < 0 || iy >= t.h as isize || ix >= t.w as isize {
                                         continue;
                                     }
-                                    let xi =
-                                        ((bi * t.c + c) * t.h + iy as usize) * t.w + ix as usize;
+                                    let xi = ((bi * t.c + c) * t.h + iy as usize) * t.w + ix as usize;
                                     let wi = ((f * t.c + c) * kh + ki) * kw + kj;
                                     acc += f64::from(x[xi]) * f64::from(w[wi]);
                                     dx[xi] += f64::from(r[o]) * f64::from(w[wi]);
@@ -193,11 +129,7 @@ fn max_pooling_matches_reference_forward_and_backward() {
         (1, 2, 9, 4, [2, 3], Some([2, 1]), Padding::Same),
     ];
     for (n, (batch, c, h, w, pool, strides, padding)) in cases.into_iter().enumerate() {
-        let layer = MaxPooling2dConfig {
-            pool_size: Pair(pool),
-            strides: strides.map(Pair),
-            padding,
-        };
+        let layer = MaxPooling2dConfig { pool_size: Pair(pool), strides: strides.map(Pair), padding };
         let g = layer.geometry(Shape::Image { c, h, w }).unwrap();
         let x = random(batch * c * h * w, 10 + n as u64);
         let r = random(batch * g.out_len(), 20 + n as u64);
@@ -243,33 +175,21 @@ fn max_pooling_matches_reference_forward_and_backward() {
 #[test]
 fn dense_matches_reference_forward_and_backward() {
     for (n, (batch, fan_in, units)) in [(1, 5, 3), (4, 7, 1), (3, 13, 6)].into_iter().enumerate() {
-        let layer = DenseConfig {
-            units,
-            activation: Activation::Linear,
-        };
+        let layer = DenseConfig { units, activation: Activation::Linear };
         let x = random(batch * fan_in, 40 + n as u64);
         let w = random(fan_in * units, 50 + n as u64);
         let b = random(units, 60 + n as u64);
         let r = random(batch * units, 70 + n as u64);
         let dev = Cpu::default();
         let xt = dev.tensor_from_vec(x.clone(), (batch, fan_in));
-        let params = [
-            dev.tensor_from_vec(w.clone(), (w.len(),)),
-            dev.tensor_from_vec(b.clone(), (units,)),
-        ];
-        let ctx = Ctx {
-            input: Shape::Flat(fan_in),
-            params: &params,
-            skip_activation: false,
-            input_grad: true,
-        };
+        let params = [dev.tensor_from_vec(w.clone(), (w.len(),)), dev.tensor_from_vec(b.clone(), (units,))];
+        let ctx = Ctx { input: Shape::Flat(fan_in), params: &params, skip_activation: false, input_grad: true };
         let y = layer.forward(xt.leaky_trace(), &ctx);
         let y_host = y.as_vec();
         let grads = weighted_sum(y, &r).backward();
 
         let mut y_ref = vec![0f64; batch * units];
-        let (mut dx, mut dw, mut db) =
-            (vec![0f64; x.len()], vec![0f64; w.len()], vec![0f64; units]);
+        let (mut dx, mut dw, mut db) = (vec![0f64; x.len()], vec![0f64; w.len()], vec![0f64; units]);
         for i in 0..batch {
             for u in 0..units {
                 let o = i * units + u;
@@ -284,16 +204,8 @@ fn dense_matches_reference_forward_and_backward() {
         }
         assert_close(&format!("dense case {n} y"), &y_host, &y_ref);
         assert_close(&format!("dense case {n} dx"), &grads.get(&xt).as_vec(), &dx);
-        assert_close(
-            &format!("dense case {n} dw"),
-            &grads.get(&params[0]).as_vec(),
-            &dw,
-        );
-        assert_close(
-            &format!("dense case {n} db"),
-            &grads.get(&params[1]).as_vec(),
-            &db,
-        );
+        assert_close(&format!("dense case {n} dw"), &grads.get(&params[0]).as_vec(), &dw);
+        assert_close(&format!("dense case {n} db"), &grads.get(&params[1]).as_vec(), &db);
     }
 }
 
@@ -314,15 +226,7 @@ fn first_layer_skips_the_input_gradient_but_keeps_weight_gradients() {
     let y = ops::conv2d(xt.leaky_trace(), &wt, &bt, g, false);
     let r = vec![1.0; 18];
     let mut grads = weighted_sum(y, &r).backward();
-    assert!(grads
-        .get_or_alloc_mut(&wt)
-        .unwrap()
-        .iter()
-        .any(|&v| v != 0.0));
+    assert!(grads.get_or_alloc_mut(&wt).unwrap().iter().any(|&v| v != 0.0));
     // The input's gradient was never written: allocating it now gives zeros.
-    assert!(grads
-        .get_or_alloc_mut(&xt)
-        .unwrap()
-        .iter()
-        .all(|&v| v == 0.0));
+    assert!(grads.get_or_alloc_mut(&xt).unwrap().iter().all(|&v| v == 0.0));
 }

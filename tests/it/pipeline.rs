@@ -50,24 +50,14 @@ fn messy_folder(root: &Path) -> Vec<(String, &'static str)> {
         std::fs::copy(&f, root.join("odd").join(f.file_name().unwrap())).unwrap();
     }
     for i in 0..6 {
-        gray_png(&root.join(format!("plain/{i}.png")), 12, |x, _| {
-            if x < 6 {
-                0
-            } else {
-                255
-            }
-        });
+        gray_png(&root.join(format!("plain/{i}.png")), 12, |x, _| if x < 6 { 0 } else { 255 });
     }
     let jpeg = std::fs::read(odd.join("gray.jpg")).unwrap();
     std::fs::write(root.join("odd/empty.jpg"), b"").unwrap();
     std::fs::write(root.join("odd/truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
     std::fs::write(root.join("odd/notes.txt"), b"a text file").unwrap();
     std::fs::write(root.join("odd/fake.png"), b"not really a png").unwrap();
-    std::fs::write(
-        root.join("odd/scan.tif"),
-        b"II*\x00\x08\x00\x00\x00\x00\x00",
-    )
-    .unwrap();
+    std::fs::write(root.join("odd/scan.tif"), b"II*\x00\x08\x00\x00\x00\x00\x00").unwrap();
     std::fs::write(root.join("odd/bomb.png"), png_bomb(50_000, 50_000)).unwrap();
     std::fs::write(root.join("odd/Thumbs.db"), b"litter").unwrap();
     std::fs::write(root.join("odd/.DS_Store"), b"litter").unwrap();
@@ -126,28 +116,14 @@ fn a_messy_folder_trains_with_every_bad_file_quarantined_and_odd_ones_used() {
     let run = tmp.path().join("results/messy/run-001");
     let csv = std::fs::read_to_string(run.join("quarantine.csv")).unwrap();
     let got = quarantine_rows(&csv, &data);
-    let want: Vec<(String, String)> = expected
-        .iter()
-        .map(|(p, r)| (p.clone(), r.to_string()))
-        .collect();
+    let want: Vec<(String, String)> = expected.iter().map(|(p, r)| (p.clone(), r.to_string())).collect();
     assert_eq!(got, want, "quarantine.csv:\n{csv}");
-    assert!(
-        stderr(&out).contains(&format!("{} files quarantined", want.len())),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains(&format!("{} files quarantined", want.len())), "{}", stderr(&out));
 
     // Every odd image (10) and every plain one (6) is used.
     let split = std::fs::read_to_string(run.join("split.csv")).unwrap();
     assert_eq!(split.lines().count() - 1, 16, "{split}");
-    for odd in [
-        "cmyk.jpg",
-        "palette.png",
-        "gray16.png",
-        "exif_rotated.jpg",
-        "image.webp",
-        "UPPER.JPG",
-    ] {
+    for odd in ["cmyk.jpg", "palette.png", "gray16.png", "exif_rotated.jpg", "image.webp", "UPPER.JPG"] {
         assert!(split.contains(odd), "{odd} should be used:\n{split}");
     }
 }
@@ -164,20 +140,13 @@ fn a_class_with_no_usable_image_is_a_clear_error() {
     std::fs::write(tmp.path().join("exp.toml"), config("bad_class", &data, "")).unwrap();
     let out = runner_with(tmp.path(), &["exp.toml"], 2, &tmp.path().join("cache"));
     assert_exit(&out, 65);
-    assert!(
-        stderr(&out).contains("class `bad`") && stderr(&out).contains("no usable image"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("class `bad`") && stderr(&out).contains("no usable image"), "{}", stderr(&out));
 }
 
 /// The "N decoded, M from the cache" counts of a run's log.
 fn cache_counts(out: &std::process::Output) -> (usize, usize) {
     let err = stderr(out);
-    let line = err
-        .lines()
-        .find(|l| l.contains("from the cache"))
-        .unwrap_or_else(|| panic!("no cache line:\n{err}"));
+    let line = err.lines().find(|l| l.contains("from the cache")).unwrap_or_else(|| panic!("no cache line:\n{err}"));
     // "<total> images ready in <s>s: <decoded> decoded, <cached> from the cache in <dir>"
     let (before, after) = line.split_once(" decoded, ").expect("decoded count");
     let decoded = before.rsplit(' ').next().unwrap().parse().unwrap();
@@ -208,41 +177,24 @@ fn the_second_run_decodes_nothing_and_changes_invalidate_the_cache() {
     assert_eq!(run(&["data", "exp.toml"]), (1, 13));
 
     // A damaged cache file is noticed and rebuilt, never trusted.
-    let file = std::fs::read_dir(&cache)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let file = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() - 10]).unwrap();
     let out = runner_with(tmp.path(), &["data", "exp.toml"], 2, &cache);
     assert_exit(&out, 0);
-    assert!(
-        stderr(&out).contains("ignoring the image cache"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("ignoring the image cache"), "{}", stderr(&out));
     assert_eq!(cache_counts(&out), (14, 0));
     let mut flipped = std::fs::read(&file).unwrap();
     let middle = flipped.len() / 2;
     flipped[middle] ^= 0xff;
     std::fs::write(&file, &flipped).unwrap();
     let out = runner_with(tmp.path(), &["data", "exp.toml"], 2, &cache);
-    assert!(
-        stderr(&out).contains("checksum mismatch"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("checksum mismatch"), "{}", stderr(&out));
     assert_eq!(cache_counts(&out), (14, 0));
     assert_eq!(run(&["data", "exp.toml"]), (0, 14));
 
     // `cache = false` neither reads nor writes it.
-    std::fs::write(
-        tmp.path().join("exp.toml"),
-        config("cache", &data, "cache = false"),
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join("exp.toml"), config("cache", &data, "cache = false")).unwrap();
     assert_eq!(run(&["data", "exp.toml"]), (14, 0));
 }
 
@@ -251,46 +203,23 @@ fn the_test_split_is_held_out_and_evaluated_once_after_training() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
     striped_jpegs(&data, 20, (40, 30));
-    std::fs::write(
-        tmp.path().join("exp.toml"),
-        config("held_out", &data, "test_split = 0.25"),
-    )
-    .unwrap();
+    std::fs::write(tmp.path().join("exp.toml"), config("held_out", &data, "test_split = 0.25")).unwrap();
     let out = runner_with(tmp.path(), &["exp.toml"], 2, &tmp.path().join("cache"));
     assert_exit(&out, 0);
     let run = tmp.path().join("results/held_out/run-001");
     let split = std::fs::read_to_string(run.join("split.csv")).unwrap();
-    let count = |s: &str| {
-        split
-            .lines()
-            .filter(|l| l.ends_with(&format!(",{s}")))
-            .count()
-    };
-    assert_eq!(
-        (count("train"), count("validation"), count("test")),
-        (20, 10, 10),
-        "{split}"
-    );
+    let count = |s: &str| split.lines().filter(|l| l.ends_with(&format!(",{s}"))).count();
+    assert_eq!((count("train"), count("validation"), count("test")), (20, 10, 10), "{split}");
     for class in ["Cat", "Dog"] {
-        let n = split
-            .lines()
-            .filter(|l| l.contains(&format!(",{class},test")))
-            .count();
+        let n = split.lines().filter(|l| l.contains(&format!(",{class},test"))).count();
         assert_eq!(n, 5, "test split is stratified:\n{split}");
     }
     let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("test_metrics.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(run.join("test_metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["samples"], 10);
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(
-        (
-            manifest["dataset"]["train"].as_u64(),
-            manifest["dataset"]["test"].as_u64()
-        ),
-        (Some(20), Some(10))
-    );
+    assert_eq!((manifest["dataset"]["train"].as_u64(), manifest["dataset"]["test"].as_u64()), (Some(20), Some(10)));
 }
 
 #[test]
@@ -298,42 +227,20 @@ fn runner_data_writes_pictures_of_the_dataset() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
     fashion_subset(&data, &["bag", "coat", "dress"], 30);
-    std::fs::write(
-        tmp.path().join("exp.toml"),
-        config("pictures", &data, "").replace("units = 2", "units = 3"),
-    )
-    .unwrap();
-    let out = runner_with(
-        tmp.path(),
-        &["data", "exp.toml"],
-        2,
-        &tmp.path().join("cache"),
-    );
+    std::fs::write(tmp.path().join("exp.toml"), config("pictures", &data, "").replace("units = 2", "units = 3"))
+        .unwrap();
+    let out = runner_with(tmp.path(), &["data", "exp.toml"], 2, &tmp.path().join("cache"));
     assert_exit(&out, 0);
     let dir = tmp.path().join("results/pictures/data");
     let grid = image::open(dir.join("samples.png")).unwrap();
-    assert!(
-        grid.width() > 3 * 300 && grid.height() > 300,
-        "{}x{}",
-        grid.width(),
-        grid.height()
-    );
+    assert!(grid.width() > 3 * 300 && grid.height() > 300, "{}x{}", grid.width(), grid.height());
     let svg = std::fs::read_to_string(dir.join("samples.svg")).unwrap();
     assert_eq!(svg.matches("<image ").count(), 3, "one grid per class");
     for class in ["bag", "coat", "dress"] {
-        assert!(
-            svg.contains(&format!(">{class}</text>")),
-            "{class} title missing"
-        );
+        assert!(svg.contains(&format!(">{class}</text>")), "{class} title missing");
     }
     let counts = std::fs::read_to_string(dir.join("class_counts.svg")).unwrap();
-    assert!(
-        counts.contains("validation") && counts.contains("coat"),
-        "class_counts.svg lacks labels"
-    );
+    assert!(counts.contains("validation") && counts.contains("coat"), "class_counts.svg lacks labels");
     image::open(dir.join("class_counts.png")).unwrap();
-    assert!(
-        !tmp.path().join("results/pictures/run-001").exists(),
-        "`runner data` does not train"
-    );
+    assert!(!tmp.path().join("results/pictures/run-001").exists(), "`runner data` does not train");
 }

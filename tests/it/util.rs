@@ -18,12 +18,7 @@ pub fn runner(cwd: &Path, args: &[&str]) -> Output {
 
 /// Runs `runner` with `args` in `cwd` on `threads` worker threads.
 pub fn runner_with_threads(cwd: &Path, args: &[&str], threads: usize) -> Output {
-    runner_with(
-        cwd,
-        args,
-        threads,
-        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-cache"),
-    )
+    runner_with(cwd, args, threads, &Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-cache"))
 }
 
 /// Runs `runner` with `args` in `cwd` on `threads` worker threads, with its image cache in `cache`.
@@ -46,21 +41,14 @@ pub fn stderr(out: &Output) -> String {
 pub fn assert_exit(out: &Output, code: i32) {
     let err = stderr(out);
     assert!(!err.contains("panicked"), "runner panicked:\n{err}");
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "unexpected exit status; stderr:\n{err}"
-    );
+    assert_eq!(out.status.code(), Some(code), "unexpected exit status; stderr:\n{err}");
 }
 
 /// Copies the first `per_class` images of `classes` of the bundled Fashion-MNIST into `dst`.
 pub fn fashion_subset(dst: &Path, classes: &[&str], per_class: usize) {
     for class in classes {
         let src = repo().join("data/fashion_mnist").join(class);
-        let mut files: Vec<_> = std::fs::read_dir(&src)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let mut files: Vec<_> = std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
         std::fs::create_dir_all(dst.join(class)).unwrap();
         for f in files.iter().take(per_class) {
@@ -70,14 +58,7 @@ pub fn fashion_subset(dst: &Path, classes: &[&str], per_class: usize) {
 }
 
 /// A small Fashion-MNIST experiment: the baseline's model on `data`, for `epochs`.
-pub fn small_config(
-    name: &str,
-    data: &Path,
-    results: &Path,
-    seed: u64,
-    epochs: usize,
-    classes: usize,
-) -> String {
+pub fn small_config(name: &str, data: &Path, results: &Path, seed: u64, epochs: usize, classes: usize) -> String {
     format!(
         r#"[experiment]
 name = "{name}"
@@ -150,7 +131,5 @@ pub fn striped_jpegs(dst: &Path, per_class: usize, size: (u32, u32)) {
 
 /// A greyscale PNG of `size` with pixel values from `f`.
 pub fn gray_png(path: &Path, size: u32, f: impl Fn(u32, u32) -> u8) {
-    ImageBuffer::from_fn(size, size, |x, y| Luma([f(x, y)]))
-        .save(path)
-        .unwrap();
+    ImageBuffer::from_fn(size, size, |x, y| Luma([f(x, y)])).save(path).unwrap();
 }

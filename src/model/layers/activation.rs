@@ -64,11 +64,7 @@ impl Layer for ActivationConfig {
     fn activation(&self) -> Activation {
         self.activation
     }
-    fn forward<D: Backend, T: Tape<f32, D>>(
-        &self,
-        x: Batch<D, T>,
-        ctx: &Ctx<'_, D>,
-    ) -> Batch<D, T> {
+    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         ctx.activate(self.activation, x)
     }
 }

@@ -42,20 +42,9 @@ impl Conv2dConfig {
         let [sh, sw] = self.strides.0;
         let fit = |size, k, s| self.padding.output(size, k, s);
         match (fit(h, kh, sh), fit(w, kw, sw)) {
-            (Some((oh, pad_top)), Some((ow, pad_left))) => Ok(ConvGeom {
-                c,
-                h,
-                w,
-                f: self.filters,
-                kh,
-                kw,
-                sh,
-                sw,
-                oh,
-                ow,
-                pad_top,
-                pad_left,
-            }),
+            (Some((oh, pad_top)), Some((ow, pad_left))) => {
+                Ok(ConvGeom { c, h, w, f: self.filters, kh, kw, sh, sw, oh, ow, pad_top, pad_left })
+            }
             _ => Err(format!(
                 "kernel {} does not fit the input {h}x{w} with padding \"valid\"; use a smaller \
                  kernel, padding = \"same\", or remove a pooling layer before it",
@@ -71,11 +60,7 @@ impl Layer for Conv2dConfig {
     }
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
         let g = self.geometry(input)?;
-        Ok(Shape::Image {
-            c: g.f,
-            h: g.oh,
-            w: g.ow,
-        })
+        Ok(Shape::Image { c: g.f, h: g.oh, w: g.ow })
     }
     fn params(&self, input: Shape) -> Vec<ParamSpec> {
         let g = self.geometry(input).expect("shape checked before params");
@@ -84,29 +69,16 @@ impl Layer for Conv2dConfig {
             ParamSpec {
                 name: "kernel",
                 dims: vec![g.f, g.c, g.kh, g.kw],
-                init: Init::GlorotUniform {
-                    fan_in: g.c * area,
-                    fan_out: g.f * area,
-                },
+                init: Init::GlorotUniform { fan_in: g.c * area, fan_out: g.f * area },
             },
-            ParamSpec {
-                name: "bias",
-                dims: vec![g.f],
-                init: Init::Zeros,
-            },
+            ParamSpec { name: "bias", dims: vec![g.f], init: Init::Zeros },
         ]
     }
     fn activation(&self) -> Activation {
         self.activation
     }
-    fn forward<D: Backend, T: Tape<f32, D>>(
-        &self,
-        x: Batch<D, T>,
-        ctx: &Ctx<'_, D>,
-    ) -> Batch<D, T> {
-        let g = self
-            .geometry(ctx.input)
-            .expect("shape checked at compile time");
+    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
+        let g = self.geometry(ctx.input).expect("shape checked at compile time");
         let y = ops::conv2d(x, &ctx.params[0], &ctx.params[1], g, ctx.input_grad);
         ctx.activate(self.activation, y)
     }

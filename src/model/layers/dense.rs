@@ -38,34 +38,20 @@ impl Layer for DenseConfig {
     fn params(&self, input: Shape) -> Vec<ParamSpec> {
         let (fan_in, fan_out) = (input.len(), self.units);
         vec![
-            ParamSpec {
-                name: "kernel",
-                dims: vec![fan_in, fan_out],
-                init: Init::GlorotUniform { fan_in, fan_out },
-            },
-            ParamSpec {
-                name: "bias",
-                dims: vec![fan_out],
-                init: Init::Zeros,
-            },
+            ParamSpec { name: "kernel", dims: vec![fan_in, fan_out], init: Init::GlorotUniform { fan_in, fan_out } },
+            ParamSpec { name: "bias", dims: vec![fan_out], init: Init::Zeros },
         ]
     }
     fn activation(&self) -> Activation {
         self.activation
     }
-    fn forward<D: Backend, T: Tape<f32, D>>(
-        &self,
-        x: Batch<D, T>,
-        ctx: &Ctx<'_, D>,
-    ) -> Batch<D, T> {
+    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         let (batch, fan_in) = *x.shape();
         let units = self.units;
         // Parameters are re-taped so their gradients land under their own ids (a bias that is
         // broadcast without its own tape silently loses its gradient).
         let kernel = ctx.params[0].retaped::<T>().reshape_like(&(fan_in, units));
-        let bias = ctx.params[1]
-            .retaped::<T>()
-            .broadcast_like::<_, Axis<0>>(&(batch, units));
+        let bias = ctx.params[1].retaped::<T>().broadcast_like::<_, Axis<0>>(&(batch, units));
         let y = x.matmul(kernel) + bias;
         ctx.activate(self.activation, y)
     }

@@ -20,11 +20,7 @@ impl Layer for FlattenConfig {
         Ok(Shape::Flat(input.len()))
     }
     /// Activations are already stored as `(batch, features)` rows, so this is free.
-    fn forward<D: Backend, T: Tape<f32, D>>(
-        &self,
-        x: Batch<D, T>,
-        _ctx: &Ctx<'_, D>,
-    ) -> Batch<D, T> {
+    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, _ctx: &Ctx<'_, D>) -> Batch<D, T> {
         x
     }
 }

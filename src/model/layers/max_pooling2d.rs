@@ -35,19 +35,9 @@ impl MaxPooling2dConfig {
         let [sh, sw] = self.strides.unwrap_or(self.pool_size).0;
         let fit = |size, k, s| self.padding.output(size, k, s);
         match (fit(h, ph, sh), fit(w, pw, sw)) {
-            (Some((oh, pad_top)), Some((ow, pad_left))) => Ok(PoolGeom {
-                c,
-                h,
-                w,
-                ph,
-                pw,
-                sh,
-                sw,
-                oh,
-                ow,
-                pad_top,
-                pad_left,
-            }),
+            (Some((oh, pad_top)), Some((ow, pad_left))) => {
+                Ok(PoolGeom { c, h, w, ph, pw, sh, sw, oh, ow, pad_top, pad_left })
+            }
             _ => Err(format!(
                 "pool {} does not fit the input {h}x{w}: too many poolings for this image size; \
                  remove one, use a larger image_size, or padding = \"same\"",
@@ -63,20 +53,10 @@ impl Layer for MaxPooling2dConfig {
     }
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
         let g = self.geometry(input)?;
-        Ok(Shape::Image {
-            c: g.c,
-            h: g.oh,
-            w: g.ow,
-        })
+        Ok(Shape::Image { c: g.c, h: g.oh, w: g.ow })
     }
-    fn forward<D: Backend, T: Tape<f32, D>>(
-        &self,
-        x: Batch<D, T>,
-        ctx: &Ctx<'_, D>,
-    ) -> Batch<D, T> {
-        let g = self
-            .geometry(ctx.input)
-            .expect("shape checked at compile time");
+    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
+        let g = self.geometry(ctx.input).expect("shape checked at compile time");
         ops::max_pool2d(x, g)
     }
 }

@@ -39,8 +39,7 @@ pub trait Layer {
         Activation::Linear
     }
     /// The forward pass on a batch.
-    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>)
-        -> Batch<D, T>;
+    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T>;
 }
 
 /// Everything a layer's forward pass may need beyond its input.
@@ -143,8 +142,7 @@ impl<'de> Deserialize<'de> for Pair {
                 f.write_str("a positive integer or a list of two, like 3 or [3, 3]")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Pair, E> {
-                let n = positive(v)
-                    .ok_or_else(|| E::invalid_value(de::Unexpected::Signed(v), &self))?;
+                let n = positive(v).ok_or_else(|| E::invalid_value(de::Unexpected::Signed(v), &self))?;
                 Ok(Pair([n, n]))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Pair, E> {
@@ -153,12 +151,8 @@ impl<'de> Deserialize<'de> for Pair {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Pair, A::Error> {
                 let mut out = [0; 2];
                 for (i, slot) in out.iter_mut().enumerate() {
-                    let v: i64 = seq
-                        .next_element()?
-                        .ok_or_else(|| de::Error::invalid_length(i, &self))?;
-                    *slot = positive(v).ok_or_else(|| {
-                        de::Error::invalid_value(de::Unexpected::Signed(v), &self)
-                    })?;
+                    let v: i64 = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                    *slot = positive(v).ok_or_else(|| de::Error::invalid_value(de::Unexpected::Signed(v), &self))?;
                 }
                 if seq.next_element::<de::IgnoredAny>()?.is_some() {
                     return Err(de::Error::invalid_length(3, &self));

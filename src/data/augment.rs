@@ -1,0 +1,470 @@
+//! Random augmentation of training images with Keras `ImageDataGenerator` semantics, applied
+//! to the training split only.
+//!
+//! # What is drawn, and how (Keras `get_random_transform`, in the same order)
+//! - `theta` ~ U(-rotation_range, rotation_range) degrees;
+//! - `tx` (rows) from `height_shift_range`, `ty` (columns) from `width_shift_range`: a float
+//!   `s` gives U(-s, s); an integer `n` gives k·(±1) with k uniform in {0, …, n-1}; a list
+//!   gives one of its values times ±1; when the largest value is below 1 it is a fraction of
+//!   the image height (width) and is multiplied by it;
+//! - `shear` ~ U(-shear_range, shear_range) degrees;
+//! - `zx` (rows), `zy` (columns) ~ U(lower, upper) independently, where a float `z` means
+//!   `[1 - z, 1 + z]`;
+//! - horizontal and vertical flips with probability ½ each when enabled;
+//! - a channel shift ~ U(-channel_shift_range, channel_shift_range) (pixel units, 0-255);
+//! - a brightness factor ~ U(brightness_range).
+//!
+//! # The transform (Keras `apply_affine_transform`)
+//! In homogeneous `(row, col, 1)` coordinates, with `s` the shear angle:
+//! ```text
+//! rotation = [[cos θ, -sin θ, 0], [sin θ, cos θ, 0], [0, 0, 1]]
+//! shift    = [[1, 0, tx], [0, 1, ty], [0, 0, 1]]
+//! shear    = [[1, -sin s, 0], [0, cos s, 0], [0, 0, 1]]
+//! zoom     = [[zx, 0, 0], [0, zy, 0], [0, 0, 1]]
+//! T        = rotation · shift · shear · zoom                  (Keras' transform_matrix)
+//! input(row, col) = to_centre · T · from_centre · flips · output(row, col)
+//! ```
+//! Like `scipy.ndimage.affine_transform`, which Keras calls, the matrix maps each output pixel
+//! to the input point it is sampled from. One deliberate difference: the centre is
+//! `((h-1)/2, (w-1)/2)`, the true centre of the pixel grid, where Keras uses
+//! `(h/2 + 0.5, w/2 + 0.5)` (one pixel off, so its 90° rotations are not exact). Flips, which
+//! Keras applies afterwards, are folded into the same matrix, so every geometric change is one
+//! resampling pass. Then the channel shift (clipped to the transformed image's min and max, as
+//! Keras does) and the brightness factor (clipped to 0-255) are applied, and values are scaled
+//! to [0, 1].
+//!
+//! # Determinism
+//! The parameters of an image depend only on (seed, epoch, image index), through the
+//! `Augment` stream, so batches are the same whatever the thread count or batch order.
+
+use std::fmt;
+
+use rand::Rng;
+use rayon::prelude::*;
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::seed::{self, Stream};
+
+/// `[augment]`: Keras `ImageDataGenerator` arguments.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Degrees; rotations are drawn from ±rotation_range.
+    #[serde(default)]
+    pub rotation_range: f64,
+    /// Horizontal shift: fraction of the width (< 1), pixels (≥ 1, or an integer), or a list.
+    #[serde(default)]
+    pub width_shift_range: ShiftRange,
+    /// Vertical shift: fraction of the height (< 1), pixels (≥ 1, or an integer), or a list.
+    #[serde(default)]
+    pub height_shift_range: ShiftRange,
+    /// Shear angle in degrees, drawn from ±shear_range.
+    #[serde(default)]
+    pub shear_range: f64,
+    /// `z` for `[1 - z, 1 + z]`, or `[lower, upper]`; below 1 zooms in.
+    #[serde(default)]
+    pub zoom_range: ZoomRange,
+    /// Mirror left-right with probability ½.
+    #[serde(default)]
+    pub horizontal_flip: bool,
+    /// Mirror top-bottom with probability ½.
+    #[serde(default)]
+    pub vertical_flip: bool,
+    /// `[lower, upper]` brightness factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brightness_range: Option<[f64; 2]>,
+    /// Pixel units (0-255) added to every channel, drawn from ±channel_shift_range.
+    #[serde(default)]
+    pub channel_shift_range: f64,
+    /// What lies outside the image: `nearest` (Keras' default), `constant`, `reflect`, `wrap`.
+    #[serde(default)]
+    pub fill_mode: FillMode,
+    /// Value (0-255) outside the image for `fill_mode = "constant"`.
+    #[serde(default)]
+    pub cval: f64,
+    /// Resampling: `bilinear` (Keras' default, spline order 1) or `nearest`.
+    #[serde(default)]
+    pub interpolation: Interpolation,
+}
+
+/// How points outside the input are filled (scipy `ndimage` modes, as Keras uses them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillMode {
+    /// The nearest edge pixel: `aaaa|abcd|dddd`.
+    #[default]
+    Nearest,
+    /// `cval`: `kkkk|abcd|kkkk`.
+    Constant,
+    /// Mirrored about the edge: `dcba|abcd|dcba`.
+    Reflect,
+    /// Tiled: `abcd|abcd|abcd`.
+    Wrap,
+}
+
+/// Resampling filter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    /// The closest input pixel.
+    Nearest,
+    /// Weighted mean of the four closest input pixels.
+    #[default]
+    Bilinear,
+}
+
+/// A shift range as Keras accepts it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ShiftRange {
+    /// A float: uniform in ±value (a fraction of the size when below 1).
+    Uniform(f64),
+    /// An integer `n`: k·(±1) pixels with k uniform in 0..n.
+    Pixels(u64),
+    /// A list: one of the values times ±1 (fractions of the size when all below 1).
+    Choice(Vec<f64>),
+}
+
+impl Default for ShiftRange {
+    fn default() -> Self {
+        ShiftRange::Uniform(0.0)
+    }
+}
+
+/// A zoom range: `[lower, upper]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ZoomRange(pub [f64; 2]);
+
+impl Default for ZoomRange {
+    fn default() -> Self {
+        ZoomRange([1.0, 1.0])
+    }
+}
+
+/// The random draw for one image.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Params {
+    /// Rotation, degrees.
+    pub theta: f64,
+    /// Shift along rows (pixels).
+    pub tx: f64,
+    /// Shift along columns (pixels).
+    pub ty: f64,
+    /// Shear, degrees.
+    pub shear: f64,
+    /// Zoom along rows.
+    pub zx: f64,
+    /// Zoom along columns.
+    pub zy: f64,
+    /// Mirror left-right.
+    pub flip_horizontal: bool,
+    /// Mirror top-bottom.
+    pub flip_vertical: bool,
+    /// Added to every channel (0-255 units).
+    pub channel_shift: Option<f64>,
+    /// Multiplies every value.
+    pub brightness: Option<f64>,
+}
+
+impl AugmentConfig {
+    /// Problems with the values, as `(key, message)` pairs.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut check = |ok: bool, key: &'static str, msg: String| {
+            if !ok {
+                out.push((key, msg));
+            }
+        };
+        let r = self.rotation_range;
+        check(r.is_finite() && r >= 0.0, "rotation_range", format!("rotation_range {r} must be 0 or more degrees"));
+        let s = self.shear_range;
+        check(
+            s.is_finite() && (0.0..90.0).contains(&s),
+            "shear_range",
+            format!("shear_range {s} must be from 0 up to 90 degrees"),
+        );
+        for (key, range) in
+            [("width_shift_range", &self.width_shift_range), ("height_shift_range", &self.height_shift_range)]
+        {
+            let ok = match range {
+                ShiftRange::Uniform(v) => v.is_finite() && *v >= 0.0,
+                ShiftRange::Pixels(_) => true,
+                ShiftRange::Choice(values) => !values.is_empty() && values.iter().all(|v| v.is_finite()),
+            };
+            check(ok, key, format!("{key} must be a non-negative number or a non-empty list of numbers"));
+        }
+        let [lo, hi] = self.zoom_range.0;
+        check(
+            lo > 0.0 && lo <= hi && hi.is_finite(),
+            "zoom_range",
+            format!("zoom_range [{lo}, {hi}] must have 0 < lower ≤ upper (a float z means [1 - z, 1 + z], so z < 1)"),
+        );
+        if let Some([lo, hi]) = self.brightness_range {
+            check(
+                lo >= 0.0 && lo <= hi && hi.is_finite(),
+                "brightness_range",
+                format!("brightness_range [{lo}, {hi}] must have 0 ≤ lower ≤ upper"),
+            );
+        }
+        let c = self.channel_shift_range;
+        check(c.is_finite() && c >= 0.0, "channel_shift_range", format!("channel_shift_range {c} must be 0 or more"));
+        check(
+            (0.0..=255.0).contains(&self.cval),
+            "cval",
+            format!("cval {} must be a pixel value from 0 to 255", self.cval),
+        );
+        out
+    }
+
+    /// Draws the parameters for one image of `h`x`w` pixels, in Keras' order.
+    pub fn draw(&self, h: usize, w: usize, rng: &mut impl Rng) -> Params {
+        let uniform = |rng: &mut dyn rand::RngCore, lo: f64, hi: f64| if lo < hi { rng.gen_range(lo..hi) } else { lo };
+        let theta =
+            if self.rotation_range > 0.0 { uniform(rng, -self.rotation_range, self.rotation_range) } else { 0.0 };
+        let tx = shift(&self.height_shift_range, h, rng);
+        let ty = shift(&self.width_shift_range, w, rng);
+        let shear = if self.shear_range > 0.0 { uniform(rng, -self.shear_range, self.shear_range) } else { 0.0 };
+        let [lo, hi] = self.zoom_range.0;
+        let (zx, zy) = if lo == 1.0 && hi == 1.0 { (1.0, 1.0) } else { (uniform(rng, lo, hi), uniform(rng, lo, hi)) };
+        let flip_horizontal = self.horizontal_flip && rng.gen::<f64>() < 0.5;
+        let flip_vertical = self.vertical_flip && rng.gen::<f64>() < 0.5;
+        let c = self.channel_shift_range;
+        let channel_shift = (c > 0.0).then(|| uniform(rng, -c, c));
+        let brightness = self.brightness_range.map(|[lo, hi]| uniform(rng, lo, hi));
+        Params { theta, tx, ty, shear, zx, zy, flip_horizontal, flip_vertical, channel_shift, brightness }
+    }
+}
+
+fn shift(range: &ShiftRange, size: usize, rng: &mut impl Rng) -> f64 {
+    let sign = |rng: &mut dyn rand::RngCore| if rng.gen::<bool>() { 1.0 } else { -1.0 };
+    let (value, max) = match range {
+        ShiftRange::Uniform(s) if *s > 0.0 => (rng.gen_range(-s..*s), *s),
+        ShiftRange::Uniform(_) | ShiftRange::Pixels(0) => return 0.0,
+        ShiftRange::Pixels(n) => return rng.gen_range(0..*n) as f64 * sign(rng),
+        ShiftRange::Choice(values) => {
+            let v = values[rng.gen_range(0..values.len())];
+            (v * sign(rng), values.iter().fold(f64::MIN, |m, &v| m.max(v)))
+        }
+    };
+    if max < 1.0 {
+        value * size as f64
+    } else {
+        value
+    }
+}
+
+/// An affine map from output `(row, col)` to input `(row, col)`: `[a b e; c d f]`.
+pub type Affine = [[f64; 3]; 2];
+
+impl Params {
+    /// True when the draw changes nothing.
+    pub fn is_identity(&self) -> bool {
+        *self == Params { zx: 1.0, zy: 1.0, ..Params::default() }
+    }
+
+    /// Keras' `rotation @ shift @ shear @ zoom`, centred, with the flips folded in.
+    pub fn matrix(&self, h: usize, w: usize) -> Affine {
+        type M = [[f64; 3]; 3];
+        let mul = |a: M, b: M| -> M {
+            let mut c = [[0.0; 3]; 3];
+            for i in 0..3 {
+                for j in 0..3 {
+                    c[i][j] = (0..3).map(|k| a[i][k] * b[k][j]).sum();
+                }
+            }
+            c
+        };
+        let (t, s) = (self.theta.to_radians(), self.shear.to_radians());
+        let rotation = [[t.cos(), -t.sin(), 0.0], [t.sin(), t.cos(), 0.0], [0.0, 0.0, 1.0]];
+        let shift = [[1.0, 0.0, self.tx], [0.0, 1.0, self.ty], [0.0, 0.0, 1.0]];
+        let shear = [[1.0, -s.sin(), 0.0], [0.0, s.cos(), 0.0], [0.0, 0.0, 1.0]];
+        let zoom = [[self.zx, 0.0, 0.0], [0.0, self.zy, 0.0], [0.0, 0.0, 1.0]];
+        let (cr, cc) = ((h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0);
+        let to_centre = [[1.0, 0.0, cr], [0.0, 1.0, cc], [0.0, 0.0, 1.0]];
+        let from_centre = [[1.0, 0.0, -cr], [0.0, 1.0, -cc], [0.0, 0.0, 1.0]];
+        // Flips act on the output grid after the transform: out'(r, c) = out(h-1-r, w-1-c).
+        let flip = [
+            [if self.flip_vertical { -1.0 } else { 1.0 }, 0.0, if self.flip_vertical { h as f64 - 1.0 } else { 0.0 }],
+            [
+                0.0,
+                if self.flip_horizontal { -1.0 } else { 1.0 },
+                if self.flip_horizontal { w as f64 - 1.0 } else { 0.0 },
+            ],
+            [0.0, 0.0, 1.0],
+        ];
+        let m =
+            [rotation, shift, shear, zoom].into_iter().fold([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], mul);
+        let m = mul(mul(mul(to_centre, m), from_centre), flip);
+        [m[0], m[1]]
+    }
+}
+
+/// Maps an index outside `0..n` back inside (None: use `cval`).
+#[inline]
+fn fold(i: i64, n: i64, mode: FillMode) -> Option<usize> {
+    if (0..n).contains(&i) {
+        return Some(i as usize);
+    }
+    Some(match mode {
+        FillMode::Constant => return None,
+        FillMode::Nearest => i.clamp(0, n - 1),
+        FillMode::Wrap => i.rem_euclid(n),
+        FillMode::Reflect => {
+            let p = i.rem_euclid(2 * n);
+            if p < n {
+                p
+            } else {
+                2 * n - 1 - p
+            }
+        }
+    } as usize)
+}
+
+/// Augments one CHW image of bytes into `out` (values scaled to [0, 1]).
+pub fn apply(cfg: &AugmentConfig, p: &Params, img: &[u8], [c, h, w]: [usize; 3], out: &mut [f32]) {
+    let plane = h * w;
+    if p.is_identity() {
+        out.iter_mut().zip(img).for_each(|(o, &v)| *o = f32::from(v) / 255.0);
+        return;
+    }
+    let [[a, b, e], [cc, d, f]] = p.matrix(h, w);
+    let (hi, wi) = (h as i64, w as i64);
+    let cval = cfg.cval as f32;
+    let fill = cfg.fill_mode;
+    for r in 0..h {
+        for col in 0..w {
+            let (y, x) = (a * r as f64 + b * col as f64 + e, cc * r as f64 + d * col as f64 + f);
+            let o = r * w + col;
+            match cfg.interpolation {
+                Interpolation::Nearest => {
+                    let src = fold(y.round() as i64, hi, fill).zip(fold(x.round() as i64, wi, fill));
+                    for ch in 0..c {
+                        out[ch * plane + o] = src.map_or(cval, |(sy, sx)| f32::from(img[ch * plane + sy * w + sx]));
+                    }
+                }
+                Interpolation::Bilinear => {
+                    let (y0, x0) = (y.floor(), x.floor());
+                    let (fy, fx) = ((y - y0) as f32, (x - x0) as f32);
+                    let (y0, x0) = (y0 as i64, x0 as i64);
+                    let rows = [fold(y0, hi, fill), fold(y0 + 1, hi, fill)];
+                    let cols = [fold(x0, wi, fill), fold(x0 + 1, wi, fill)];
+                    let weights = [(1.0 - fy) * (1.0 - fx), (1.0 - fy) * fx, fy * (1.0 - fx), fy * fx];
+                    for ch in 0..c {
+                        let px = |ry: Option<usize>, rx: Option<usize>| {
+                            ry.zip(rx).map_or(cval, |(sy, sx)| f32::from(img[ch * plane + sy * w + sx]))
+                        };
+                        let taps =
+                            [px(rows[0], cols[0]), px(rows[0], cols[1]), px(rows[1], cols[0]), px(rows[1], cols[1])];
+                        out[ch * plane + o] = taps.iter().zip(weights).map(|(t, w)| t * w).sum();
+                    }
+                }
+            }
+        }
+    }
+    if let Some(shift) = p.channel_shift {
+        // Keras clips to the transformed image's own range.
+        let (lo, hi) = out.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        out.iter_mut().for_each(|v| *v = (*v + shift as f32).clamp(lo, hi));
+    }
+    if let Some(factor) = p.brightness {
+        out.iter_mut().for_each(|v| *v = (*v * factor as f32).clamp(0.0, 255.0));
+    }
+    out.iter_mut().for_each(|v| *v /= 255.0);
+}
+
+/// A training batch of images `indices` from `pixels` (CHW bytes, `shape` each), augmented
+/// with draws from (seed, epoch, image index), in parallel across the batch.
+pub fn batch(
+    cfg: &AugmentConfig,
+    pixels: &[u8],
+    shape: [usize; 3],
+    indices: &[usize],
+    seed: u64,
+    epoch: usize,
+) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    let mut out = vec![0.0; indices.len() * n];
+    out.par_chunks_mut(n).zip(indices).for_each(|(out, &i)| {
+        let mut rng = seed::rng(seed, Stream::Augment, &[epoch as u64, i as u64]);
+        let params = cfg.draw(shape[1], shape[2], &mut rng);
+        apply(cfg, &params, &pixels[i * n..(i + 1) * n], shape, out);
+    });
+    out
+}
+
+impl Serialize for ShiftRange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ShiftRange::Uniform(v) => s.serialize_f64(*v),
+            ShiftRange::Pixels(n) => s.serialize_u64(*n),
+            ShiftRange::Choice(values) => values.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ShiftRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ShiftRange;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a number (0.2 = 20% of the size, 10.0 = 10 pixels), an integer of pixels, or a list of numbers",
+                )
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ShiftRange, E> {
+                Ok(ShiftRange::Uniform(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ShiftRange, E> {
+                u64::try_from(v).map(ShiftRange::Pixels).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ShiftRange, E> {
+                Ok(ShiftRange::Pixels(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ShiftRange, A::Error> {
+                let mut values = Vec::new();
+                while let Some(v) = seq.next_element::<f64>()? {
+                    values.push(v);
+                }
+                Ok(ShiftRange::Choice(values))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for ZoomRange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ZoomRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ZoomRange;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number z for [1 - z, 1 + z], or [lower, upper]")
+            }
+            fn visit_f64<E: de::Error>(self, z: f64) -> Result<ZoomRange, E> {
+                Ok(ZoomRange([1.0 - z, 1.0 + z]))
+            }
+            fn visit_i64<E: de::Error>(self, z: i64) -> Result<ZoomRange, E> {
+                self.visit_f64(z as f64)
+            }
+            fn visit_u64<E: de::Error>(self, z: u64) -> Result<ZoomRange, E> {
+                self.visit_f64(z as f64)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ZoomRange, A::Error> {
+                let lo = seq.next_element::<f64>()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let hi = seq.next_element::<f64>()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                if seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::invalid_length(3, &self));
+                }
+                Ok(ZoomRange([lo, hi]))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
