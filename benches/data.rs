@@ -59,5 +59,33 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The tutorial's augmentation (rotation 40, shear 0.2, zoom 0.2, horizontal flip, nearest
+/// fill, bilinear) on a batch of 32 images of 128x128 RGB. Run with `RAYON_NUM_THREADS=1` for
+/// the per-core figure.
+fn augmentation(c: &mut Criterion) {
+    use runner::data::augment::{self, AugmentConfig, ZoomRange};
+    let cfg = AugmentConfig {
+        rotation_range: 40.0,
+        shear_range: 0.2,
+        zoom_range: ZoomRange([0.8, 1.2]),
+        horizontal_flip: true,
+        ..AugmentConfig::default()
+    };
+    let shape = [3, 128, 128];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let pixels: Vec<u8> = (0..32 * 3 * 128 * 128).map(|_| rng.gen()).collect();
+    let indices: Vec<usize> = (0..32).collect();
+    let mut group = c.benchmark_group("augment");
+    group.throughput(Throughput::Elements(32));
+    let mut epoch = 0;
+    group.bench_function("tutorial_settings_128x128_rgb_batch32", |b| {
+        b.iter(|| {
+            epoch += 1;
+            augment::batch(&cfg, &pixels, shape, &indices, 42, epoch)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, augmentation);
 criterion_main!(benches);

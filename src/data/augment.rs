@@ -299,6 +299,18 @@ impl Params {
     }
 }
 
+/// `v.floor()` as an integer without a libm call (the baseline x86-64 target has no
+/// rounding instruction, and this runs twice per output pixel).
+#[inline]
+fn floor(v: f64) -> i64 {
+    let t = v as i64;
+    if (t as f64) > v {
+        t - 1
+    } else {
+        t
+    }
+}
+
 /// Maps an index outside `0..n` back inside (None: use `cval`).
 #[inline]
 fn fold(i: i64, n: i64, mode: FillMode) -> Option<usize> {
@@ -321,7 +333,7 @@ fn fold(i: i64, n: i64, mode: FillMode) -> Option<usize> {
 }
 
 /// Augments one CHW image of bytes into `out` (values scaled to [0, 1]).
-pub fn apply(cfg: &AugmentConfig, p: &Params, img: &[u8], [c, h, w]: [usize; 3], out: &mut [f32]) {
+pub fn apply(cfg: &AugmentConfig, p: &Params, img: &[u8], [_, h, w]: [usize; 3], out: &mut [f32]) {
     let plane = h * w;
     if p.is_identity() {
         out.iter_mut().zip(img).for_each(|(o, &v)| *o = f32::from(v) / 255.0);
@@ -329,33 +341,51 @@ pub fn apply(cfg: &AugmentConfig, p: &Params, img: &[u8], [c, h, w]: [usize; 3],
     }
     let [[a, b, e], [cc, d, f]] = p.matrix(h, w);
     let (hi, wi) = (h as i64, w as i64);
-    let cval = cfg.cval as f32;
+    // Values stay in 0-255 while the channel shift or brightness still needs them; otherwise the
+    // final division by 255 is folded into the interpolation weights (one pass less).
+    let late = p.channel_shift.is_some() || p.brightness.is_some();
+    let scale = if late { 1.0 } else { 1.0 / 255.0 };
+    let cval = cfg.cval as f32 * scale;
     let fill = cfg.fill_mode;
+    let planes: Vec<&[u8]> = img.chunks_exact(plane).collect();
+    let mut outs: Vec<&mut [f32]> = out.chunks_exact_mut(plane).collect();
     for r in 0..h {
         for col in 0..w {
             let (y, x) = (a * r as f64 + b * col as f64 + e, cc * r as f64 + d * col as f64 + f);
             let o = r * w + col;
             match cfg.interpolation {
                 Interpolation::Nearest => {
-                    let src = fold(y.round() as i64, hi, fill).zip(fold(x.round() as i64, wi, fill));
-                    for ch in 0..c {
-                        out[ch * plane + o] = src.map_or(cval, |(sy, sx)| f32::from(img[ch * plane + sy * w + sx]));
+                    let src = fold(floor(y + 0.5), hi, fill).zip(fold(floor(x + 0.5), wi, fill));
+                    for (src_plane, out_plane) in planes.iter().zip(outs.iter_mut()) {
+                        out_plane[o] = src.map_or(cval, |(sy, sx)| f32::from(src_plane[sy * w + sx]) * scale);
                     }
                 }
                 Interpolation::Bilinear => {
-                    let (y0, x0) = (y.floor(), x.floor());
-                    let (fy, fx) = ((y - y0) as f32, (x - x0) as f32);
-                    let (y0, x0) = (y0 as i64, x0 as i64);
+                    let (y0, x0) = (floor(y), floor(x));
+                    let (fy, fx) = ((y - y0 as f64) as f32, (x - x0 as f64) as f32);
+                    let (gy, gx) = (1.0 - fy, 1.0 - fx);
+                    let weights = [gy * gx * scale, gy * fx * scale, fy * gx * scale, fy * fx * scale];
+                    if y0 >= 0 && x0 >= 0 && y0 + 1 < hi && x0 + 1 < wi {
+                        // All four taps inside: the common case, without fill-mode lookups.
+                        let base = y0 as usize * w + x0 as usize;
+                        for (src, out_plane) in planes.iter().zip(outs.iter_mut()) {
+                            let (top, bottom) = (&src[base..base + 2], &src[base + w..base + w + 2]);
+                            out_plane[o] = f32::from(top[0]) * weights[0]
+                                + f32::from(top[1]) * weights[1]
+                                + f32::from(bottom[0]) * weights[2]
+                                + f32::from(bottom[1]) * weights[3];
+                        }
+                        continue;
+                    }
                     let rows = [fold(y0, hi, fill), fold(y0 + 1, hi, fill)];
                     let cols = [fold(x0, wi, fill), fold(x0 + 1, wi, fill)];
-                    let weights = [(1.0 - fy) * (1.0 - fx), (1.0 - fy) * fx, fy * (1.0 - fx), fy * fx];
-                    for ch in 0..c {
+                    for (src, out_plane) in planes.iter().zip(outs.iter_mut()) {
                         let px = |ry: Option<usize>, rx: Option<usize>| {
-                            ry.zip(rx).map_or(cval, |(sy, sx)| f32::from(img[ch * plane + sy * w + sx]))
+                            ry.zip(rx).map_or(cfg.cval as f32, |(sy, sx)| f32::from(src[sy * w + sx]))
                         };
                         let taps =
                             [px(rows[0], cols[0]), px(rows[0], cols[1]), px(rows[1], cols[0]), px(rows[1], cols[1])];
-                        out[ch * plane + o] = taps.iter().zip(weights).map(|(t, w)| t * w).sum();
+                        out_plane[o] = taps.iter().zip(weights).map(|(t, w)| t * w).sum();
                     }
                 }
             }
@@ -369,7 +399,9 @@ pub fn apply(cfg: &AugmentConfig, p: &Params, img: &[u8], [c, h, w]: [usize; 3],
     if let Some(factor) = p.brightness {
         out.iter_mut().for_each(|v| *v = (*v * factor as f32).clamp(0.0, 255.0));
     }
-    out.iter_mut().for_each(|v| *v /= 255.0);
+    if late {
+        out.iter_mut().for_each(|v| *v /= 255.0);
+    }
 }
 
 /// A training batch of images `indices` from `pixels` (CHW bytes, `shape` each), augmented

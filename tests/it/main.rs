@@ -1,5 +1,6 @@
 //! The one integration-test binary (dfdx links once). Modules by area.
 
+mod augment;
 mod cli;
 mod config;
 mod data;
