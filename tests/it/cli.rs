@@ -138,6 +138,9 @@ fn the_tutorial_config_runs_on_a_folder_of_jpegs_skipping_bad_files() {
     let run = tmp.path().join("results/cats_vs_dogs/run-001");
     let summary = std::fs::read_to_string(run.join("summary.txt")).unwrap();
     assert!(summary.contains("Total params: 1,277,601"), "{summary}");
+    // The tutorial augments its training images; the run shows what that looks like.
+    image::open(run.join("augmentations.png")).unwrap();
+    assert!(std::fs::read_to_string(run.join("config.toml")).unwrap().contains("rotation_range = 40.0"));
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["dataset"]["classes"], serde_json::json!(["Cat", "Dog"]));
