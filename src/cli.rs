@@ -33,6 +33,12 @@ enum Command {
         /// Experiment file.
         config: PathBuf,
     },
+    /// Check CONFIG completely without training or decoding images: report the dataset's
+    /// classes, file counts and split sizes, and the model's shapes, parameters and costs.
+    Check {
+        /// Experiment file.
+        config: PathBuf,
+    },
     /// Preview CONFIG's [augment] settings: a few training images next to the augmented
     /// variants training will see, written to `<output.dir>/<experiment>/data/augmentations.png/.svg`.
     Augment {
@@ -45,6 +51,7 @@ impl Cli {
     /// Carries out the command.
     pub fn execute(self) -> Result<()> {
         match self.command {
+            Some(Command::Check { config }) => crate::run::check(&config).map(|report| print!("{report}")),
             Some(Command::Data { config }) => crate::run::data_report(&config, false).map(|_| ()),
             Some(Command::Augment { config }) => crate::run::data_report(&config, true).map(|_| ()),
             Some(Command::Run { config }) => crate::run::run(&config).map(|_| ()),

@@ -41,10 +41,9 @@ pub fn plan(config_path: &Path) -> Result<Plan> {
     config::validate(config, source)
 }
 
-/// Scans, checks, decodes (or takes from the cache) and splits the dataset of `plan`.
-pub fn prepare(plan: &Plan) -> Result<Prepared> {
-    let cfg = &plan.config;
-    let listing = data::scan(&cfg.data.path).map_err(|e| match e {
+/// Scans the dataset folder of `plan` and checks its classes against the model.
+fn scan(plan: &Plan) -> Result<data::Listing> {
+    let listing = data::scan(&plan.config.data.path).map_err(|e| match e {
         Error::Data(message) => Error::Data(format!(
             "{message}\n  (data.path is set at {})",
             plan.source.position(&[config::Seg::Key("data"), config::Seg::Key("path")])
@@ -52,6 +51,60 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
         other => other,
     })?;
     config::check_classes(plan, &listing.classes)?;
+    Ok(listing)
+}
+
+/// `runner check`: everything that can be known without decoding a pixel (the config, the
+/// dataset's classes, files and split sizes, files known to be unusable, and the model's
+/// shapes, parameters and costs), as a report for the terminal.
+pub fn check(config_path: &Path) -> Result<String> {
+    let plan = plan(config_path)?;
+    let cfg = &plan.config;
+    let listing = scan(&plan)?;
+    let d = &cfg.data;
+    let labels: Vec<usize> = listing.samples.iter().map(|s| s.label).collect();
+    let split =
+        data::split(&labels, listing.classes.len(), d.validation_split, d.test_split, d.stratify, cfg.experiment.seed);
+    let cache_dir = d.cache.then(data::cache::default_dir);
+    let known = data::known_quarantine(&listing, d.image_size, d.color_mode, cache_dir.as_deref());
+    let thousands = crate::model::summary::thousands;
+    let mut out = format!("{}: the config is valid\n\n", plan.source.path.display());
+    out += &format!(
+        "Data: {} ({} classes, {} files)\n",
+        d.path.display(),
+        listing.classes.len(),
+        thousands(listing.samples.len())
+    );
+    for (class, n) in listing.classes.iter().zip(listing.counts()) {
+        out += &format!("  {class:<24}{:>10}\n", thousands(n));
+    }
+    out += &format!(
+        "Split (seed {}, {}): train {}, validation {}, test {} (before decoding; unusable files drop out)\n",
+        cfg.experiment.seed,
+        if d.stratify { "stratified" } else { "not stratified" },
+        thousands(split.train.len()),
+        thousands(split.val.len()),
+        thousands(split.test.len())
+    );
+    out += &match data::quarantine::summary(&known) {
+        Some(summary) => format!("Known so far: {summary}; `runner data` decodes every file and lists them all\n"),
+        None => "No unusable file known so far; `runner data` decodes every file to make sure\n".into(),
+    };
+    for q in known.iter().take(10) {
+        out += &format!("  {}: {} ({})\n", q.path.display(), q.reason.name(), q.detail);
+    }
+    if known.len() > 10 {
+        out += &format!("  ... and {} more\n", known.len() - 10);
+    }
+    out += "\n";
+    out += &crate::model::summary::render_with_costs(&cfg.experiment.name, &plan.model, cfg.train.batch_size);
+    Ok(out)
+}
+
+/// Scans, checks, decodes (or takes from the cache) and splits the dataset of `plan`.
+pub fn prepare(plan: &Plan) -> Result<Prepared> {
+    let cfg = &plan.config;
+    let listing = scan(plan)?;
     let counts: Vec<String> = listing.classes.iter().zip(listing.counts()).map(|(c, n)| format!("{c} {n}")).collect();
     tracing::info!(
         "found {} files in {} classes under {}: {}",

@@ -67,6 +67,38 @@ impl Images {
     }
 }
 
+/// Every preprocessing choice that changes the decoded pixels (the cache is kept per setting).
+fn cache_settings([h, w]: [usize; 2], mode: ColorMode) -> String {
+    format!("size={h}x{w} color_mode={mode:?} resize=triangle exif=applied v1")
+}
+
+/// The files of `listing` known to be unusable without decoding anything: the scan's own
+/// findings, empty files, and the verdicts the cache holds for unchanged files.
+pub fn known_quarantine(
+    listing: &Listing,
+    image_size: [usize; 2],
+    mode: ColorMode,
+    cache_dir: Option<&Path>,
+) -> Vec<Quarantined> {
+    let cache = cache_dir.map(|dir| Cache::open(dir, &listing.root, &cache_settings(image_size, mode)));
+    let mut known = listing.quarantined.clone();
+    for s in &listing.samples {
+        let name = s.path.strip_prefix(&listing.root).unwrap_or(&s.path).to_string_lossy().into_owned();
+        match Stamp::of(&s.path) {
+            Err(e) => known.push(Quarantined::new(s.path.clone(), Reason::Unreadable, e.to_string())),
+            Ok(stamp) if stamp.size == 0 => {
+                known.push(Quarantined::new(s.path.clone(), Reason::Empty, "the file is empty (0 bytes)"))
+            }
+            Ok(stamp) => {
+                if let Some(Err((reason, detail))) = cache.as_ref().and_then(|c| c.get(&name, stamp)) {
+                    known.push(Quarantined::new(s.path.clone(), *reason, detail.clone()));
+                }
+            }
+        }
+    }
+    known
+}
+
 /// How images were obtained.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoadStats {
@@ -86,8 +118,7 @@ pub fn load(
     cache_dir: Option<&Path>,
 ) -> Result<(Images, LoadStats)> {
     let [h, w] = image_size;
-    let settings = format!("size={h}x{w} color_mode={mode:?} resize=triangle exif=applied v1");
-    let mut cache = cache_dir.map(|dir| Cache::open(dir, &listing.root, &settings));
+    let mut cache = cache_dir.map(|dir| Cache::open(dir, &listing.root, &cache_settings(image_size, mode)));
     let name = |s: &Sample| s.path.strip_prefix(&listing.root).unwrap_or(&s.path).to_string_lossy().into_owned();
     let stamps: Vec<_> = listing.samples.par_iter().map(|s| Stamp::of(&s.path)).collect();
     let mut stats = LoadStats::default();

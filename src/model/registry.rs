@@ -47,6 +47,9 @@ macro_rules! layer_kinds {
             fn params(&self, input: Shape) -> Vec<ParamSpec> {
                 match self { $(Self::$variant(l) => l.params(input),)* }
             }
+            fn macs(&self, input: Shape, output: Shape) -> u64 {
+                match self { $(Self::$variant(l) => l.macs(input, output),)* }
+            }
             fn activation(&self) -> Activation {
                 match self { $(Self::$variant(l) => l.activation(),)* }
             }

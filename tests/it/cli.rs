@@ -293,3 +293,44 @@ fn usage_errors_exit_64() {
     assert_exit(&runner(tmp.path(), &["--no-such-flag"]), 64);
     assert_exit(&runner(tmp.path(), &[]), 64);
 }
+
+#[test]
+fn check_reports_data_split_and_model_costs_without_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("PetImages");
+    striped_jpegs(&data, 20, (150, 120));
+    let tutorial = std::fs::read_to_string(repo().join("experiments/cats_vs_dogs.toml")).unwrap();
+    let config = tutorial.replace("path = \"data/PetImages\"", &format!("path = \"{}\"", data.display()));
+    std::fs::write(tmp.path().join("cvd.toml"), config).unwrap();
+    let cache = tmp.path().join("cache");
+
+    let out = runner_with(tmp.path(), &["check", "cvd.toml"], 2, &cache);
+    assert_exit(&out, 0);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in [
+        "cvd.toml: the config is valid",
+        "  Cat                             21",
+        "Split (seed 42, stratified): train 30, validation 12, test 0",
+        "Known so far: 1 file quarantined: 1 empty_file",
+        " conv2d (Conv2D)                   (None, 126, 126, 16)                 448       6,858,432",
+        "Total params: 1,277,601",
+        "Multiply-accumulates per image: 50,252,224 forward, about 150,756,672 per training image (forward + backward)",
+    ] {
+        assert!(report.lines().any(|l| l.starts_with(line)), "missing {line:?} in:\n{report}");
+    }
+    assert!(!tmp.path().join("results").exists(), "check writes nothing");
+    assert!(!cache.exists(), "check decodes nothing");
+
+    // Once the files have been decoded, check knows every unusable one.
+    assert_exit(&runner_with(tmp.path(), &["data", "cvd.toml"], 2, &cache), 0);
+    let out = runner_with(tmp.path(), &["check", "cvd.toml"], 2, &cache);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(report.contains("Known so far: 2 files quarantined: 1 empty_file, 1 not_an_image"), "{report}");
+
+    // A config that cannot run fails the check the way it would fail the run.
+    let text = std::fs::read_to_string(tmp.path().join("cvd.toml")).unwrap();
+    std::fs::write(tmp.path().join("bad.toml"), text.replace("units = 256", "units = 0")).unwrap();
+    let out = runner_with(tmp.path(), &["check", "bad.toml"], 2, &cache);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("`units` must be at least 1"), "{}", stderr(&out));
+}

@@ -74,6 +74,14 @@ impl Layer for Conv2dConfig {
             ParamSpec { name: "bias", dims: vec![g.f], init: Init::Zeros },
         ]
     }
+    fn macs(&self, input: Shape, output: Shape) -> u64 {
+        let [kh, kw] = self.kernel_size.0;
+        let c = match input {
+            Shape::Image { c, .. } => c,
+            Shape::Flat(_) => 0,
+        };
+        (output.len() * c * kh * kw) as u64
+    }
     fn activation(&self) -> Activation {
         self.activation
     }

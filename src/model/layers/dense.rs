@@ -42,6 +42,9 @@ impl Layer for DenseConfig {
             ParamSpec { name: "bias", dims: vec![fan_out], init: Init::Zeros },
         ]
     }
+    fn macs(&self, input: Shape, output: Shape) -> u64 {
+        (input.len() * output.len()) as u64
+    }
     fn activation(&self) -> Activation {
         self.activation
     }

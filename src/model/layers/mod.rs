@@ -34,6 +34,10 @@ pub trait Layer {
     fn params(&self, _input: Shape) -> Vec<ParamSpec> {
         Vec::new()
     }
+    /// Multiply-accumulates per image in the forward pass (what dominates the cost).
+    fn macs(&self, _input: Shape, _output: Shape) -> u64 {
+        0
+    }
     /// The activation applied last (used to fuse the output activation into the loss).
     fn activation(&self) -> Activation {
         Activation::Linear
