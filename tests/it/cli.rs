@@ -155,6 +155,11 @@ fn the_tutorial_config_runs_on_a_folder_of_jpegs_skipping_bad_files() {
     assert_eq!(std::fs::read_to_string(run.join("history.csv")).unwrap().lines().count(), 3);
 }
 
+/// `text` with the line starting with `key` replaced by `line`.
+fn set_line(text: &str, key: &str, line: &str) -> String {
+    text.lines().map(|l| if l.starts_with(key) { line } else { l }).collect::<Vec<_>>().join("\n") + "\n"
+}
+
 /// Writes the baseline config with `edit` applied into a temp folder and runs it.
 fn run_edited(edit: impl Fn(String) -> String) -> (std::process::Output, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
@@ -185,7 +190,7 @@ fn config_errors_exit_78_with_file_line_and_column() {
         ),
         (
             "wrong type",
-            |t| t.replace("epochs = 15", "epochs = \"ten\""),
+            |t| set_line(&t, "epochs = ", "epochs = \"ten\""),
             "epochs = \"ten\"",
             10,
             "invalid type: string \"ten\"",
@@ -233,7 +238,7 @@ fn config_errors_exit_78_with_file_line_and_column() {
 #[test]
 fn all_problems_of_a_config_are_reported_at_once() {
     let (out, _tmp) = run_edited(|t| {
-        t.replace("validation_split = 0.2", "validation_split = 1.5").replace("epochs = 15", "epochs = 0")
+        set_line(&t.replace("validation_split = 0.2", "validation_split = 1.5"), "epochs = ", "epochs = 0")
     });
     assert_exit(&out, 78);
     let err = stderr(&out);
