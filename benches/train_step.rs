@@ -20,7 +20,7 @@ fn train_step(c: &mut Criterion) {
     group.sample_size(10);
     for name in ["baseline", "cats_vs_dogs"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("experiments/{name}.toml"));
-        let (cfg, source) = config::load(&path).unwrap();
+        let (cfg, source) = config::load(&path, &Default::default()).unwrap();
         let plan = config::validate(cfg, source).unwrap();
         let dev = Cpu::default();
         let mut net = Network::new(plan.model.clone(), &dev, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));

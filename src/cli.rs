@@ -15,6 +15,11 @@ pub struct Cli {
     /// Only print warnings and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Override a config value, with TOML value syntax: `--set train.epochs=5`,
+    /// `--set model.layers[2].filters=64`, `--set data.image_size=[64,64]`. Repeatable; wins
+    /// over the file and over `RUNNER_<SECTION>__<KEY>` environment variables.
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    pub sets: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -50,16 +55,18 @@ enum Command {
 impl Cli {
     /// Carries out the command.
     pub fn execute(self) -> Result<()> {
+        let overrides = crate::config::Overrides::with_env(self.sets);
+        let overrides = &overrides;
         match self.command {
-            Some(Command::Check { config }) => crate::run::check(&config).map(|report| print!("{report}")),
-            Some(Command::Data { config }) => crate::run::data_report(&config, false).map(|_| ()),
-            Some(Command::Augment { config }) => crate::run::data_report(&config, true).map(|_| ()),
-            Some(Command::Run { config }) => crate::run::run(&config).map(|_| ()),
+            Some(Command::Check { config }) => crate::run::check(&config, overrides).map(|report| print!("{report}")),
+            Some(Command::Data { config }) => crate::run::data_report(&config, overrides, false).map(|_| ()),
+            Some(Command::Augment { config }) => crate::run::data_report(&config, overrides, true).map(|_| ()),
+            Some(Command::Run { config }) => crate::run::run(&config, overrides).map(|_| ()),
             None => {
                 let config = self.config.ok_or_else(|| {
                     crate::Error::Usage("missing experiment file; usage: runner <CONFIG.toml> (see --help)".into())
                 })?;
-                crate::run::run(&config).map(|_| ())
+                crate::run::run(&config, overrides).map(|_| ())
             }
         }
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use dfdx::prelude::*;
 
-use crate::config::{self, DeviceKind, Plan, PlotFormat};
+use crate::config::{self, DeviceKind, Origin, Overrides, Plan, PlotFormat};
 use crate::data::{self, Images, LoadStats, Split};
 use crate::ops::Backend;
 use crate::results::manifest::{self, DatasetFacts, Manifest, Status};
@@ -35,10 +35,11 @@ pub struct Prepared {
     pub stats: LoadStats,
 }
 
-/// Reads and checks a config file completely; nothing else is touched.
-pub fn plan(config_path: &Path) -> Result<Plan> {
-    let (config, source) = config::load(config_path)?;
-    config::validate(config, source)
+/// Reads and checks a config file (with what it extends and `overrides`) completely;
+/// nothing else is touched.
+pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Plan> {
+    let (config, sources) = config::load(config_path, overrides)?;
+    config::validate(config, sources)
 }
 
 /// Scans the dataset folder of `plan` and checks its classes against the model.
@@ -46,7 +47,7 @@ fn scan(plan: &Plan) -> Result<data::Listing> {
     let listing = data::scan(&plan.config.data.path).map_err(|e| match e {
         Error::Data(message) => Error::Data(format!(
             "{message}\n  (data.path is set at {})",
-            plan.source.position(&[config::Seg::Key("data"), config::Seg::Key("path")])
+            plan.sources.position(&[config::Seg::Key("data"), config::Seg::Key("path")])
         )),
         other => other,
     })?;
@@ -57,8 +58,8 @@ fn scan(plan: &Plan) -> Result<data::Listing> {
 /// `runner check`: everything that can be known without decoding a pixel (the config, the
 /// dataset's classes, files and split sizes, files known to be unusable, and the model's
 /// shapes, parameters and costs), as a report for the terminal.
-pub fn check(config_path: &Path) -> Result<String> {
-    let plan = plan(config_path)?;
+pub fn check(config_path: &Path, overrides: &Overrides) -> Result<String> {
+    let plan = plan(config_path, overrides)?;
     let cfg = &plan.config;
     let listing = scan(&plan)?;
     let d = &cfg.data;
@@ -68,7 +69,7 @@ pub fn check(config_path: &Path) -> Result<String> {
     let cache_dir = d.cache.then(data::cache::default_dir);
     let known = data::known_quarantine(&listing, d.image_size, d.color_mode, cache_dir.as_deref());
     let thousands = crate::model::summary::thousands;
-    let mut out = format!("{}: the config is valid\n\n", plan.source.path.display());
+    let mut out = format!("{}: the config is valid\n\n", plan.sources.main().path.display());
     out += &format!(
         "Data: {} ({} classes, {} files)\n",
         d.path.display(),
@@ -180,8 +181,8 @@ fn split_csv(images: &Images, split: &Split) -> String {
 /// `runner data` (and `runner augment`, which insists on an `[augment]` section): checks the
 /// config, prepares the data and writes its pictures and lists into
 /// `<output.dir>/<experiment>/data/`, without training.
-pub fn data_report(config_path: &Path, need_augment: bool) -> Result<RunDir> {
-    let plan = plan(config_path)?;
+pub fn data_report(config_path: &Path, overrides: &Overrides, need_augment: bool) -> Result<RunDir> {
+    let plan = plan(config_path, overrides)?;
     if need_augment && plan.config.augment.is_none() {
         return Err(Error::Usage(format!(
             "{} has no [augment] section to preview; add one (for example rotation_range = 40)",
@@ -198,8 +199,8 @@ pub fn data_report(config_path: &Path, need_augment: bool) -> Result<RunDir> {
 }
 
 /// Checks `config_path` completely, then trains it and writes its run folder.
-pub fn run(config_path: &Path) -> Result<Outcome> {
-    let plan = plan(config_path)?;
+pub fn run(config_path: &Path, overrides: &Overrides) -> Result<Outcome> {
+    let plan = plan(config_path, overrides)?;
     let cfg = &plan.config;
     let data = prepare(&plan)?;
     let dir = RunDir::create(&cfg.output.dir, &cfg.experiment.name)?;
@@ -232,13 +233,24 @@ fn train_with(plan: Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {
 }
 
 /// The resolved config, with a header saying where it came from.
+/// The resolved config, with a header saying where each value that is not a default came
+/// from (a file, an environment variable or a `--set`).
 fn resolved_config(plan: &Plan) -> String {
     let body = toml::to_string(&plan.config).unwrap_or_else(|e| format!("# could not serialise: {e}\n"));
-    format!(
-        "# Resolved from {} by runner {}: every default filled in.\n\n{body}",
-        plan.source.path.display(),
+    let files = &plan.sources.files;
+    let mut out = format!(
+        "# Resolved from {} by runner {}: every default filled in.\n# Where values came from (keys not listed are defaults):\n",
+        files[0].path.display(),
         env!("CARGO_PKG_VERSION")
-    )
+    );
+    for (key, origin) in &plan.sources.origins {
+        let from = match origin {
+            Origin::File(i) => files[*i].path.display().to_string(),
+            other => other.to_string(),
+        };
+        out += &format!("#   {key:<40} {from}\n");
+    }
+    out + "\n" + &body
 }
 
 fn device_seed(plan: &Plan) -> u64 {
@@ -252,7 +264,7 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
     let mut manifest = Manifest {
         runner_version: env!("CARGO_PKG_VERSION").into(),
         command: std::env::args().collect(),
-        config_file: plan.source.path.display().to_string(),
+        config_file: plan.sources.main().path.display().to_string(),
         host: manifest::hostname(),
         device: config::serde_name(cfg.experiment.device),
         threads: rayon::current_num_threads(),

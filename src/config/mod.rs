@@ -1,90 +1,185 @@
-//! Reading and checking an experiment file. `load` parses with `toml` (so type errors and
-//! unknown keys come with line and column), `validate` checks everything that can be checked
-//! before any pixel is read and returns a `Plan`, the only thing the rest of the run sees.
+//! Reading and checking an experiment file. `load` reads the file and what it `extends`,
+//! applies environment and `--set` overrides (`layering`), and deserialises every section,
+//! reporting all problems at once with their position (or override); `validate` checks
+//! everything that can be checked before any pixel is read and returns a `Plan`, the only
+//! thing the rest of the run sees.
 
 pub mod diagnostic;
+pub mod layering;
 pub mod schema;
 
 use std::path::Path;
 
-pub use diagnostic::{Diagnostic, Seg, Source};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use toml::{Table, Value};
+
+pub use diagnostic::{Diagnostic, Origin, Seg, Source, Sources};
+pub use layering::Overrides;
 pub use schema::*;
 
 use crate::model::{self, Layer, ModelPlan, Shape};
 use crate::{Error, Result};
+use layering::{segs, Step};
 
 /// A config that passed every check that needs no data.
 #[derive(Clone, Debug)]
 pub struct Plan {
     /// The config with every default filled in.
     pub config: Config,
-    /// The file it came from.
-    pub source: Source,
+    /// The files it came from and the origin of every value.
+    pub sources: Sources,
     /// Layer shapes, inferred from `[data]`.
     pub model: ModelPlan,
 }
 
-/// Reads and parses `path`.
-pub fn load(path: &Path) -> Result<(Config, Source)> {
+/// Reads `path` (and what it extends), applies `overrides`, and deserialises the result.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<(Config, Sources)> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::Usage(format!("config file `{}` does not exist", path.display())),
         _ => Error::io("reading config file", path, e),
     })?;
-    let source = Source { path: path.to_path_buf(), text };
-    let config = parse(&source)?;
-    Ok((config, source))
+    let (table, sources) = layering::resolve(Source { path: path.to_path_buf(), text }, overrides)?;
+    let config = deserialize(&table, &sources)?;
+    Ok((config, sources))
 }
 
-/// Parses a config from its text.
+/// Parses a config from one file's text, without overrides (tests, tools).
 pub fn parse(source: &Source) -> Result<Config> {
-    toml::from_str(&source.text).map_err(|e| {
-        // Errors inside `[[model.layers]]` are reported by serde at the start of the array (an
-        // internally tagged enum loses positions), so each layer is checked on its own to point
-        // at the right one, and at the offending key where there is one.
-        let layer_diags = layer_errors(source);
-        let diags = if layer_diags.is_empty() {
-            vec![Diagnostic { span: e.span(), message: e.message().trim().to_string() }]
-        } else {
-            layer_diags
-        };
-        Error::Config(source.render_all(&diags))
+    let (table, sources) = layering::resolve(source.clone(), &Overrides::default())?;
+    deserialize(&table, &sources)
+}
+
+/// The top-level tables, in order.
+const SECTIONS: [&str; 6] = ["experiment", "data", "augment", "model", "train", "output"];
+
+/// Deserialises the merged table; on failure, finds every problem (one per section, one per
+/// layer) and reports them together.
+fn deserialize(table: &Table, sources: &Sources) -> Result<Config> {
+    let first = match Config::deserialize(Value::Table(table.clone())) {
+        Ok(config) => return Ok(config),
+        Err(e) => e.to_string(),
+    };
+    let mut diags = Vec::new();
+    for key in table.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+        let expected = SECTIONS.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+        let message = with_hint(format!("unknown field `{key}`, expected one of {expected}"));
+        diags.push(sources.at_key(&[Seg::Key(key)], message));
+    }
+    for required in ["experiment", "data", "model", "train"] {
+        if !table.contains_key(required) {
+            diags.push(sources.at(&[], format!("missing table [{required}]; every config needs one")));
+        }
+    }
+    let mut section = |name: &str, check: fn(&Value) -> std::result::Result<(), (Vec<Step>, String)>| {
+        if let Some(value) = table.get(name) {
+            if let Err((mut steps, message)) = check(value) {
+                steps.insert(0, Step::Key(name.to_string()));
+                diags.push(located(sources, steps, message));
+            }
+        }
+    };
+    section("experiment", check_as::<ExperimentConfig>);
+    section("data", check_as::<DataConfig>);
+    section("augment", check_as::<crate::data::augment::AugmentConfig>);
+    section("train", check_as::<TrainConfig>);
+    section("output", check_as::<OutputConfig>);
+    diags.extend(model_errors(table.get("model"), sources));
+    if diags.is_empty() {
+        diags.push(sources.at(&[], first));
+    }
+    Err(Error::Config(sources.render_all(&diags)))
+}
+
+/// Deserialises `value` as `T`, returning the key path and message of the first problem.
+fn check_as<T: DeserializeOwned>(value: &Value) -> std::result::Result<(), (Vec<Step>, String)> {
+    serde_path_to_error::deserialize::<_, T>(value.clone()).map(|_| ()).map_err(|e| {
+        let steps = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+                _ => None,
+            })
+            .collect();
+        (steps, e.inner().message().trim().to_string())
     })
 }
 
-/// One diagnostic per `[[model.layers]]` entry that does not deserialise.
-fn layer_errors(source: &Source) -> Vec<Diagnostic> {
-    use serde::Deserialize;
-    let Ok(doc) = source.text.parse::<toml::Table>() else {
-        return Vec::new();
-    };
-    let Some(layers) = doc.get("model").and_then(|m| m.get("layers")).and_then(|l| l.as_array()) else {
-        return Vec::new();
-    };
+/// A diagnostic at `steps`; an unknown key points at the key itself, with a suggestion.
+fn located(sources: &Sources, mut steps: Vec<Step>, message: String) -> Diagnostic {
+    let unknown = message.strip_prefix("unknown field `").and_then(|m| m.split('`').next()).map(str::to_string);
+    let message = with_hint(message);
+    match unknown {
+        Some(key) => {
+            if steps.last() != Some(&Step::Key(key.clone())) {
+                steps.push(Step::Key(key));
+            }
+            sources.at_key(&segs(&steps), message)
+        }
+        None => sources.at(&segs(&steps), message),
+    }
+}
+
+/// `message` plus "did you mean …?" when a close name exists.
+fn with_hint(message: String) -> String {
+    match diagnostic::suggestion(&message) {
+        Some(hint) => format!("{message}; {hint}"),
+        None => message,
+    }
+}
+
+/// Problems in `[model]`: unknown keys, a missing layer list, and one per layer that does not
+/// deserialise (serde reports those at the start of the array: an internally tagged enum
+/// loses positions, so each layer is checked on its own).
+fn model_errors(model: Option<&Value>, sources: &Sources) -> Vec<Diagnostic> {
+    let Some(model) = model.and_then(Value::as_table) else { return Vec::new() };
     let mut diags = Vec::new();
+    for key in model.keys().filter(|k| *k != "layers") {
+        diags.push(located(
+            sources,
+            vec![Step::Key("model".into()), Step::Key(key.clone())],
+            format!("unknown field `{key}`, expected `layers`"),
+        ));
+    }
+    let Some(layers) = model.get("layers").and_then(Value::as_array) else {
+        diags.push(sources.at(&[Seg::Key("model")], "missing `layers`: add [[model.layers]] entries".to_string()));
+        return diags;
+    };
     for (i, layer) in layers.iter().enumerate() {
         if let Err(e) = crate::model::LayerConfig::deserialize(layer.clone()) {
             let message = e.message().trim().to_string();
             // Point at the key itself where the message names it: an unknown key, or the key
             // holding an unknown name (`type = "conv3d"`, `activation = "rellu"`).
             let quoted = |prefix: &str| message.strip_prefix(prefix).and_then(|m| m.split('`').next());
-            let key = quoted("unknown field `").or_else(|| {
-                let value = quoted("unknown variant `")?;
-                layer.as_table()?.iter().find(|(_, v)| v.as_str() == Some(value)).map(|(k, _)| k.as_str())
-            });
-            let mut path = layer_path(i).to_vec();
-            path.extend(key.map(Seg::Key));
             let kind = layer.get("type").and_then(|t| t.as_str()).unwrap_or("?");
-            diags.push(source.at(&path, format!("layer {} (`{kind}`): {message}", i + 1)));
+            let mut steps = vec![Step::Key("model".into()), Step::Key("layers".into()), Step::Index(i)];
+            let message = format!("layer {} (`{kind}`): {}", i + 1, with_hint(message.clone()));
+            let diag = match quoted("unknown field `") {
+                Some(key) => {
+                    steps.push(Step::Key(key.to_string()));
+                    sources.at_key(&segs(&steps), message)
+                }
+                None => {
+                    let value = quoted("unknown variant `");
+                    let key = value.and_then(|v| layer.as_table()?.iter().find(|(_, x)| x.as_str() == Some(v)));
+                    steps.extend(key.map(|(k, _)| Step::Key(k.clone())));
+                    sources.at(&segs(&steps), message)
+                }
+            };
+            diags.push(diag);
         }
     }
     diags
 }
 
 /// Checks `config` completely (all problems at once) and infers the model's shapes.
-pub fn validate(config: Config, source: Source) -> Result<Plan> {
+pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
     use Seg::Key;
+    let sources = sources.into();
     let mut diags = Vec::new();
-    let mut err = |path: &[Seg], msg: String| diags.push(source.at(path, msg));
+    let mut err = |path: &[Seg], msg: String| diags.push(sources.at(path, msg));
 
     let name = &config.experiment.name;
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
@@ -169,8 +264,8 @@ pub fn validate(config: Config, source: Source) -> Result<Plan> {
         }
     }
     match (diags.is_empty(), model) {
-        (true, Some(model)) => Ok(Plan { config, source, model }),
-        _ => Err(Error::Config(source.render_all(&diags))),
+        (true, Some(model)) => Ok(Plan { config, sources, model }),
+        _ => Err(Error::Config(sources.render_all(&diags))),
     }
 }
 
@@ -220,8 +315,8 @@ pub fn check_classes(plan: &Plan, classes: &[String]) -> Result<()> {
         ),
         _ => return Ok(()),
     };
-    let d = plan.source.at(&layer_path(layers - 1), message);
-    Err(Error::Config(plan.source.render_all(&[d])))
+    let d = plan.sources.at(&layer_path(layers - 1), message);
+    Err(Error::Config(plan.sources.render_all(&[d])))
 }
 
 /// The TOML spelling of a unit enum value.

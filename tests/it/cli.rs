@@ -206,7 +206,7 @@ fn config_errors_exit_78_with_file_line_and_column() {
             "unknown layer key",
             |t| t.replacen("units = 64", "units = 64\nfilters = 3", 1),
             "filters = 3",
-            11,
+            1,
             "layer 6 (`dense`): unknown field `filters`",
         ),
         (

@@ -31,7 +31,7 @@ fn parse_layer(body: &str) -> Result<LayerConfig, String> {
 
 #[test]
 fn the_tutorial_model_has_1_277_601_parameters() {
-    let (config, source) = config::load(&repo().join("experiments/cats_vs_dogs.toml")).unwrap();
+    let (config, source) = config::load(&repo().join("experiments/cats_vs_dogs.toml"), &Default::default()).unwrap();
     let plan = config::validate(config, source).unwrap();
     assert_eq!(plan.model.param_count(), 1_277_601);
     assert_eq!(plan.model.input, Shape::Image { c: 3, h: 128, w: 128 });
@@ -56,7 +56,7 @@ fn the_tutorial_model_has_1_277_601_parameters() {
 
 #[test]
 fn the_baseline_config_is_valid() {
-    let (config, source) = config::load(&repo().join("experiments/baseline.toml")).unwrap();
+    let (config, source) = config::load(&repo().join("experiments/baseline.toml"), &Default::default()).unwrap();
     let plan = config::validate(config, source).unwrap();
     assert_eq!(plan.model.output(), Shape::Flat(10));
 }
