@@ -44,6 +44,13 @@ enum Command {
         /// Experiment file.
         config: PathBuf,
     },
+    /// Print the JSON Schema of config files (for editor completion and checking), or with
+    /// --markdown the config reference.
+    Schema {
+        /// Print the Markdown reference instead (docs/config.md).
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Preview CONFIG's [augment] settings: a few training images next to the augmented
     /// variants training will see, written to `<output.dir>/<experiment>/data/augmentations.png/.svg`.
     Augment {
@@ -58,6 +65,14 @@ impl Cli {
         let overrides = crate::config::Overrides::with_env(self.sets);
         let overrides = &overrides;
         match self.command {
+            Some(Command::Schema { markdown }) => {
+                use crate::config::reference;
+                match markdown {
+                    true => print!("{}", reference::markdown()),
+                    false => println!("{}", serde_json::to_string_pretty(&reference::schema()).expect("JSON")),
+                }
+                Ok(())
+            }
             Some(Command::Check { config }) => crate::run::check(&config, overrides).map(|report| print!("{report}")),
             Some(Command::Data { config }) => crate::run::data_report(&config, overrides, false).map(|_| ()),
             Some(Command::Augment { config }) => crate::run::data_report(&config, overrides, true).map(|_| ()),

@@ -212,6 +212,14 @@ impl Sources {
         }
     }
 
+    /// The line the value at `path` is written on, when it comes from a file.
+    pub fn line(&self, path: &[Seg]) -> Option<usize> {
+        match self.at(path, "").at {
+            Location::File(i, Some(span)) => Some(self.files[i].line_col(span.start).0),
+            _ => None,
+        }
+    }
+
     /// Renders one diagnostic.
     pub fn render(&self, d: &Diagnostic) -> String {
         match &d.at {
@@ -245,7 +253,8 @@ pub fn suggestion(message: &str) -> Option<String> {
     let expected = message.split_once("expected")?.1;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
     let (best, distance) = candidates.iter().map(|c| (*c, edit_distance(unknown, c))).min_by_key(|(_, d)| *d)?;
-    (distance <= (unknown.len().max(best.len()) / 3).max(1)).then(|| format!("did you mean `{best}`?"))
+    // One edit in three characters (a swapped pair counts as two edits here).
+    (distance <= unknown.len().max(best.len()).div_ceil(3).max(1)).then(|| format!("did you mean `{best}`?"))
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -197,7 +197,8 @@ fn merge(into: &mut Table, over: Table, prefix: &str, origin: &Origin, origins: 
 }
 
 /// Reads one file (index in `sources.files` = load order) and what it extends.
-fn load_file(source: Source, chain: &mut Vec<PathBuf>, sources: &mut Sources) -> Result<Table> {
+/// `chain` holds the files being read (canonical path, path as shown), to detect cycles.
+fn load_file(source: Source, chain: &mut Vec<(PathBuf, String)>, sources: &mut Sources) -> Result<Table> {
     let index = sources.files.len();
     sources.files.push(source.clone());
     let mut table: Table = toml::from_str(&source.text).map_err(|e| {
@@ -209,15 +210,18 @@ fn load_file(source: Source, chain: &mut Vec<PathBuf>, sources: &mut Sources) ->
         Error::Config(sources.render_all(&[Diagnostic { at: Location::File(index, span), message }]))
     };
     let identity = std::fs::canonicalize(&source.path).unwrap_or_else(|_| source.path.clone());
-    chain.push(identity);
+    chain.push((identity, source.path.display().to_string()));
     let mut merged = match table.remove("extends") {
         None => Table::new(),
         Some(Value::String(rel)) => {
             let path = source.path.parent().unwrap_or(Path::new("")).join(&rel);
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if let Some(start) = chain.iter().position(|p| *p == canonical) {
-                let cycle: Vec<String> =
-                    chain[start..].iter().chain(std::iter::once(&canonical)).map(|p| p.display().to_string()).collect();
+            if let Some(start) = chain.iter().position(|(p, _)| *p == canonical) {
+                let cycle: Vec<&str> = chain[start..]
+                    .iter()
+                    .map(|(_, shown)| shown.as_str())
+                    .chain(std::iter::once(chain[start].1.as_str()))
+                    .collect();
                 return Err(at_extends(sources, format!("`extends` makes a cycle: {}", cycle.join(" → "))));
             }
             let text = std::fs::read_to_string(&path)

@@ -6,6 +6,7 @@
 
 pub mod diagnostic;
 pub mod layering;
+pub mod reference;
 pub mod schema;
 
 use std::path::Path;
@@ -250,9 +251,17 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
         match model::plan(layers, input) {
             Ok(plan) => Some(plan),
             Err(e) => {
+                // Name the layer that produced the input it could not take.
+                let from = match e.index.checked_sub(1) {
+                    Some(prev) if e.message.contains("input") => {
+                        let line = sources.line(&layer_path(prev)).map(|l| format!(", line {l}")).unwrap_or_default();
+                        format!(" (its input is the output of layer {} (`{}`{line}))", prev + 1, layers[prev].kind())
+                    }
+                    _ => String::new(),
+                };
                 err(
                     &layer_path(e.index),
-                    format!("layer {} (`{}`): {}", e.index + 1, layers[e.index].kind(), e.message),
+                    format!("layer {} (`{}`): {}{from}", e.index + 1, layers[e.index].kind(), e.message),
                 );
                 None
             }

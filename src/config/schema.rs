@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::LayerConfig;
 
 /// A whole experiment file.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[experiment]`: name, seed, device.
@@ -28,7 +28,7 @@ pub struct Config {
 }
 
 /// `[experiment]`
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentConfig {
     /// Names the folder `results/<name>/`.
@@ -46,7 +46,7 @@ fn default_seed() -> u64 {
 }
 
 /// Where training runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceKind {
     /// All CPU cores.
@@ -57,7 +57,7 @@ pub enum DeviceKind {
 }
 
 /// `[data]`, like Keras' `image_dataset_from_directory`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// Folder with one subfolder per class (relative paths are taken from the current directory).
@@ -94,7 +94,7 @@ fn yes() -> bool {
 }
 
 /// Channels images are converted to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ColorMode {
     /// One channel.
@@ -115,7 +115,7 @@ impl ColorMode {
 }
 
 /// `[model]`
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// `[[model.layers]]`, in order; shapes are inferred from `[data]`.
@@ -123,7 +123,7 @@ pub struct ModelConfig {
 }
 
 /// `[train]`, like Keras' `compile()` and `fit()` arguments.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// `"adam"` (Keras defaults: beta_1 0.9, beta_2 0.999, epsilon 1e-7).
@@ -155,7 +155,7 @@ fn default_batch_size() -> usize {
 }
 
 /// Optimizers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Optimizer {
     /// Adam with Keras' defaults.
@@ -165,7 +165,7 @@ pub enum Optimizer {
 
 /// Losses. Both categorical forms take the class index from the folder; they differ in Keras
 /// only in how labels are encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Loss {
     /// Two classes, one sigmoid output unit.
@@ -177,7 +177,7 @@ pub enum Loss {
 }
 
 /// Metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Fraction of samples whose predicted class is right.
@@ -185,7 +185,7 @@ pub enum Metric {
 }
 
 /// `[output]`
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// Results root (default `results`); runs go to `<dir>/<experiment.name>/run-NNN/`.
@@ -210,7 +210,7 @@ fn default_plot_formats() -> Vec<PlotFormat> {
 }
 
 /// Plot file formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PlotFormat {
     /// Raster image.

@@ -47,7 +47,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::seed::{self, Stream};
 
 /// `[augment]`: Keras `ImageDataGenerator` arguments.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AugmentConfig {
     /// Degrees; rotations are drawn from ±rotation_range.
@@ -89,7 +89,7 @@ pub struct AugmentConfig {
 }
 
 /// How points outside the input are filled (scipy `ndimage` modes, as Keras uses them).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FillMode {
     /// The nearest edge pixel: `aaaa|abcd|dddd`.
@@ -104,7 +104,7 @@ pub enum FillMode {
 }
 
 /// Resampling filter.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Interpolation {
     /// The closest input pixel.
@@ -498,5 +498,35 @@ impl<'de> Deserialize<'de> for ZoomRange {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl schemars::JsonSchema for ShiftRange {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ShiftRange".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A float (below 1: fraction of the size; otherwise pixels), an integer number of pixels, or a list of values.",
+            "anyOf": [
+                { "type": "number", "minimum": 0 },
+                { "type": "array", "items": { "type": "number" }, "minItems": 1 }
+            ]
+        })
+    }
+}
+
+impl schemars::JsonSchema for ZoomRange {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ZoomRange".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "z for [1 - z, 1 + z], or [lower, upper].",
+            "anyOf": [
+                { "type": "number", "minimum": 0 },
+                { "type": "array", "items": { "type": "number", "exclusiveMinimum": 0 }, "minItems": 2, "maxItems": 2 }
+            ]
+        })
     }
 }

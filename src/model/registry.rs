@@ -17,7 +17,7 @@ macro_rules! layer_kinds {
         /// One `[[model.layers]]` entry, selected by its `type` key. Each kind's struct denies
         /// unknown keys (a newtype variant, because serde's struct-variant form of an
         /// internally tagged enum silently accepts them: serde issue 2294).
-        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(tag = "type")]
         pub enum LayerConfig {
             $(

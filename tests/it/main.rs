@@ -4,6 +4,7 @@ mod augment;
 mod cli;
 mod config;
 mod data;
+mod golden;
 mod layering;
 mod model;
 mod ops;

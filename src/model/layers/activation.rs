@@ -9,7 +9,7 @@ use crate::model::Shape;
 use crate::ops::Backend;
 
 /// Activation names, as Keras spells them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
     /// Identity (Keras' default for `Dense` and `Conv2D`).
@@ -46,7 +46,7 @@ impl Activation {
 }
 
 /// `type = "activation"`: applies `activation` to its input.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationConfig {
     /// The function to apply.

@@ -9,7 +9,7 @@ use crate::model::Shape;
 use crate::ops::{self, Backend, ConvGeom};
 
 /// Keras' `Conv2D`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Conv2dConfig {
     /// Number of output channels.

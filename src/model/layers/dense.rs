@@ -8,7 +8,7 @@ use crate::model::Shape;
 use crate::ops::Backend;
 
 /// Keras' `Dense(units, activation=...)`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DenseConfig {
     /// Number of output units.

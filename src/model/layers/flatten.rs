@@ -8,7 +8,7 @@ use crate::model::Shape;
 use crate::ops::Backend;
 
 /// Takes no keys.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlattenConfig {}
 

@@ -9,7 +9,7 @@ use crate::model::Shape;
 use crate::ops::{self, Backend, PoolGeom};
 
 /// Keras' `MaxPooling2D`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaxPooling2dConfig {
     /// Window size (default `[2, 2]`).

@@ -95,7 +95,7 @@ pub enum Init {
 }
 
 /// Padding mode of convolution and pooling (Keras: `"valid"` or `"same"`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Padding {
     /// No padding: windows lie inside the input.
@@ -180,5 +180,20 @@ pub(crate) fn expect_image(input: Shape, what: &str) -> Result<(usize, usize, us
             "{what} needs an image input (height, width, channels) but gets the flat vector {input}; \
              move it before the `flatten` layer"
         )),
+    }
+}
+
+impl schemars::JsonSchema for Pair {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Pair".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "One positive integer, or [height, width].",
+            "anyOf": [
+                { "type": "integer", "minimum": 1 },
+                { "type": "array", "items": { "type": "integer", "minimum": 1 }, "minItems": 2, "maxItems": 2 }
+            ]
+        })
     }
 }
