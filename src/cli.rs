@@ -44,6 +44,25 @@ enum Command {
         /// Experiment file.
         config: PathBuf,
     },
+    /// Overlay the curves of several runs and rank them in a leaderboard (leaderboard.md,
+    /// leaderboard.csv) whose columns are the config keys that differ between them.
+    Compare {
+        /// Run folders, or folders holding runs (such as `results/` or `results/baseline/`).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output folder (default: the next `results/comparisons/compare-NNN`).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// History column to rank by; lower is better when its name contains "loss".
+        #[arg(long, default_value = "val_accuracy")]
+        metric: String,
+    },
+    /// List the runs under a results folder: experiment, run, status, best validation accuracy, start.
+    Ls {
+        /// Results folder.
+        #[arg(default_value = "results")]
+        dir: PathBuf,
+    },
     /// Print the JSON Schema of config files (for editor completion and checking), or with
     /// --markdown the config reference.
     Schema {
@@ -65,6 +84,13 @@ impl Cli {
         let overrides = crate::config::Overrides::with_env(self.sets);
         let overrides = &overrides;
         match self.command {
+            Some(Command::Compare { runs, out, metric }) => {
+                let c = crate::compare::compare(&runs, out.as_deref(), &metric)?;
+                print!("{}", c.leaderboard);
+                tracing::info!("wrote the comparison to {}", c.dir.display());
+                Ok(())
+            }
+            Some(Command::Ls { dir }) => crate::compare::ls(&dir).map(|listing| print!("{listing}")),
             Some(Command::Schema { markdown }) => {
                 use crate::config::reference;
                 match markdown {

@@ -267,6 +267,7 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
         config_file: plan.sources.main().path.display().to_string(),
         host: manifest::hostname(),
         device: config::serde_name(cfg.experiment.device),
+        git: manifest::GitState::of(&plan.sources.main().path),
         threads: rayon::current_num_threads(),
         seed: cfg.experiment.seed,
         dataset: DatasetFacts {
@@ -278,6 +279,7 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
             quarantined: images.quarantined.len(),
             decoded: data.stats.decoded,
             from_cache: data.stats.from_cache,
+            fingerprint: manifest::Fingerprint::of(&images.paths, &split.train, &split.val, &split.test),
         },
         started_at: manifest::now_utc(),
         finished_at: None,

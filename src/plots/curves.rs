@@ -6,37 +6,70 @@ use plotters::prelude::*;
 use super::{chart_png, chart_svg, Picture};
 use crate::train::History;
 
-/// One chart: a title, a y-axis label and named series over epochs 1..=n.
+/// One chart: a title, a y-axis label and series over epochs 1..=n.
 pub struct Chart {
     /// File stem (`accuracy`, `loss`).
     pub stem: &'static str,
     /// Caption.
-    pub title: &'static str,
+    pub title: String,
     /// Y-axis label.
     pub y_label: &'static str,
     /// Where the legend goes (away from where the curves usually run).
     pub legend: SeriesLabelPosition,
-    /// (legend name, value per epoch).
-    pub series: Vec<(&'static str, Vec<f64>)>,
+    /// The curves.
+    pub series: Vec<Series>,
 }
+
+/// One curve.
+pub struct Series {
+    /// Legend entry; empty for none.
+    pub name: String,
+    /// Value per epoch.
+    pub values: Vec<f64>,
+    /// Index into the palette.
+    pub color: usize,
+    /// Dashed (training curves in comparisons) rather than solid.
+    pub dashed: bool,
+}
+
+/// Matplotlib's tab10 palette, so charts look like the ones Keras users know.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
 
 /// The two charts of the Keras tutorial: accuracy and loss, training and validation.
 pub fn charts(history: &History) -> Vec<Chart> {
     let col = |f: fn(&crate::train::EpochRecord) -> f64| history.epochs.iter().map(f).collect::<Vec<_>>();
+    let series = |name: &str, values, color| Series { name: name.into(), values, color, dashed: false };
     vec![
         Chart {
             stem: "accuracy",
-            title: "Training and validation accuracy",
+            title: "Training and validation accuracy".into(),
             y_label: "Accuracy",
             legend: SeriesLabelPosition::LowerRight,
-            series: vec![("Training accuracy", col(|r| r.accuracy)), ("Validation accuracy", col(|r| r.val_accuracy))],
+            series: vec![
+                series("Training accuracy", col(|r| r.accuracy), 0),
+                series("Validation accuracy", col(|r| r.val_accuracy), 1),
+            ],
         },
         Chart {
             stem: "loss",
-            title: "Training and validation loss",
+            title: "Training and validation loss".into(),
             y_label: "Loss",
             legend: SeriesLabelPosition::UpperRight,
-            series: vec![("Training loss", col(|r| r.loss)), ("Validation loss", col(|r| r.val_loss))],
+            series: vec![
+                series("Training loss", col(|r| r.loss), 0),
+                series("Validation loss", col(|r| r.val_loss), 1),
+            ],
         },
     ]
 }
@@ -56,13 +89,13 @@ fn draw<DB: DrawingBackend>(
     chart: &Chart,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
-    let n = chart.series.iter().map(|s| s.1.len()).max().unwrap_or(0).max(1);
-    let values = chart.series.iter().flat_map(|s| s.1.iter().copied()).filter(|v| v.is_finite());
+    let n = chart.series.iter().map(|s| s.values.len()).max().unwrap_or(0).max(1);
+    let values = chart.series.iter().flat_map(|s| s.values.iter().copied()).filter(|v| v.is_finite());
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     let pad = ((hi - lo) * 0.08).max(1e-3);
     let mut ctx = ChartBuilder::on(root)
-        .caption(chart.title, ("sans-serif", 24))
+        .caption(&chart.title, ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(72)
@@ -74,13 +107,22 @@ fn draw<DB: DrawingBackend>(
         .axis_desc_style(("sans-serif", 18))
         .label_style(("sans-serif", 14))
         .draw()?;
-    let colors = [RGBColor(31, 119, 180), RGBColor(255, 127, 14)];
-    for ((name, values), color) in chart.series.iter().zip(colors) {
-        let points: Vec<(usize, f64)> = values.iter().enumerate().map(|(i, &v)| (i + 1, v)).collect();
-        ctx.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2)));
-        ctx.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+    for s in &chart.series {
+        let color = PALETTE[s.color % PALETTE.len()];
+        let points: Vec<(usize, f64)> = s.values.iter().enumerate().map(|(i, &v)| (i + 1, v)).collect();
+        let drawn = if s.dashed {
+            ctx.draw_series(DashedLineSeries::new(points.clone(), 6, 4, color.stroke_width(2)))?
+        } else {
+            ctx.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+        };
+        if !s.name.is_empty() {
+            drawn
+                .label(s.name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2)));
+        }
+        if !s.dashed {
+            ctx.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        }
     }
     ctx.configure_series_labels()
         .position(chart.legend.clone())

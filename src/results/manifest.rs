@@ -33,6 +33,8 @@ pub struct Manifest {
     pub host: String,
     /// `cpu` or `cuda`.
     pub device: String,
+    /// Commit and dirty flag of the git repository holding the config, when there is one.
+    pub git: Option<GitState>,
     /// Worker threads used by the CPU kernels.
     pub threads: usize,
     /// `experiment.seed`.
@@ -68,6 +70,72 @@ pub struct DatasetFacts {
     pub decoded: usize,
     /// Images taken from the decoded-image cache.
     pub from_cache: usize,
+    /// Identifies the exact data: CRC-32s of the used file list (paths and sizes) and of each
+    /// split's file list, so two runs can be checked to have seen the same images.
+    pub fingerprint: Fingerprint,
+}
+
+/// CRC-32s (hex) of the data a run used.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fingerprint {
+    /// Used files, their paths and sizes.
+    pub files: String,
+    /// Total bytes of the used files.
+    pub bytes: u64,
+    /// The training file list.
+    pub train: String,
+    /// The validation file list.
+    pub validation: String,
+    /// The test file list.
+    pub test: String,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `paths` (in order) split into the index lists `splits`.
+    pub fn of(paths: &[std::path::PathBuf], train: &[usize], validation: &[usize], test: &[usize]) -> Fingerprint {
+        let mut files = crc32fast::Hasher::new();
+        let mut bytes = 0;
+        for p in paths {
+            let size = std::fs::metadata(p).map_or(0, |m| m.len());
+            bytes += size;
+            files.update(format!("{}\t{size}\n", p.display()).as_bytes());
+        }
+        let list = |indices: &[usize]| {
+            let mut h = crc32fast::Hasher::new();
+            indices.iter().for_each(|&i| h.update(format!("{}\n", paths[i].display()).as_bytes()));
+            format!("{:08x}", h.finalize())
+        };
+        Fingerprint {
+            files: format!("{:08x}", files.finalize()),
+            bytes,
+            train: list(train),
+            validation: list(validation),
+            test: list(test),
+        }
+    }
+}
+
+/// The commit checked out where the config lives, and whether tracked files have changes.
+#[derive(Clone, Debug, Serialize)]
+pub struct GitState {
+    /// `git rev-parse HEAD`.
+    pub commit: String,
+    /// Tracked files differ from the commit.
+    pub dirty: bool,
+}
+
+impl GitState {
+    /// The state of the repository holding `config`, if git is installed and it is in one.
+    pub fn of(config: &std::path::Path) -> Option<GitState> {
+        let dir = config.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let commit = git(&["rev-parse", "HEAD"])?;
+        let dirty = !git(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
+        Some(GitState { commit, dirty })
+    }
 }
 
 /// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -50,11 +50,16 @@ impl RunDir {
     /// Creates the next free `run-NNN` under `root/experiment`. Creation is atomic, so two
     /// runs started at once never share a folder.
     pub fn create(root: &Path, experiment: &str) -> Result<Self> {
-        let parent = root.join(experiment);
+        Self::create_numbered(root, experiment, "run")
+    }
+
+    /// Creates the next free `<prefix>-NNN` under `root/group`.
+    pub fn create_numbered(root: &Path, group: &str, prefix: &str) -> Result<Self> {
+        let parent = root.join(group);
         std::fs::create_dir_all(&parent).map_err(|e| Error::io("creating results folder", &parent, e))?;
-        let mut n = next_free(&parent);
+        let mut n = next_free(&parent, prefix);
         loop {
-            let path = parent.join(format!("run-{n:03}"));
+            let path = parent.join(format!("{prefix}-{n:03}"));
             match std::fs::create_dir(&path) {
                 Ok(()) => return Ok(RunDir { path }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
@@ -69,13 +74,13 @@ impl RunDir {
     }
 }
 
-/// One past the highest existing `run-NNN`.
-fn next_free(parent: &Path) -> usize {
+/// One past the highest existing `<prefix>-NNN`.
+fn next_free(parent: &Path, prefix: &str) -> usize {
     std::fs::read_dir(parent)
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("run-")?.parse::<usize>().ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix(prefix)?.strip_prefix('-')?.parse::<usize>().ok())
         .max()
         .map_or(1, |n| n + 1)
 }

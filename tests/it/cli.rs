@@ -113,6 +113,17 @@ fn same_seed_gives_byte_identical_results_whatever_the_thread_count_and_another_
             "{f} differs between two runs with the same seed"
         );
     }
+    let fingerprint = |run: &Path| {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+        m["dataset"]["fingerprint"].clone()
+    };
+    assert_eq!(fingerprint(&first), fingerprint(&second), "same data, same fingerprint");
+    assert_ne!(
+        fingerprint(&first)["train"],
+        fingerprint(&results.join("other/run-001"))["train"],
+        "another seed splits differently"
+    );
     let a = std::fs::read_to_string(first.join("history.csv")).unwrap();
     let b = std::fs::read_to_string(results.join("other/run-001/history.csv")).unwrap();
     assert_ne!(a, b, "a different seed must give a different history");
@@ -130,6 +141,19 @@ fn the_tutorial_config_runs_on_a_folder_of_jpegs_skipping_bad_files() {
         .replace("batch_size = 32", "batch_size = 32\n\n[output]\ndir = \"results\"");
     assert_ne!(config, tutorial);
     std::fs::write(tmp.path().join("cvd.toml"), config).unwrap();
+    // The config lives in a git repository: the manifest records its commit.
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.email=test@example.com", "-c", "user.name=test"])
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "git {args:?} failed");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "cvd.toml"]);
+    git(&["commit", "-q", "-m", "config"]);
 
     let out = runner(tmp.path(), &["cvd.toml"]);
     assert_exit(&out, 0);
@@ -149,6 +173,8 @@ fn the_tutorial_config_runs_on_a_folder_of_jpegs_skipping_bad_files() {
     assert!(quarantine.contains("11702.jpg,not_an_image"), "{quarantine}");
     assert!(!quarantine.contains("Thumbs.db"), "OS litter is skipped silently: {quarantine}");
     assert_eq!(manifest["dataset"]["quarantined"], 2);
+    assert_eq!(manifest["git"]["commit"].as_str().map(str::len), Some(40), "{manifest}");
+    assert_eq!(manifest["git"]["dirty"], false);
     // 40 usable images, 70/30 per class: 14 + 14 train, 6 + 6 validation.
     assert_eq!(manifest["dataset"]["train"], 28);
     assert_eq!(manifest["dataset"]["validation"], 12);
@@ -338,4 +364,43 @@ fn check_reports_data_split_and_model_costs_without_training() {
     let out = runner_with(tmp.path(), &["check", "bad.toml"], 2, &cache);
     assert_exit(&out, 78);
     assert!(stderr(&out).contains("`units` must be at least 1"), "{}", stderr(&out));
+}
+
+#[test]
+fn compare_ranks_runs_by_what_differs_and_ls_lists_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fashion_subset(&data, &["bag", "trouser"], 30);
+    let results = tmp.path().join("results");
+    std::fs::write(tmp.path().join("exp.toml"), small_config("cmp", &data, &results, 1, 2, 2)).unwrap();
+    for lr in ["0.001", "0.00001"] {
+        assert_exit(&runner(tmp.path(), &["exp.toml", "--set", &format!("train.learning_rate={lr}")]), 0);
+    }
+    // A folder that looks like a run but is broken: noted, not fatal.
+    std::fs::create_dir_all(results.join("cmp/run-009")).unwrap();
+    std::fs::write(results.join("cmp/run-009/history.csv"), "epoch,accuracy\n0,zero\n").unwrap();
+
+    let out = runner(tmp.path(), &["compare", "results", "-o", "cmp_out"]);
+    assert_exit(&out, 0);
+    let md = std::fs::read_to_string(tmp.path().join("cmp_out/leaderboard.md")).unwrap();
+    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
+    assert!(rows[0].contains("| train.learning_rate |"), "the differing key is a column:\n{md}");
+    assert!(rows[1].starts_with("| 1 | cmp/run-001 | 0.001 |"), "the better run ranks first:\n{md}");
+    assert!(rows[2].starts_with("| 2 | cmp/run-002 | 0.00001 |"), "{md}");
+    assert!(md.contains("cmp/run-009") && md.contains("skipped"), "broken runs are noted:\n{md}");
+    let csv = std::fs::read_to_string(tmp.path().join("cmp_out/leaderboard.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    for stem in ["compare_accuracy", "compare_loss"] {
+        image::open(tmp.path().join(format!("cmp_out/{stem}.png"))).unwrap();
+        let svg = std::fs::read_to_string(tmp.path().join(format!("cmp_out/{stem}.svg"))).unwrap();
+        assert!(svg.contains("train.learning_rate=0.001"), "{stem}.svg legend names runs by their values");
+    }
+
+    let out = runner(tmp.path(), &["ls", "results"]);
+    assert_exit(&out, 0);
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(listing.lines().filter(|l| l.contains("completed")).count(), 2, "{listing}");
+    assert!(listing.contains("run-009") && listing.contains("unreadable"), "{listing}");
+
+    assert_exit(&runner(tmp.path(), &["compare", "no_such_dir"]), 64);
 }

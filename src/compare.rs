@@ -1,0 +1,338 @@
+//! Looking across runs: `runner ls` lists them, `runner compare` overlays their curves and
+//! ranks them in a leaderboard whose columns are the config keys that differ between them.
+//! Reads only what runs wrote (history.csv, config.toml, manifest.json, test_metrics.json),
+//! so it works on runs from any machine; missing or odd files become notes, not crashes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::SeriesLabelPosition;
+
+use crate::plots::curves::{self, Chart, Series};
+use crate::results::{files, RunDir};
+use crate::{Error, Result};
+
+/// What one run left behind, as far as comparing needs it.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// `<experiment>/<run id>`.
+    pub name: String,
+    /// Columns of history.csv by name (`val_accuracy` → one value per epoch).
+    pub history: BTreeMap<String, Vec<f64>>,
+    /// The resolved config, flattened to `key.path = value`.
+    pub config: BTreeMap<String, String>,
+    /// manifest.json, when present.
+    pub manifest: Option<serde_json::Value>,
+    /// test_metrics.json, when present.
+    pub test: Option<serde_json::Value>,
+}
+
+impl Run {
+    /// Reads the run folder `dir`.
+    pub fn load(dir: &Path) -> std::result::Result<Run, String> {
+        let csv = std::fs::read_to_string(dir.join(files::HISTORY_CSV))
+            .map_err(|e| format!("no readable {}: {e}", files::HISTORY_CSV))?;
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().ok_or("history.csv is empty")?.split(',').collect();
+        let mut history: BTreeMap<String, Vec<f64>> = header.iter().map(|h| (h.to_string(), Vec::new())).collect();
+        for (n, line) in lines.enumerate() {
+            for (h, v) in header.iter().zip(line.split(',')) {
+                let v = v.parse().map_err(|_| format!("history.csv line {}: `{v}` is not a number", n + 2))?;
+                history.get_mut(*h).expect("header key").push(v);
+            }
+        }
+        let config = std::fs::read_to_string(dir.join(files::CONFIG))
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .map(|t| flatten(&toml::Value::Table(t)))
+            .unwrap_or_default();
+        let json =
+            |name: &str| std::fs::read_to_string(dir.join(name)).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let name = dir
+            .iter()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .map(|c| c.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            name,
+            history,
+            config,
+            manifest: json(files::MANIFEST),
+            test: json(files::TEST_METRICS),
+        })
+    }
+
+    /// Best value of `metric` and its epoch (1-based).
+    pub fn best(&self, metric: &str, maximize: bool) -> Option<(f64, usize)> {
+        let values = self.history.get(metric)?;
+        let better = |a: f64, b: f64| if maximize { a > b } else { a < b };
+        values.iter().enumerate().fold(None, |best, (i, &v)| match best {
+            Some((b, _)) if !better(v, b) => best,
+            _ if v.is_finite() => Some((v, i + 1)),
+            _ => best,
+        })
+    }
+
+    /// Wall-clock seconds of training, from the manifest.
+    pub fn seconds(&self) -> Option<f64> {
+        let epochs = self.manifest.as_ref()?.get("epoch_seconds")?.as_array()?;
+        Some(epochs.iter().filter_map(serde_json::Value::as_f64).sum())
+    }
+
+    /// `completed`, `failed`, `running` (or `unknown`).
+    pub fn status(&self) -> String {
+        self.manifest.as_ref().and_then(|m| m["status"]["state"].as_str()).unwrap_or("unknown").to_string()
+    }
+}
+
+/// `a.b = 1`, `model.layers[2].filters = 64`, ... (strings without quotes).
+fn flatten(value: &toml::Value) -> BTreeMap<String, String> {
+    fn walk(prefix: String, v: &toml::Value, out: &mut BTreeMap<String, String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    walk(if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
+                }
+            }
+            toml::Value::Array(items) if items.iter().all(toml::Value::is_table) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(format!("{prefix}[{i}]"), v, out);
+                }
+            }
+            toml::Value::String(s) => {
+                out.insert(prefix, s.clone());
+            }
+            other => {
+                out.insert(prefix, other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(String::new(), value, &mut out);
+    out
+}
+
+/// Run folders in `paths`: each path is a run (it has history.csv or manifest.json) or a
+/// folder searched two levels deep (`results/`, `results/<experiment>/`). Sorted.
+pub fn discover(paths: &[PathBuf]) -> Vec<PathBuf> {
+    fn is_run(p: &Path) -> bool {
+        p.join(files::HISTORY_CSV).is_file() || p.join(files::MANIFEST).is_file()
+    }
+    fn walk(p: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        if is_run(p) {
+            out.push(p.to_path_buf());
+        } else if depth > 0 {
+            for entry in std::fs::read_dir(p).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&entry.path(), depth - 1, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        walk(p, 2, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Config keys whose values differ between `runs` (the output folder never counts).
+pub fn differing_keys(runs: &[Run]) -> Vec<String> {
+    let keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.config.keys()).collect();
+    keys.into_iter()
+        .filter(|k| !k.starts_with("output."))
+        .filter(|k| runs.iter().map(|r| r.config.get(*k)).collect::<BTreeSet<_>>().len() > 1)
+        .cloned()
+        .collect()
+}
+
+/// What `runner compare` wrote.
+pub struct Comparison {
+    /// The output folder.
+    pub dir: PathBuf,
+    /// The leaderboard as Markdown (also in `leaderboard.md`).
+    pub leaderboard: String,
+}
+
+/// Compares the runs found in `paths`, ranked by `metric` (higher is better unless its name
+/// says loss), writing curves, `leaderboard.md` and `leaderboard.csv` into `out` (default: the
+/// next `results/comparisons/compare-NNN`).
+pub fn compare(paths: &[PathBuf], out: Option<&Path>, metric: &str) -> Result<Comparison> {
+    let mut notes = Vec::new();
+    let mut runs = Vec::new();
+    for dir in discover(paths) {
+        match Run::load(&dir) {
+            Ok(run) => runs.push(run),
+            Err(why) => notes.push(format!("{}: skipped, {why}", dir.display())),
+        }
+    }
+    if runs.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| format!("`{}`", p.display())).collect();
+        return Err(Error::Usage(format!("no run folders (with history.csv) found in {}", shown.join(", "))));
+    }
+    let maximize = !metric.contains("loss");
+    for run in runs.iter().filter(|r| !r.history.contains_key(metric)) {
+        let have: Vec<&str> = run.history.keys().map(String::as_str).filter(|k| *k != "epoch").collect();
+        notes.push(format!("{}: has no `{metric}` (it has {}); ranked last", run.name, have.join(", ")));
+    }
+    let keys = differing_keys(&runs);
+    // Legend: the run, then the values that set it apart (cut to fit a legend).
+    let label = |run: &Run| {
+        let parts: Vec<String> =
+            keys.iter().map(|k| format!("{k}={}", run.config.get(k).map_or("-", String::as_str))).collect();
+        let text = if parts.is_empty() { run.name.clone() } else { format!("{}: {}", run.name, parts.join(", ")) };
+        if text.chars().count() > 64 {
+            format!("{}…", text.chars().take(63).collect::<String>())
+        } else {
+            text
+        }
+    };
+    // Rank: best metric first; runs without it last, in path order.
+    runs.sort_by(|a, b| {
+        let (x, y) = (a.best(metric, maximize).map(|b| b.0), b.best(metric, maximize).map(|b| b.0));
+        match (x, y) {
+            (Some(x), Some(y)) if maximize => y.total_cmp(&x),
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.dir.cmp(&b.dir),
+        }
+    });
+
+    let dir = match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating output folder", dir, e))?;
+            RunDir { path: dir.to_path_buf() }
+        }
+        None => RunDir::create_numbered(Path::new("results"), "comparisons", "compare")?,
+    };
+    for (stem, title, y_label, train, val, legend) in [
+        (
+            "compare_accuracy",
+            "Accuracy (validation solid, training dashed)",
+            "Accuracy",
+            "accuracy",
+            "val_accuracy",
+            SeriesLabelPosition::LowerRight,
+        ),
+        (
+            "compare_loss",
+            "Loss (validation solid, training dashed)",
+            "Loss",
+            "loss",
+            "val_loss",
+            SeriesLabelPosition::UpperRight,
+        ),
+    ] {
+        let mut series = Vec::new();
+        for (color, run) in runs.iter().enumerate() {
+            if let Some(values) = run.history.get(val) {
+                series.push(Series { name: label(run), values: values.clone(), color, dashed: false });
+            }
+            if let Some(values) = run.history.get(train) {
+                series.push(Series { name: String::new(), values: values.clone(), color, dashed: true });
+            }
+        }
+        let chart = Chart { stem, title: title.into(), y_label, legend, series };
+        let picture = curves::render(&chart).map_err(Error::Train)?;
+        dir.write(&format!("{stem}.png"), &picture.png)?;
+        dir.write(&format!("{stem}.svg"), &picture.svg)?;
+    }
+
+    // Leaderboard rows: rank, run, differing keys, best metric, best epoch, test, time, status.
+    let mut header = vec!["rank".to_string(), "run".to_string()];
+    header.extend(keys.iter().cloned());
+    header.extend([
+        format!("best {metric}"),
+        "best epoch".into(),
+        "test accuracy".into(),
+        "test loss".into(),
+        "seconds".into(),
+        "status".into(),
+    ]);
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, run)| {
+            let mut row = vec![(i + 1).to_string(), run.name.clone()];
+            row.extend(keys.iter().map(|k| run.config.get(k).cloned().unwrap_or_else(|| "-".into())));
+            let best = run.best(metric, maximize);
+            row.push(best.map_or("-".into(), |b| format!("{:.4}", b.0)));
+            row.push(best.map_or("-".into(), |b| b.1.to_string()));
+            let test =
+                |k: &str| run.test.as_ref().and_then(|t| t[k].as_f64()).map_or("-".into(), |v| format!("{v:.4}"));
+            row.push(test("accuracy"));
+            row.push(test("loss"));
+            row.push(run.seconds().map_or("-".into(), |s| format!("{s:.1}")));
+            row.push(run.status());
+            row
+        })
+        .collect();
+    let goal = if maximize { "higher is better" } else { "lower is better" };
+    let mut md = format!(
+        "# Leaderboard: best `{metric}` ({goal})\n\n| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    for row in &rows {
+        md += &format!("| {} |\n", row.join(" | "));
+    }
+    md += "\nCurves: `compare_accuracy.png`, `compare_loss.png` (and `.svg`).\n";
+    if !notes.is_empty() {
+        md += "\nNotes:\n";
+        for note in &notes {
+            md += &format!("- {note}\n");
+        }
+    }
+    let csv_field =
+        |s: &String| if s.contains([',', '"']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.clone() };
+    let mut csv = header.iter().map(csv_field).collect::<Vec<_>>().join(",") + "\n";
+    for row in &rows {
+        csv += &(row.iter().map(csv_field).collect::<Vec<_>>().join(",") + "\n");
+    }
+    dir.write("leaderboard.md", &md)?;
+    dir.write("leaderboard.csv", &csv)?;
+    Ok(Comparison { dir: dir.path, leaderboard: md })
+}
+
+/// `runner ls`: one line per run under `root`: experiment, run id, status, best validation
+/// accuracy, start date.
+pub fn ls(root: &Path) -> Result<String> {
+    if !root.is_dir() {
+        return Err(Error::Usage(format!("`{}` is not a folder of runs", root.display())));
+    }
+    let mut out =
+        format!("{:<24} {:<10} {:<11} {:<26} {}\n", "experiment", "run", "status", "best val_accuracy", "started");
+    let runs = discover(&[root.to_path_buf()]);
+    for dir in &runs {
+        let run = Run::load(dir);
+        let (experiment, id) = {
+            let mut parts = dir.iter().rev();
+            let id = parts.next().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            (parts.next().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(), id)
+        };
+        let (status, best, started) = match &run {
+            Ok(r) => (
+                r.status(),
+                r.best("val_accuracy", true).map_or("-".into(), |(v, e)| format!("{v:.4} (epoch {e})")),
+                r.manifest.as_ref().and_then(|m| m["started_at"].as_str()).unwrap_or("-").to_string(),
+            ),
+            Err(why) => ("unreadable".into(), why.clone(), "-".into()),
+        };
+        out += &format!("{experiment:<24} {id:<10} {status:<11} {best:<26} {started}\n");
+    }
+    if runs.is_empty() {
+        out += &format!("(no runs under {})\n", root.display());
+    }
+    Ok(out)
+}
