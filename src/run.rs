@@ -321,6 +321,16 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
     ]);
     dir.write(files::WEIGHTS, safetensors::to_bytes(&tensors, &metadata))?;
 
+    // What the model gets right and wrong on the validation split.
+    let predictions = train::predict(&dev, &net, images, &split.val, cfg.train.batch_size);
+    let predicted: Vec<usize> = predictions.iter().map(|p| p.class).collect();
+    let truth: Vec<usize> = split.val.iter().map(|&i| images.labels[i]).collect();
+    let matrix = plots::confusion::matrix(images.classes.len(), &truth, &predicted);
+    let formats = &cfg.output.plot_formats;
+    let title = "Confusion matrix (validation)";
+    write_picture(&dir, files::CONFUSION, plots::confusion::render(&images.classes, &matrix, title), formats)?;
+    write_picture(&dir, files::PREDICTIONS, plots::predictions::render(images, &split.val, &predictions), formats)?;
+
     // The test split is looked at once, after training and model selection are over.
     if !split.test.is_empty() {
         let (loss, accuracy) = train::evaluate(&dev, &net, plan, images, &split.test);

@@ -34,12 +34,8 @@ pub fn render(cfg: &AugmentConfig, images: &Images, split: &Split, seed: u64) ->
                 cells.push(thumbnails::thumbnail(&x.iter().map(|v| v * 255.0).collect::<Vec<_>>(), images.shape));
             }
             let file = images.paths[i].file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-            Panel {
-                title: format!("{} {file}: original, then epochs 1-{VARIANTS}", images.classes[images.labels[i]]),
-                images: cells,
-                columns: VARIANTS + 1,
-                rows: 1,
-            }
+            let title = format!("{} {file}: original, then epochs 1-{VARIANTS}", images.classes[images.labels[i]]);
+            Panel::new(title, cells, VARIANTS + 1, 1)
         })
         .collect();
     thumbnails::render(&panels, 2)

@@ -3,8 +3,10 @@
 //! machine and SVGs are byte-for-byte reproducible).
 
 pub mod augmentations;
+pub mod confusion;
 pub mod counts;
 pub mod curves;
+pub mod predictions;
 pub mod samples;
 pub mod thumbnails;
 

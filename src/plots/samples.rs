@@ -14,18 +14,16 @@ pub fn render(images: &Images) -> Result<Picture, String> {
         .classes
         .iter()
         .enumerate()
-        .map(|(label, class)| Panel {
-            title: class.clone(),
-            images: (0..images.len())
+        .map(|(label, class)| {
+            let thumbs = (0..images.len())
                 .filter(|&i| images.labels[i] == label)
                 .take(GRID * GRID)
                 .map(|i| {
                     let chw: Vec<f32> = images.pixels[i * n..(i + 1) * n].iter().map(|&p| f32::from(p)).collect();
                     thumbnails::thumbnail(&chw, images.shape)
                 })
-                .collect(),
-            columns: GRID,
-            rows: GRID,
+                .collect();
+            Panel::new(class.clone(), thumbs, GRID, GRID)
         })
         .collect();
     thumbnails::render(&panels, 5)

@@ -7,7 +7,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{base64, encode_png, register_font, xml_escape, Picture};
 
-const THUMB: u32 = 64;
+/// Default thumbnail side, in pixels.
+pub const THUMB: u32 = 64;
 const GAP: u32 = 4;
 const TITLE: u32 = 30;
 const PAD: u32 = 16;
@@ -22,11 +23,24 @@ pub struct Panel {
     pub columns: usize,
     /// Rows to reserve (so panels of a picture line up even when one has fewer images).
     pub rows: usize,
+    /// Side of each thumbnail (the images' size), in pixels.
+    pub thumb: u32,
+    /// Title font size, in pixels.
+    pub title_size: u32,
+    /// Title colour (red marks a mistake in prediction grids).
+    pub title_color: [u8; 3],
+}
+
+impl Panel {
+    /// A panel of `THUMB`-pixel thumbnails with a 20-pixel black title.
+    pub fn new(title: String, images: Vec<RgbImage>, columns: usize, rows: usize) -> Panel {
+        Panel { title, images, columns, rows, thumb: THUMB, title_size: 20, title_color: [0, 0, 0] }
+    }
 }
 
 impl Panel {
     fn size(&self) -> (u32, u32) {
-        let side = |n: usize| n as u32 * THUMB + (n as u32).saturating_sub(1) * GAP;
+        let side = |n: usize| n as u32 * self.thumb + (n as u32).saturating_sub(1) * GAP;
         (side(self.columns), side(self.rows))
     }
 
@@ -34,7 +48,8 @@ impl Panel {
         let (w, h) = self.size();
         let mut grid = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
         for (slot, img) in self.images.iter().enumerate() {
-            let (x, y) = ((slot % self.columns) as u32 * (THUMB + GAP), (slot / self.columns) as u32 * (THUMB + GAP));
+            let step = self.thumb + GAP;
+            let (x, y) = ((slot % self.columns) as u32 * step, (slot / self.columns) as u32 * step);
             imageops::replace(&mut grid, img, i64::from(x), i64::from(y));
         }
         grid
@@ -60,9 +75,13 @@ pub fn render(panels: &[Panel], per_row: usize) -> Result<Picture, String> {
     register_font();
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
-        let style = TextStyle::from(("sans-serif", 20).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
         for (k, panel) in panels.iter().enumerate() {
             let (x, y) = origin(k);
+            let [r, g, b] = panel.title_color;
+            let color = RGBColor(r, g, b);
+            let style = TextStyle::from(("sans-serif", panel.title_size).into_font())
+                .color(&color)
+                .pos(Pos::new(HPos::Center, VPos::Top));
             root.draw_text(&panel.title, &style, ((x + pw / 2) as i32, (y + 4) as i32)).map_err(|e| e.to_string())?;
         }
         root.present().map_err(|e| e.to_string())?;
@@ -77,10 +96,14 @@ pub fn render(panels: &[Panel], per_row: usize) -> Result<Picture, String> {
         let (x, y) = origin(k);
         let data = base64(&encode_png(grid.as_raw(), grid.width(), grid.height())?);
         svg += &format!(
-            "<text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"20\" text-anchor=\"middle\">{}</text>\n\
+            "<text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"{}\" fill=\"rgb({},{},{})\" text-anchor=\"middle\">{}</text>\n\
              <image x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{}\" style=\"image-rendering:pixelated\" href=\"data:image/png;base64,{data}\"/>\n",
             x + pw / 2,
-            y + 22,
+            y + 4 + panel.title_size,
+            panel.title_size,
+            panel.title_color[0],
+            panel.title_color[1],
+            panel.title_color[2],
             xml_escape(&panel.title),
             y + TITLE,
             grid.width(),
@@ -91,14 +114,20 @@ pub fn render(panels: &[Panel], per_row: usize) -> Result<Picture, String> {
     Ok(Picture { png, svg })
 }
 
-/// A CHW image with values in 0-255 as an RGB thumbnail (pixel-sharp when enlarged).
-pub fn thumbnail(chw: &[f32], [c, h, w]: [usize; 3]) -> RgbImage {
+/// A CHW image with values in 0-255 as an RGB thumbnail of `THUMB` pixels a side.
+pub fn thumbnail(chw: &[f32], shape: [usize; 3]) -> RgbImage {
+    thumbnail_sized(chw, shape, THUMB)
+}
+
+/// A CHW image with values in 0-255 as an RGB thumbnail of `side` pixels (pixel-sharp when
+/// enlarged).
+pub fn thumbnail_sized(chw: &[f32], [c, h, w]: [usize; 3], side: u32) -> RgbImage {
     let plane = h * w;
     let img = RgbImage::from_fn(w as u32, h as u32, |x, y| {
         let at = y as usize * w + x as usize;
         let ch = |k: usize| chw[k.min(c - 1) * plane + at].round().clamp(0.0, 255.0) as u8;
         image::Rgb([ch(0), ch(1), ch(2)])
     });
-    let filter = if h.max(w) < THUMB as usize { FilterType::Nearest } else { FilterType::Triangle };
-    imageops::resize(&img, THUMB, THUMB, filter)
+    let filter = if h.max(w) < side as usize { FilterType::Nearest } else { FilterType::Triangle };
+    imageops::resize(&img, side, side, filter)
 }

@@ -35,6 +35,10 @@ pub mod files {
     pub const SAMPLES: &str = "samples";
     /// Stem of the augmentation preview (`.png`, `.svg`), when `[augment]` is set.
     pub const AUGMENTATIONS: &str = "augmentations";
+    /// Stem of the validation confusion matrix (`.png`, `.svg`).
+    pub const CONFUSION: &str = "confusion_matrix";
+    /// Stem of the grid of validation predictions (`.png`, `.svg`).
+    pub const PREDICTIONS: &str = "predictions";
     /// Stem of the bar chart of images per class and split (`.png`, `.svg`).
     pub const CLASS_COUNTS: &str = "class_counts";
 }

@@ -110,3 +110,29 @@ pub fn evaluate<D: Backend>(dev: &D, net: &Network<D>, plan: &Plan, images: &Ima
     let n = indices.len().max(1) as f64;
     (loss_sum / n, correct as f64 / n)
 }
+
+/// The class each of images `indices` is predicted to be, with its probability.
+pub fn predict<D: Backend>(
+    dev: &D,
+    net: &Network<D>,
+    images: &Images,
+    indices: &[usize],
+    batch_size: usize,
+) -> Vec<crate::plots::predictions::Prediction> {
+    use crate::plots::predictions::Prediction;
+    let mut out = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(batch_size) {
+        let input = dev.tensor_from_vec(images.batch(chunk), (chunk.len(), images.image_len()));
+        let probs = net.forward(input, false).as_vec();
+        for row in probs.chunks(probs.len() / chunk.len()) {
+            out.push(match row {
+                [p] => Prediction { class: usize::from(*p > 0.5), confidence: p.max(1.0 - p) },
+                _ => {
+                    let class = loss::predicted(row);
+                    Prediction { class, confidence: row[class] }
+                }
+            });
+        }
+    }
+    out
+}

@@ -5,8 +5,12 @@ use std::path::Path;
 
 use crate::util::*;
 
-const FILES: [&str; 16] = [
+const FILES: [&str; 20] = [
     "config.toml",
+    "confusion_matrix.png",
+    "confusion_matrix.svg",
+    "predictions.png",
+    "predictions.svg",
     "quarantine.csv",
     "split.csv",
     "samples.png",
@@ -62,6 +66,15 @@ fn trains_on_bundled_images_and_writes_every_result_file() {
         let title = if stem == "accuracy" { "Validation accuracy" } else { "Validation loss" };
         assert!(svg.contains(title), "{stem}.svg lacks the legend entry {title}");
     }
+
+    let predictions = std::fs::read_to_string(run.join("predictions.svg")).unwrap();
+    assert_eq!(predictions.matches("<image ").count(), 24, "24 validation images with captions");
+    assert!(
+        predictions.contains("sneaker → sneaker") || predictions.contains("bag → bag"),
+        "captions name true → predicted"
+    );
+    let confusion = std::fs::read_to_string(run.join("confusion_matrix.svg")).unwrap();
+    assert!(confusion.contains("trouser") && confusion.contains("Predicted"), "confusion matrix lacks labels");
 
     let summary = std::fs::read_to_string(run.join("summary.txt")).unwrap();
     assert!(summary.contains("conv2d (Conv2D)") && summary.contains("(None, 26, 26, 8)"), "{summary}");

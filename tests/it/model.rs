@@ -85,3 +85,9 @@ fn summary_reads_like_keras() {
         assert!(s.lines().any(|l| l == line), "missing line {line:?} in\n{s}");
     }
 }
+
+#[test]
+fn the_confusion_matrix_counts_true_against_predicted() {
+    let m = runner::plots::confusion::matrix(3, &[0, 0, 1, 2, 2, 2], &[0, 1, 1, 2, 0, 2]);
+    assert_eq!(m, vec![vec![1, 1, 0], vec![0, 1, 0], vec![1, 0, 2]]);
+}

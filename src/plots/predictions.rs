@@ -1,0 +1,62 @@
+//! A grid of validation images with their true and predicted class and the confidence;
+//! mistakes (shown first) are titled in red with a ✗.
+
+use super::thumbnails::{self, Panel};
+use super::Picture;
+use crate::data::Images;
+
+const SHOWN: usize = 24;
+/// Thumbnail side: wide enough for a caption like "✗ ankle_boot → sneaker 81%".
+const THUMB: u32 = 160;
+
+/// One prediction: the class and the probability the model gave it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction {
+    /// Predicted class index.
+    pub class: usize,
+    /// Probability of that class.
+    pub confidence: f32,
+}
+
+/// Renders up to 24 of the images `indices` with `predictions` (same order): up to half
+/// mistakes first, then correct ones, each group taking one image of each true class in turn so
+/// every class shows up.
+pub fn render(images: &Images, indices: &[usize], predictions: &[Prediction]) -> Result<Picture, String> {
+    let pairs: Vec<(usize, Prediction)> = indices.iter().copied().zip(predictions.iter().copied()).collect();
+    let spread = |wrong: bool| {
+        let mut by_class: Vec<Vec<(usize, Prediction)>> = vec![Vec::new(); images.classes.len()];
+        for &(i, p) in pairs.iter().filter(|(i, p)| (images.labels[*i] != p.class) == wrong) {
+            by_class[images.labels[i]].push((i, p));
+        }
+        let longest = by_class.iter().map(Vec::len).max().unwrap_or(0);
+        (0..longest)
+            .flat_map(|k| by_class.iter().filter_map(move |c| c.get(k).copied()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    let n = images.image_len();
+    let panels: Vec<Panel> = spread(true)
+        .into_iter()
+        .take(SHOWN / 2)
+        .chain(spread(false))
+        .take(SHOWN)
+        .map(|(i, p)| {
+            let truth = images.labels[i];
+            let chw: Vec<f32> = images.pixels[i * n..(i + 1) * n].iter().map(|&v| f32::from(v)).collect();
+            let mistake = truth != p.class;
+            let title = format!(
+                "{}{} → {} {:.0}%",
+                if mistake { "✗ " } else { "" },
+                images.classes[truth],
+                images.classes[p.class],
+                p.confidence * 100.0
+            );
+            Panel {
+                title_size: 11,
+                title_color: if mistake { [200, 30, 30] } else { [0, 0, 0] },
+                thumb: THUMB,
+                ..Panel::new(title, vec![thumbnails::thumbnail_sized(&chw, images.shape, THUMB)], 1, 1)
+            }
+        })
+        .collect();
+    thumbnails::render(&panels, 6)
+}
