@@ -302,6 +302,7 @@ pub fn compare(paths: &[PathBuf], out: Option<&Path>, metric: &str) -> Result<Co
     }
     dir.write("leaderboard.md", &md)?;
     dir.write("leaderboard.csv", &csv)?;
+    dir.write(files::REPORT, crate::report::comparison_page(&dir.path))?;
     Ok(Comparison { dir: dir.path, leaderboard: md })
 }
 

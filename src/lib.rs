@@ -17,6 +17,7 @@ pub mod error;
 pub mod model;
 pub mod ops;
 pub mod plots;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod seed;

@@ -304,6 +304,7 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
             manifest.status = Status::Failed { reason: e.to_string() };
             manifest.finished_at = Some(manifest::now_utc());
             write_manifest(&manifest)?;
+            dir.write(files::REPORT, crate::report::run_page(&dir.path))?;
             return Err(e);
         }
     };
@@ -342,6 +343,7 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
     manifest.status = Status::Completed;
     manifest.finished_at = Some(manifest::now_utc());
     write_manifest(&manifest)?;
+    dir.write(files::REPORT, crate::report::run_page(&dir.path))?;
     if let Some(last) = history.epochs.last() {
         tracing::info!(
             "done: val_accuracy {:.4}, val_loss {:.4} after {} epochs; results in {}",

@@ -35,6 +35,8 @@ pub mod files {
     pub const SAMPLES: &str = "samples";
     /// Stem of the augmentation preview (`.png`, `.svg`), when `[augment]` is set.
     pub const AUGMENTATIONS: &str = "augmentations";
+    /// The self-contained HTML report.
+    pub const REPORT: &str = "report.html";
     /// Stem of the validation confusion matrix (`.png`, `.svg`).
     pub const CONFUSION: &str = "confusion_matrix";
     /// Stem of the grid of validation predictions (`.png`, `.svg`).

@@ -9,4 +9,5 @@ mod layering;
 mod model;
 mod ops;
 mod pipeline;
+mod report;
 mod util;

@@ -1,0 +1,142 @@
+//! `report.html`: one self-contained page per run and per comparison (inline SVG, images as
+//! data URIs, no scripts, no network), readable in any browser and easy to mail around.
+//! Built from the files already in the folder, so it shows exactly what was written.
+
+use std::path::Path;
+
+use crate::results::files;
+
+/// Escapes text for HTML.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn read(dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(name)).ok()
+}
+
+/// An inline SVG figure from `<stem>.svg`, if present.
+fn figure(dir: &Path, stem: &str, caption: &str) -> String {
+    match read(dir, &format!("{stem}.svg")) {
+        Some(svg) => {
+            let svg = svg.trim_start_matches(|c| c != '<');
+            let svg = if svg.starts_with("<?xml") {
+                svg.split_once("?>").map_or(svg, |(_, rest)| rest.trim_start())
+            } else {
+                svg
+            };
+            format!("<figure>{svg}<figcaption>{}</figcaption></figure>\n", escape(caption))
+        }
+        None => String::new(),
+    }
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>\n\
+         body {{ font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}\n\
+         figure {{ display: inline-block; margin: 0.5em; vertical-align: top; }}\n\
+         figure svg {{ max-width: 100%; height: auto; }}\n\
+         figcaption {{ text-align: center; color: #555; }}\n\
+         pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}\n\
+         table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}\n\
+         th {{ background: #eee; }}\n</style>\n</head>\n<body>\n<h1>{}</h1>\n{body}</body>\n</html>\n",
+        escape(title),
+        escape(title)
+    )
+}
+
+/// A Markdown table (as `leaderboard.md` writes it) as HTML.
+fn table(markdown: &str) -> String {
+    let rows: Vec<Vec<&str>> = markdown
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("|---"))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let mut out = String::from("<div style=\"overflow-x: auto\"><table>\n");
+    for (i, row) in rows.iter().enumerate() {
+        let cell = if i == 0 { "th" } else { "td" };
+        out += "<tr>";
+        for c in row {
+            out += &format!("<{cell}>{}</{cell}>", escape(c));
+        }
+        out += "</tr>\n";
+    }
+    out + "</table></div>\n"
+}
+
+/// The report of the run folder `dir`.
+pub fn run_page(dir: &Path) -> String {
+    let mut body = String::new();
+    if let Some(manifest) = read(dir, files::MANIFEST).and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+    {
+        let status = manifest["status"]["state"].as_str().unwrap_or("unknown");
+        let seconds: f64 = manifest["epoch_seconds"].as_array().into_iter().flatten().filter_map(|v| v.as_f64()).sum();
+        body += &format!(
+            "<p>Status: <b>{}</b>. Started {}, {:.1} s of training on {} ({} threads). Data: {} ({} training, {} validation, {} test images).</p>\n",
+            escape(status),
+            escape(manifest["started_at"].as_str().unwrap_or("-")),
+            seconds,
+            escape(manifest["device"].as_str().unwrap_or("-")),
+            manifest["threads"],
+            escape(manifest["dataset"]["path"].as_str().unwrap_or("-")),
+            manifest["dataset"]["train"],
+            manifest["dataset"]["validation"],
+            manifest["dataset"]["test"],
+        );
+    }
+    if let Some(test) = read(dir, files::TEST_METRICS).and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    {
+        body += &format!("<p>Test split: accuracy {}, loss {}.</p>\n", test["accuracy"], test["loss"]);
+    }
+    body += "<h2>Training</h2>\n";
+    body += &figure(dir, "accuracy", "Accuracy");
+    body += &figure(dir, "loss", "Loss");
+    body += "<h2>Validation</h2>\n";
+    body += &figure(dir, files::CONFUSION, "Confusion matrix");
+    body += &figure(dir, files::PREDICTIONS, "Predictions (mistakes first, in red)");
+    body += "<h2>Data</h2>\n";
+    body += &figure(dir, files::SAMPLES, "Samples per class");
+    body += &figure(dir, files::CLASS_COUNTS, "Images per class and split");
+    body += &figure(dir, files::AUGMENTATIONS, "Augmentation");
+    if let Some(summary) = read(dir, files::SUMMARY) {
+        body += &format!("<h2>Model</h2>\n<pre>{}</pre>\n", escape(&summary));
+    }
+    if let Some(history) = read(dir, files::HISTORY_CSV) {
+        let md: String = history.lines().map(|l| format!("| {} |\n", l.replace(',', " | "))).collect();
+        body += &format!("<h2>History</h2>\n{}", table(&md));
+    }
+    if let Some(config) = read(dir, files::CONFIG) {
+        body += &format!("<h2>Config</h2>\n<pre>{}</pre>\n", escape(&config));
+    }
+    let name = dir
+        .iter()
+        .rev()
+        .take(2)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .map(|c| c.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
+    page(&format!("runner: {name}"), &body)
+}
+
+/// The report of the comparison folder `dir`.
+pub fn comparison_page(dir: &Path) -> String {
+    let mut body = String::new();
+    if let Some(md) = read(dir, "leaderboard.md") {
+        body += "<h2>Leaderboard</h2>\n";
+        body += &table(&md);
+        let notes: Vec<&str> = md.lines().filter_map(|l| l.strip_prefix("- ")).collect();
+        if !notes.is_empty() {
+            body += "<ul>\n";
+            notes.iter().for_each(|n| body += &format!("<li>{}</li>\n", escape(n)));
+            body += "</ul>\n";
+        }
+    }
+    body += "<h2>Curves</h2>\n";
+    body += &figure(dir, "compare_accuracy", "Accuracy (validation solid, training dashed)");
+    body += &figure(dir, "compare_loss", "Loss (validation solid, training dashed)");
+    page("runner: comparison", &body)
+}

@@ -1,0 +1,107 @@
+//! `report.html`: self-contained (every resource inline, so none can be missing), and it
+//! renders in headless Chromium. Under CI (where `.ci/run` installs Chromium) the browser part
+//! is required; elsewhere it runs when Chromium is installed.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::*;
+
+/// Every `src`, `href` and `url(...)` target in `html`: all must be inline.
+fn references(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["src=\"", "href=\"", "url("] {
+        for (i, _) in html.match_indices(attr) {
+            let rest = &html[i + attr.len()..];
+            let end = rest.find(['"', ')']).unwrap_or(rest.len());
+            out.push(rest[..end].to_string());
+        }
+    }
+    out
+}
+
+fn chromium() -> Option<&'static str> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists())
+}
+
+/// Renders `page` to a PNG screenshot with headless Chromium.
+fn screenshot(browser: &str, page: &Path, png: &Path) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--window-size=1280,2400")
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(png.is_file(), "chromium wrote no screenshot:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Fraction of pixels in a horizontal band of the screenshot that are not white.
+fn ink(png: &Path, from: f64, to: f64) -> f64 {
+    let img = image::open(png).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    let rows = (h as f64 * from) as u32..(h as f64 * to) as u32;
+    let total = (rows.len() as u32 * w) as f64;
+    let dark = rows
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| img.get_pixel(x, y).0.iter().any(|&c| c < 200))
+        .count();
+    dark as f64 / total
+}
+
+#[test]
+fn reports_are_self_contained_and_render_in_a_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fashion_subset(&data, &["bag", "trouser", "sandal"], 24);
+    let results = tmp.path().join("results");
+    std::fs::write(tmp.path().join("exp.toml"), small_config("report", &data, &results, 1, 2, 3)).unwrap();
+    assert_exit(&runner(tmp.path(), &["exp.toml"]), 0);
+    assert_exit(&runner(tmp.path(), &["exp.toml", "--set", "train.learning_rate=0.01"]), 0);
+    assert_exit(&runner(tmp.path(), &["compare", "results", "-o", "cmp"]), 0);
+
+    let pages = [results.join("report/run-001/report.html"), tmp.path().join("cmp/report.html")];
+    for page in &pages {
+        let html = std::fs::read_to_string(page).unwrap();
+        assert!(
+            html.starts_with("<!DOCTYPE html>") && html.contains("<svg"),
+            "{} is not an HTML report with figures",
+            page.display()
+        );
+        assert!(!html.contains("<script"), "reports need no scripts");
+        for target in references(&html) {
+            assert!(
+                target.starts_with("data:") || target.starts_with('#'),
+                "{} refers to `{target}`, which may be missing",
+                page.display()
+            );
+        }
+    }
+    let run_html = std::fs::read_to_string(&pages[0]).unwrap();
+    for part in ["Training and validation accuracy", "Confusion matrix", "Total params", "[train]", "epoch | accuracy"]
+    {
+        assert!(
+            run_html.contains(part) || run_html.contains(&part.replace(" | ", "</th><th>")),
+            "the run report lacks {part:?}"
+        );
+    }
+    assert!(
+        std::fs::read_to_string(&pages[1]).unwrap().contains("train.learning_rate"),
+        "the comparison report has the leaderboard"
+    );
+
+    let Some(browser) = chromium() else {
+        assert!(std::env::var_os("CI").is_none(), "CI must install Chromium (see .ci/run)");
+        eprintln!("note: Chromium is not installed; the browser check of report.html was not run");
+        return;
+    };
+    for (page, name) in pages.iter().zip(["run", "comparison"]) {
+        let png = tmp.path().join(format!("{name}.png"));
+        screenshot(browser, page, &png);
+        // Title and curves at the top: the page rendered, with content.
+        assert!(ink(&png, 0.0, 0.3) > 0.01, "the {name} report looks blank in Chromium");
+    }
+}
