@@ -33,10 +33,14 @@ pub enum Error {
     /// Training could not go on (for example a non-finite loss).
     #[error("{0}")]
     Train(String),
+    /// Training was stopped with Ctrl-C (at the given point).
+    #[error("interrupted at {0}; the run folder keeps the epochs finished so far")]
+    Interrupted(String),
 }
 
 impl Error {
-    /// The process exit code for this error (sysexits: 64 usage, 65 data, 74 I/O, 78 config).
+    /// The process exit code for this error (sysexits: 64 usage, 65 data, 74 I/O, 78 config;
+    /// 130 for Ctrl-C, as shells report it).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 64,
@@ -44,6 +48,7 @@ impl Error {
             Error::Io { .. } => 74,
             Error::Config(_) => 78,
             Error::Train(_) => 1,
+            Error::Interrupted(_) => 130,
         }
     }
 

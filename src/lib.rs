@@ -14,6 +14,7 @@ pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod interrupt;
 pub mod model;
 pub mod ops;
 pub mod plots;

@@ -291,6 +291,8 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
     write_manifest(&manifest)?;
 
     let mut epoch_start = Instant::now();
+    // Ctrl-C stops training at the next batch boundary (until the guard is dropped).
+    let ctrl_c = crate::interrupt::Guard::install();
     let trained = train::fit(&dev, plan, images, split, |history| {
         manifest.epoch_seconds.push(epoch_start.elapsed().as_secs_f64());
         write_history(&dir, history, &cfg.output.plot_formats)?;
@@ -298,10 +300,14 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
         epoch_start = Instant::now();
         Ok(())
     });
+    drop(ctrl_c);
     let (net, history) = match trained {
         Ok(t) => t,
         Err(e) => {
-            manifest.status = Status::Failed { reason: e.to_string() };
+            manifest.status = match &e {
+                Error::Interrupted(at) => Status::Interrupted { at: at.clone() },
+                other => Status::Failed { reason: other.to_string() },
+            };
             manifest.finished_at = Some(manifest::now_utc());
             write_manifest(&manifest)?;
             dir.write(files::REPORT, crate::report::run_page(&dir.path))?;

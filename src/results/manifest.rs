@@ -13,6 +13,11 @@ pub enum Status {
     Running,
     /// All epochs done.
     Completed,
+    /// Stopped with Ctrl-C.
+    Interrupted {
+        /// Where (epoch and batch).
+        at: String,
+    },
     /// Stopped by an error.
     Failed {
         /// The error message.

@@ -78,6 +78,9 @@ pub fn fit<D: Backend>(
                 correct += loss::correct(&host_logits, host_logits.len() / n, &labels);
                 seen += n;
                 progress.step(step + 1, loss_sum / seen as f64, correct as f64 / seen as f64);
+                if crate::interrupt::requested() {
+                    return Err(Error::Interrupted(format!("epoch {}, batch {}", epoch + 1, step + 1)));
+                }
             }
             Ok(())
         })?;

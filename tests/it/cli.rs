@@ -383,10 +383,10 @@ fn check_reports_data_split_and_model_costs_without_training() {
 fn compare_ranks_runs_by_what_differs_and_ls_lists_them() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    fashion_subset(&data, &["bag", "trouser"], 30);
+    fashion_subset(&data, &["bag", "trouser", "shirt"], 30);
     let results = tmp.path().join("results");
-    std::fs::write(tmp.path().join("exp.toml"), small_config("cmp", &data, &results, 1, 2, 2)).unwrap();
-    for lr in ["0.001", "0.00001"] {
+    std::fs::write(tmp.path().join("exp.toml"), small_config("cmp", &data, &results, 1, 3, 3)).unwrap();
+    for lr in ["0.001", "0.00001", "0.0003"] {
         assert_exit(&runner(tmp.path(), &["exp.toml", "--set", &format!("train.learning_rate={lr}")]), 0);
     }
     // A folder that looks like a run but is broken: noted, not fatal.
@@ -396,24 +396,104 @@ fn compare_ranks_runs_by_what_differs_and_ls_lists_them() {
     let out = runner(tmp.path(), &["compare", "results", "-o", "cmp_out"]);
     assert_exit(&out, 0);
     let md = std::fs::read_to_string(tmp.path().join("cmp_out/leaderboard.md")).unwrap();
-    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
-    assert!(rows[0].contains("| train.learning_rate |"), "the differing key is a column:\n{md}");
-    assert!(rows[1].starts_with("| 1 | cmp/run-001 | 0.001 |"), "the better run ranks first:\n{md}");
-    assert!(rows[2].starts_with("| 2 | cmp/run-002 | 0.00001 |"), "{md}");
+    let rows: Vec<Vec<String>> = md
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect())
+        .collect();
+    // Exactly the changed key is a column, between the run and the metrics.
+    assert_eq!(rows[0][..4], ["rank", "run", "train.learning_rate", "best val_accuracy"], "{md}");
+    // The order matches the histories: best validation accuracy, highest first.
+    let best = |run: &str| {
+        let csv = std::fs::read_to_string(results.join(run).join("history.csv")).unwrap();
+        csv.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse::<f64>().unwrap()).fold(f64::MIN, f64::max)
+    };
+    let ranked: Vec<f64> = rows[1..].iter().map(|r| best(&r[1])).collect();
+    assert_eq!(ranked.len(), 3, "{md}");
+    assert!(
+        ranked.windows(2).all(|w| w[0] >= w[1]),
+        "leaderboard order {ranked:?} does not follow the histories:\n{md}"
+    );
+    for row in &rows[1..] {
+        assert_eq!(row[3], format!("{:.4}", best(&row[1])), "{md}");
+    }
     assert!(md.contains("cmp/run-009") && md.contains("skipped"), "broken runs are noted:\n{md}");
     let csv = std::fs::read_to_string(tmp.path().join("cmp_out/leaderboard.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert_eq!(csv.lines().count(), 4, "{csv}");
     for stem in ["compare_accuracy", "compare_loss"] {
         image::open(tmp.path().join(format!("cmp_out/{stem}.png"))).unwrap();
         let svg = std::fs::read_to_string(tmp.path().join(format!("cmp_out/{stem}.svg"))).unwrap();
-        assert!(svg.contains("train.learning_rate=0.001"), "{stem}.svg legend names runs by their values");
+        for lr in ["0.001", "0.00001", "0.0003"] {
+            assert_eq!(
+                svg.lines().filter(|l| l.ends_with(&format!("train.learning_rate={lr}"))).count(),
+                1,
+                "{stem}.svg: one legend entry per run ({lr})"
+            );
+        }
     }
 
     let out = runner(tmp.path(), &["ls", "results"]);
     assert_exit(&out, 0);
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(listing.lines().filter(|l| l.contains("completed")).count(), 2, "{listing}");
+    assert_eq!(listing.lines().filter(|l| l.contains("completed")).count(), 3, "{listing}");
     assert!(listing.contains("run-009") && listing.contains("unreadable"), "{listing}");
 
     assert_exit(&runner(tmp.path(), &["compare", "no_such_dir"]), 64);
+}
+
+#[test]
+fn the_manifest_records_completed_interrupted_and_failed_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fashion_subset(&data, &["bag", "trouser"], 100);
+    let results = tmp.path().join("results");
+    std::fs::write(tmp.path().join("exp.toml"), small_config("states", &data, &results, 1, 1000, 2)).unwrap();
+    let manifest = |run: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(results.join("states").join(run).join("manifest.json")).unwrap())
+            .unwrap()
+    };
+
+    // Completed.
+    assert_exit(&runner(tmp.path(), &["exp.toml", "--set", "train.epochs=1"]), 0);
+    let m = manifest("run-001");
+    assert_eq!(m["status"]["state"], "completed");
+    for key in
+        ["runner_version", "command", "host", "device", "threads", "seed", "started_at", "finished_at", "epoch_seconds"]
+    {
+        assert!(!m[key].is_null(), "manifest lacks {key}: {m}");
+    }
+    assert_eq!(m["epoch_seconds"].as_array().unwrap().len(), 1);
+    assert_eq!(m["seed"], 1);
+    assert_eq!(m["command"][2], "--set");
+
+    // Interrupted: Ctrl-C after the first epoch stops at a batch boundary and keeps the history.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("exp.toml")
+        .current_dir(tmp.path())
+        .env("RUNNER_CACHE_DIR", tmp.path().join("cache"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let history = results.join("states/run-002/history.csv");
+    let started = std::time::Instant::now();
+    while !history.exists() {
+        assert!(started.elapsed().as_secs() < 60, "no epoch finished within a minute");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits with 130");
+    let m = manifest("run-002");
+    assert_eq!(m["status"]["state"], "interrupted", "{m}");
+    assert!(m["status"]["at"].as_str().unwrap().starts_with("epoch "), "{m}");
+    assert!(std::fs::read_to_string(&history).unwrap().lines().count() >= 2, "finished epochs are kept");
+    assert!(results.join("states/run-002/report.html").is_file());
+
+    // Failed: a learning rate that blows the weights up gives a non-finite loss.
+    let out = runner(tmp.path(), &["exp.toml", "--set", "train.learning_rate=1e38"]);
+    assert_exit(&out, 1);
+    let m = manifest("run-003");
+    assert_eq!(m["status"]["state"], "failed", "{m}");
+    assert!(m["status"]["reason"].as_str().unwrap().contains("loss became"), "{m}");
 }
