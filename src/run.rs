@@ -129,14 +129,21 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
         tracing::warn!("{summary} (listed in quarantine.csv of the run folder)");
     }
     let d = &cfg.data;
-    let split = data::split(
-        &images.labels,
-        images.classes.len(),
-        d.validation_split,
-        d.test_split,
-        d.stratify,
-        cfg.experiment.seed,
-    );
+    let split = match &d.split_file {
+        Some(file) => {
+            let csv = std::fs::read_to_string(file).map_err(|e| Error::io("reading data.split_file", file, e))?;
+            data::split::from_csv(&csv, &images.paths)
+                .map_err(|why| Error::Data(format!("data.split_file `{}`: {why}", file.display())))?
+        }
+        None => data::split(
+            &images.labels,
+            images.classes.len(),
+            d.validation_split,
+            d.test_split,
+            d.stratify,
+            cfg.experiment.seed,
+        ),
+    };
     if split.train.is_empty() || split.val.is_empty() {
         return Err(Error::Data(format!(
             "{} usable images are too few to split into training and validation",

@@ -75,6 +75,10 @@ pub struct DataConfig {
     /// (default 0: no test set).
     #[serde(default)]
     pub test_split: f64,
+    /// Reuse the split of an earlier run: the path of its `split.csv` (instead of drawing one
+    /// from the seed). Every used file must be listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_file: Option<PathBuf>,
     /// Split each class separately so every split keeps the class balance (default true).
     #[serde(default = "yes")]
     pub stratify: bool,

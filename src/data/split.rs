@@ -71,3 +71,42 @@ pub fn epoch_order(train: &[usize], seed: u64, epoch: usize) -> Vec<usize> {
     order.shuffle(&mut seed::rng(seed, Stream::Shuffle, &[epoch as u64]));
     order
 }
+
+/// The split recorded in a run's `split.csv` (`path,class,split`), applied to `paths`. Every
+/// path must be listed; the file must name only `train`, `validation` and `test`.
+pub fn from_csv(csv: &str, paths: &[std::path::PathBuf]) -> Result<Split, String> {
+    let mut recorded = std::collections::HashMap::new();
+    for (n, line) in csv.lines().enumerate().skip(1) {
+        // The path may be quoted (it can hold commas); class and split never are.
+        let mut fields = line.rsplitn(3, ',');
+        let (Some(split), Some(_class), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(format!("line {}: expected path,class,split", n + 1));
+        };
+        let path = match path.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => path.to_string(),
+        };
+        if !["train", "validation", "test"].contains(&split) {
+            return Err(format!("line {}: unknown split `{split}` (train, validation or test)", n + 1));
+        }
+        recorded.insert(path, split.to_string());
+    }
+    let mut s = Split { train: Vec::new(), val: Vec::new(), test: Vec::new() };
+    let mut missing = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        match recorded.get(&path.display().to_string()).map(String::as_str) {
+            Some("train") => s.train.push(i),
+            Some("validation") => s.val.push(i),
+            Some(_) => s.test.push(i),
+            None => missing.push(path.display().to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(format!(
+            "{} used file(s) are not in it, such as `{}`; the folder changed since that run",
+            missing.len(),
+            missing[0]
+        ));
+    }
+    Ok(s)
+}

@@ -244,3 +244,29 @@ fn runner_data_writes_pictures_of_the_dataset() {
     image::open(dir.join("class_counts.png")).unwrap();
     assert!(!tmp.path().join("results/pictures/run-001").exists(), "`runner data` does not train");
 }
+
+#[test]
+fn a_recorded_split_can_be_reused_by_a_later_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    striped_jpegs(&data, 12, (40, 30));
+    std::fs::write(tmp.path().join("exp.toml"), config("reuse", &data, "test_split = 0.25")).unwrap();
+    let cache = tmp.path().join("cache");
+    assert_exit(&runner_with(tmp.path(), &["exp.toml"], 2, &cache), 0);
+    let first = std::fs::read_to_string(tmp.path().join("results/reuse/run-001/split.csv")).unwrap();
+    // Another seed would draw another split; the recorded one wins.
+    let args =
+        ["exp.toml", "--set", "experiment.seed=99", "--set", "data.split_file=\"results/reuse/run-001/split.csv\""];
+    assert_exit(&runner_with(tmp.path(), &args, 2, &cache), 0);
+    let second = std::fs::read_to_string(tmp.path().join("results/reuse/run-002/split.csv")).unwrap();
+    assert_eq!(first, second);
+    assert_exit(&runner_with(tmp.path(), &["exp.toml", "--set", "experiment.seed=99"], 2, &cache), 0);
+    assert_ne!(first, std::fs::read_to_string(tmp.path().join("results/reuse/run-003/split.csv")).unwrap());
+
+    // A split file that does not cover the folder is refused.
+    let partial: String = first.lines().take(5).map(|l| format!("{l}\n")).collect();
+    std::fs::write(tmp.path().join("partial.csv"), partial).unwrap();
+    let out = runner_with(tmp.path(), &["exp.toml", "--set", "data.split_file=\"partial.csv\""], 2, &cache);
+    assert_exit(&out, 65);
+    assert!(stderr(&out).contains("are not in it"), "{}", stderr(&out));
+}
