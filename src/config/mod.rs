@@ -72,7 +72,7 @@ fn deserialize(table: &Table, sources: &Sources) -> Result<Config> {
             diags.push(sources.at(&[], format!("missing table [{required}]; every config needs one")));
         }
     }
-    let mut section = |name: &str, check: fn(&Value) -> std::result::Result<(), (Vec<Step>, String)>| {
+    let mut section = |name: &str, check: SectionCheck| {
         if let Some(value) = table.get(name) {
             if let Err((mut steps, message)) = check(value) {
                 steps.insert(0, Step::Key(name.to_string()));
@@ -91,6 +91,9 @@ fn deserialize(table: &Table, sources: &Sources) -> Result<Config> {
     }
     Err(Error::Config(sources.render_all(&diags)))
 }
+
+/// Deserialises one section, returning the key path and message of its first problem.
+type SectionCheck = fn(&Value) -> std::result::Result<(), (Vec<Step>, String)>;
 
 /// Deserialises `value` as `T`, returning the key path and message of the first problem.
 fn check_as<T: DeserializeOwned>(value: &Value) -> std::result::Result<(), (Vec<Step>, String)> {

@@ -41,8 +41,11 @@ pub fn to_bytes(tensors: &[TensorData], metadata: &BTreeMap<String, String>) -> 
     out
 }
 
+/// A tensor read back: name, shape, values.
+pub type Named = (String, Vec<usize>, Vec<f32>);
+
 /// Reads a file written by [`to_bytes`] back into `(name, dims, values)`, in file order.
-pub fn from_bytes(bytes: &[u8]) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String> {
+pub fn from_bytes(bytes: &[u8]) -> Result<Vec<Named>, String> {
     let len = u64::from_le_bytes(bytes.get(..8).ok_or("file too short")?.try_into().expect("8 bytes")) as usize;
     let head = bytes.get(8..8 + len).ok_or("header length beyond end of file")?;
     let header: serde_json::Map<String, serde_json::Value> =
