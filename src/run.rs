@@ -1,5 +1,6 @@
-//! One experiment end to end: check the config, scan and load the data, train, and write the
-//! run folder as training goes.
+//! The commands that take an experiment file, end to end: `check` (everything knowable
+//! without decoding), `data` and `augment` (load the data and picture it), and `run` (train,
+//! writing the run folder as training goes).
 
 use std::collections::BTreeMap;
 use std::path::Path;
