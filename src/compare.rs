@@ -50,16 +50,7 @@ impl Run {
             .unwrap_or_default();
         let json =
             |name: &str| std::fs::read_to_string(dir.join(name)).ok().and_then(|t| serde_json::from_str(&t).ok());
-        let name = dir
-            .iter()
-            .rev()
-            .take(2)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .map(|c| c.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
+        let name = crate::results::run_name(dir);
         Ok(Run {
             dir: dir.to_path_buf(),
             name,

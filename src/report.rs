@@ -109,16 +109,7 @@ pub fn run_page(dir: &Path) -> String {
     if let Some(config) = read(dir, files::CONFIG) {
         body += &format!("<h2>Config</h2>\n<pre>{}</pre>\n", escape(&config));
     }
-    let name = dir
-        .iter()
-        .rev()
-        .take(2)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .map(|c| c.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/");
+    let name = crate::results::run_name(dir);
     page(&format!("runner: {name}"), &body)
 }
 

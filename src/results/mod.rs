@@ -80,6 +80,13 @@ impl RunDir {
     }
 }
 
+/// `<experiment>/<run id>`: the last two components of a run folder's path, how runs are
+/// named in logs, leaderboards and reports.
+pub fn run_name(dir: &Path) -> String {
+    let parts: Vec<_> = dir.iter().rev().take(2).map(|c| c.to_string_lossy()).collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("/")
+}
+
 /// One past the highest existing `<prefix>-NNN`.
 fn next_free(parent: &Path, prefix: &str) -> usize {
     std::fs::read_dir(parent)
