@@ -33,6 +33,11 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// `sample`'s path relative to the dataset folder (how the cache names files).
+    pub fn relative_name(&self, sample: &Sample) -> String {
+        sample.path.strip_prefix(&self.root).unwrap_or(&sample.path).to_string_lossy().into_owned()
+    }
+
     /// Number of files per class, in class order.
     pub fn counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.classes.len()];

@@ -83,7 +83,7 @@ pub fn known_quarantine(
     let cache = cache_dir.map(|dir| Cache::open(dir, &listing.root, &cache_settings(image_size, mode)));
     let mut known = listing.quarantined.clone();
     for s in &listing.samples {
-        let name = s.path.strip_prefix(&listing.root).unwrap_or(&s.path).to_string_lossy().into_owned();
+        let name = listing.relative_name(s);
         match Stamp::of(&s.path) {
             Err(e) => known.push(Quarantined::new(s.path.clone(), Reason::Unreadable, e.to_string())),
             Ok(stamp) if stamp.size == 0 => {
@@ -119,38 +119,36 @@ pub fn load(
 ) -> Result<(Images, LoadStats)> {
     let [h, w] = image_size;
     let mut cache = cache_dir.map(|dir| Cache::open(dir, &listing.root, &cache_settings(image_size, mode)));
-    let name = |s: &Sample| s.path.strip_prefix(&listing.root).unwrap_or(&s.path).to_string_lossy().into_owned();
     let stamps: Vec<_> = listing.samples.par_iter().map(|s| Stamp::of(&s.path)).collect();
-    let mut stats = LoadStats::default();
-    let decoded: Vec<Decoded> = listing
+    // Each file's result, and whether it came from the cache.
+    let results: Vec<(Decoded, bool)> = listing
         .samples
         .par_iter()
         .zip(&stamps)
         .map(|(s, stamp)| {
-            let stamp = stamp.as_ref().map_err(|e| (Reason::Unreadable, e.to_string()))?;
-            match cache.as_ref().and_then(|c| c.get(&name(s), *stamp)) {
-                Some(hit) => hit.clone(),
-                None => decode::decode(&s.path, image_size, mode),
+            let stamp = match stamp {
+                Ok(stamp) => stamp,
+                Err(e) => return (Err((Reason::Unreadable, e.to_string())), false),
+            };
+            match cache.as_ref().and_then(|c| c.get(&listing.relative_name(s), *stamp)) {
+                Some(hit) => (hit.clone(), true),
+                None => (decode::decode(&s.path, image_size, mode), false),
             }
         })
         .collect();
+    let from_cache = results.iter().filter(|(_, hit)| *hit).count();
+    let stats = LoadStats { decoded: results.len() - from_cache, from_cache };
     if let Some(cache) = cache.as_mut() {
-        for ((s, stamp), result) in listing.samples.iter().zip(&stamps).zip(&decoded) {
-            let Ok(stamp) = stamp else { continue };
-            if cache.get(&name(s), *stamp).is_some() {
-                stats.from_cache += 1;
-            } else {
-                stats.decoded += 1;
-                cache.insert(name(s), *stamp, result.clone());
+        let names: Vec<String> = listing.samples.iter().map(|s| listing.relative_name(s)).collect();
+        for ((name, stamp), (result, hit)) in names.iter().zip(&stamps).zip(&results) {
+            if let (Ok(stamp), false) = (stamp, hit) {
+                cache.insert(name.clone(), *stamp, result.clone());
             }
         }
-        let names: Vec<String> = listing.samples.iter().map(name).collect();
         cache.retain(&names.iter().map(String::as_str).collect());
         if let Err(e) = cache.save() {
             tracing::warn!("could not save the image cache: {e}");
         }
-    } else {
-        stats.decoded = listing.samples.len();
     }
 
     let mut images = Images {
@@ -161,7 +159,7 @@ pub fn load(
         quarantined: listing.quarantined,
         classes: listing.classes,
     };
-    for (sample, result) in listing.samples.into_iter().zip(decoded) {
+    for (sample, (result, _)) in listing.samples.into_iter().zip(results) {
         match result {
             Ok(pixels) => {
                 images.pixels.extend_from_slice(&pixels);
