@@ -309,16 +309,21 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
         Ok(())
     });
     drop(ctrl_c);
-    let (net, history) = match trained {
+    // Every way a run ends: its status in the manifest, then the report.
+    let finish = |manifest: &mut Manifest, status| {
+        manifest.status = status;
+        manifest.finished_at = Some(manifest::now_utc());
+        write_manifest(manifest)?;
+        dir.write(files::REPORT, crate::report::run_page(&dir.path))
+    };
+    let train::Trained { net, history, validation } = match trained {
         Ok(t) => t,
         Err(e) => {
-            manifest.status = match &e {
+            let status = match &e {
                 Error::Interrupted(at) => Status::Interrupted { at: at.clone() },
                 other => Status::Failed { reason: other.to_string() },
             };
-            manifest.finished_at = Some(manifest::now_utc());
-            write_manifest(&manifest)?;
-            dir.write(files::REPORT, crate::report::run_page(&dir.path))?;
+            finish(&mut manifest, status)?;
             return Err(e);
         }
     };
@@ -336,28 +341,25 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
     ]);
     dir.write(files::WEIGHTS, safetensors::to_bytes(&tensors, &metadata))?;
 
-    // What the model gets right and wrong on the validation split.
-    let predictions = train::predict(&dev, &net, images, &split.val, cfg.train.batch_size);
+    // What the model gets right and wrong on the validation split (from the last epoch's pass).
+    let predictions = &validation.predictions;
     let predicted: Vec<usize> = predictions.iter().map(|p| p.class).collect();
     let truth: Vec<usize> = split.val.iter().map(|&i| images.labels[i]).collect();
     let matrix = plots::confusion::matrix(images.classes.len(), &truth, &predicted);
     let formats = &cfg.output.plot_formats;
     let title = "Confusion matrix (validation)";
     write_picture(&dir, files::CONFUSION, plots::confusion::render(&images.classes, &matrix, title), formats)?;
-    write_picture(&dir, files::PREDICTIONS, plots::predictions::render(images, &split.val, &predictions), formats)?;
+    write_picture(&dir, files::PREDICTIONS, plots::predictions::render(images, &split.val, predictions), formats)?;
 
     // The test split is looked at once, after training and model selection are over.
     if !split.test.is_empty() {
-        let (loss, accuracy) = train::evaluate(&dev, &net, plan, images, &split.test);
+        let train::Evaluation { loss, accuracy, .. } = train::evaluate(&dev, &net, plan, images, &split.test);
         tracing::info!("test: loss {loss:.4}, accuracy {accuracy:.4} on {} images", split.test.len());
         let json = serde_json::json!({ "loss": loss, "accuracy": accuracy, "samples": split.test.len() });
         dir.write(files::TEST_METRICS, serde_json::to_string_pretty(&json).expect("numbers") + "\n")?;
     }
 
-    manifest.status = Status::Completed;
-    manifest.finished_at = Some(manifest::now_utc());
-    write_manifest(&manifest)?;
-    dir.write(files::REPORT, crate::report::run_page(&dir.path))?;
+    finish(&mut manifest, Status::Completed)?;
     if let Some(last) = history.epochs.last() {
         tracing::info!(
             "done: val_accuracy {:.4}, val_loss {:.4} after {} epochs; results in {}",

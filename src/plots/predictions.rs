@@ -4,19 +4,11 @@
 use super::thumbnails::{self, Panel};
 use super::Picture;
 use crate::data::Images;
+use crate::train::Prediction;
 
 const SHOWN: usize = 24;
 /// Thumbnail side: wide enough for a caption like "✗ ankle_boot → sneaker 81%".
 const THUMB: u32 = 160;
-
-/// One prediction: the class and the probability the model gave it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Prediction {
-    /// Predicted class index.
-    pub class: usize,
-    /// Probability of that class.
-    pub confidence: f32,
-}
 
 /// Renders up to 24 of the images `indices` with `predictions` (same order): up to half
 /// mistakes first, then correct ones, each group taking one image of each true class in turn so

@@ -40,3 +40,20 @@ pub fn predicted(row: &[f32]) -> usize {
         _ => row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best }),
     }
 }
+
+/// The prediction a row of logits makes: the class as [`predicted`], with the probability
+/// the output activation (sigmoid for one unit, softmax otherwise) gives it.
+pub fn prediction(row: &[f32]) -> super::Prediction {
+    let class = predicted(row);
+    let confidence = match row {
+        [logit] => {
+            let p = 1.0 / (1.0 + (-logit).exp());
+            p.max(1.0 - p)
+        }
+        _ => {
+            let top = row[class];
+            1.0 / row.iter().map(|&l| (l - top).exp()).sum::<f32>()
+        }
+    };
+    super::Prediction { class, confidence }
+}

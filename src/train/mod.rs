@@ -18,6 +18,16 @@ use crate::{Error, Result};
 use adam::Adam;
 use progress::Progress;
 
+/// A trained network, its history, and its last validation pass.
+pub struct Trained<D: Backend> {
+    /// The network after the last epoch.
+    pub net: Network<D>,
+    /// Metrics per epoch.
+    pub history: History,
+    /// The validation pass after the last epoch, with each sample's prediction.
+    pub validation: Evaluation,
+}
+
 /// Builds the network (weights from the `Init` stream) and trains it on `split.train`,
 /// validating on `split.val` after every epoch. `on_epoch` sees the history after each epoch
 /// (to write it out as it grows).
@@ -27,13 +37,14 @@ pub fn fit<D: Backend>(
     images: &Images,
     split: &Split,
     mut on_epoch: impl FnMut(&History) -> Result<()>,
-) -> Result<(Network<D>, History)> {
+) -> Result<Trained<D>> {
     let cfg = &plan.config;
     let mut net = Network::new(plan.model.clone(), dev, &mut seed::rng(cfg.experiment.seed, Stream::Init, &[]));
     let mut adam = Adam::<D>::new(cfg.train.learning_rate);
     let mut history = History::default();
     let (batch_size, epochs) = (cfg.train.batch_size, cfg.train.epochs);
     let steps = split.train.len().div_ceil(batch_size);
+    let mut validation = None;
     for epoch in 0..epochs {
         let progress = Progress::start(epoch, epochs, steps);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
@@ -43,13 +54,13 @@ pub fn fit<D: Backend>(
             let order = epoch_order(&split.train, cfg.experiment.seed, epoch);
             scope.spawn(move || {
                 for indices in order.chunks(batch_size) {
-                    // The receiver is gone when training stopped early: stop too.
                     let x = match &cfg.augment {
                         Some(aug) => {
                             augment::batch(aug, &images.pixels, images.shape, indices, cfg.experiment.seed, epoch)
                         }
                         None => images.batch(indices),
                     };
+                    // The receiver is gone when training stopped early: stop too.
                     if tx.send((x, images.labels_of(indices))).is_err() {
                         break;
                     }
@@ -84,58 +95,56 @@ pub fn fit<D: Backend>(
             }
             Ok(())
         })?;
-        let (val_loss, val_accuracy) = evaluate(dev, &net, plan, images, &split.val);
+        let val = evaluate(dev, &net, plan, images, &split.val);
         let record = EpochRecord {
             epoch,
             accuracy: correct as f64 / seen as f64,
             loss: loss_sum / seen as f64,
-            val_accuracy,
-            val_loss,
+            val_accuracy: val.accuracy,
+            val_loss: val.loss,
         };
         progress.finish(&record);
         history.epochs.push(record);
         on_epoch(&history)?;
+        validation = Some(val);
     }
-    Ok((net, history))
+    let validation = validation.expect("train.epochs >= 1 is checked by config::validate");
+    Ok(Trained { net, history, validation })
 }
 
-/// Mean loss and accuracy of `net` on the samples `indices`, without a tape.
-pub fn evaluate<D: Backend>(dev: &D, net: &Network<D>, plan: &Plan, images: &Images, indices: &[usize]) -> (f64, f64) {
-    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+/// One sample's predicted class and the probability the model gave it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction {
+    /// Predicted class index.
+    pub class: usize,
+    /// Probability of that class.
+    pub confidence: f32,
+}
+
+/// A pass over some samples without a tape: mean loss, accuracy, and every prediction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss.
+    pub loss: f64,
+    /// Fraction predicted right.
+    pub accuracy: f64,
+    /// One per sample, in the order given.
+    pub predictions: Vec<Prediction>,
+}
+
+/// Evaluates `net` on the samples `indices`.
+pub fn evaluate<D: Backend>(dev: &D, net: &Network<D>, plan: &Plan, images: &Images, indices: &[usize]) -> Evaluation {
+    let mut loss_sum = 0.0f64;
+    let mut predictions = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(plan.config.train.batch_size) {
         let labels = images.labels_of(chunk);
         let input = dev.tensor_from_vec(images.batch(chunk), (chunk.len(), images.image_len()));
         let logits = net.forward(input, true);
         let host = logits.as_vec();
-        correct += loss::correct(&host, host.len() / chunk.len(), &labels);
+        predictions.extend(host.chunks(host.len() / chunk.len()).map(loss::prediction));
         loss_sum += f64::from(loss::loss(plan.config.train.loss, logits, &labels).as_vec()[0]) * chunk.len() as f64;
     }
+    let correct = indices.iter().zip(&predictions).filter(|(&i, p)| images.labels[i] == p.class).count();
     let n = indices.len().max(1) as f64;
-    (loss_sum / n, correct as f64 / n)
-}
-
-/// The class each of images `indices` is predicted to be, with its probability.
-pub fn predict<D: Backend>(
-    dev: &D,
-    net: &Network<D>,
-    images: &Images,
-    indices: &[usize],
-    batch_size: usize,
-) -> Vec<crate::plots::predictions::Prediction> {
-    use crate::plots::predictions::Prediction;
-    let mut out = Vec::with_capacity(indices.len());
-    for chunk in indices.chunks(batch_size) {
-        let input = dev.tensor_from_vec(images.batch(chunk), (chunk.len(), images.image_len()));
-        let probs = net.forward(input, false).as_vec();
-        for row in probs.chunks(probs.len() / chunk.len()) {
-            out.push(match row {
-                [p] => Prediction { class: usize::from(*p > 0.5), confidence: p.max(1.0 - p) },
-                _ => {
-                    let class = loss::predicted(row);
-                    Prediction { class, confidence: row[class] }
-                }
-            });
-        }
-    }
-    out
+    Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, predictions }
 }
