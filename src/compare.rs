@@ -285,11 +285,11 @@ pub fn compare(paths: &[PathBuf], out: Option<&Path>, metric: &str) -> Result<Co
             md += &format!("- {note}\n");
         }
     }
-    let csv_field =
-        |s: &String| if s.contains([',', '"']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.clone() };
-    let mut csv = header.iter().map(csv_field).collect::<Vec<_>>().join(",") + "\n";
+    let csv_row =
+        |row: &[String]| row.iter().map(|f| crate::results::csv_field(f)).collect::<Vec<_>>().join(",") + "\n";
+    let mut csv = csv_row(&header);
     for row in &rows {
-        csv += &(row.iter().map(csv_field).collect::<Vec<_>>().join(",") + "\n");
+        csv += &csv_row(row);
     }
     dir.write("leaderboard.md", &md)?;
     dir.write("leaderboard.csv", &csv)?;

@@ -179,8 +179,7 @@ pub fn write_data_files(dir: &RunDir, plan: &Plan, data: &Prepared) -> Result<()
 fn split_csv(images: &Images, split: &Split) -> String {
     let mut out = String::from("path,class,split\n");
     for (i, path) in images.paths.iter().enumerate() {
-        let path = path.display().to_string();
-        let path = if path.contains([',', '"', '\n']) { format!("\"{}\"", path.replace('"', "\"\"")) } else { path };
+        let path = crate::results::csv_field(&path.display().to_string());
         out += &format!("{path},{},{}\n", images.classes[images.labels[i]], split.name_of(i));
     }
     out

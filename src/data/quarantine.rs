@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use crate::results::csv_field;
+
 /// Why a file was not used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
@@ -93,13 +95,4 @@ pub fn summary(entries: &[Quarantined]) -> Option<String> {
     let parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
     let n = entries.len();
     Some(format!("{n} file{} quarantined: {}", if n == 1 { "" } else { "s" }, parts.join(", ")))
-}
-
-/// RFC 4180 quoting where needed.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }

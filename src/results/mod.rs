@@ -80,6 +80,15 @@ impl RunDir {
     }
 }
 
+/// A CSV field, quoted as RFC 4180 asks when it holds a comma, quote or line break.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 /// `<experiment>/<run id>`: the last two components of a run folder's path, how runs are
 /// named in logs, leaderboards and reports.
 pub fn run_name(dir: &Path) -> String {
