@@ -1,4 +1,5 @@
-//! The command line: `runner <config.toml>` (or `runner run <config.toml>`).
+//! The command line: `runner <config.toml>` (or `runner run <config.toml>`), which trains one
+//! experiment or, for a file with a `[sweep]` table, runs its sweep.
 
 use std::path::PathBuf;
 
@@ -12,6 +13,9 @@ use crate::Result;
 pub struct Cli {
     /// Experiment file to run (same as `runner run <CONFIG>`).
     pub config: Option<PathBuf>,
+    /// For a sweep file: how many trials run at once (the cores are divided between them).
+    #[arg(short, long, default_value_t = 1)]
+    pub jobs: usize,
     /// Only print warnings and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -30,6 +34,30 @@ enum Command {
     Run {
         /// Experiment file.
         config: PathBuf,
+        /// For a sweep file: how many trials run at once (the cores are divided between them).
+        #[arg(short, long, default_value_t = 1)]
+        jobs: usize,
+    },
+    /// Run the sweep declared in CONFIG's [sweep] table: each trial becomes a run folder under
+    /// `<output.dir>/sweeps/<experiment.name>/`, named by a hash of its config. Completed trials
+    /// are skipped; the others run (again). The comparison of all trials is written at the end.
+    #[command(args_conflicts_with_subcommands = true)]
+    Sweep {
+        #[command(subcommand)]
+        action: Option<SweepAction>,
+        /// Sweep file.
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        launch: Launch,
+    },
+    /// Run one trial of a sweep by index, in its folder (what local sweeps and Slurm array
+    /// tasks run). A completed trial is left as it is.
+    Trial {
+        /// The sweep folder (holding sweep.json).
+        dir: PathBuf,
+        /// The trial's index (the Slurm array task id).
+        #[arg(long)]
+        index: usize,
     },
     /// Check CONFIG, load its dataset (quarantining bad files, filling the image cache), and
     /// write sample images per class, class counts, the split and the quarantine list to
@@ -78,6 +106,104 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum SweepAction {
+    /// Each trial's state (pending, running, completed, failed, interrupted, died), epochs and
+    /// best metric, read from the files the trials write.
+    Status {
+        /// The sweep folder.
+        dir: PathBuf,
+    },
+    /// Write the comparison of the trials so far (leaderboard, curves, metric against each
+    /// swept key) into the sweep folder.
+    Compare {
+        /// The sweep folder.
+        dir: PathBuf,
+    },
+}
+
+/// Where and how a sweep's trials run.
+#[derive(Debug, clap::Args)]
+struct Launch {
+    /// `local` (child processes on this machine) or `slurm` (an sbatch array job; returns at once).
+    #[arg(long, value_enum, default_value_t = Launcher::Local)]
+    launcher: Launcher,
+    /// Local: how many trials run at once (the cores are divided between them).
+    #[arg(short, long, default_value_t = 1)]
+    jobs: usize,
+    /// Slurm: partition to submit to.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Slurm: time limit per trial, such as 2:00:00 (the trial stops cleanly a minute before).
+    #[arg(long)]
+    time: Option<String>,
+    /// Slurm: cores per trial (its thread count).
+    #[arg(long, default_value_t = 1)]
+    cpus_per_task: usize,
+    /// Slurm: GPUs per trial.
+    #[arg(long)]
+    gpus: Option<u32>,
+    /// Slurm: at most this many trials at once.
+    #[arg(long)]
+    max_parallel: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Launcher {
+    Local,
+    Slurm,
+}
+
+/// Trains the experiment in `config`, or runs its sweep when it declares one.
+fn run_or_sweep(config: &std::path::Path, overrides: &crate::config::Overrides, jobs: usize) -> Result<()> {
+    if crate::sweep::declared(config, overrides)? {
+        crate::sweep::run_local(config, overrides, jobs).map(|_| ())
+    } else {
+        crate::run::run(config, overrides).map(|_| ())
+    }
+}
+
+impl Launch {
+    fn run(self, config: &std::path::Path, overrides: &crate::config::Overrides) -> Result<()> {
+        match self.launcher {
+            Launcher::Local => {
+                let slurm_only = self.partition.is_some()
+                    || self.time.is_some()
+                    || self.gpus.is_some()
+                    || self.max_parallel.is_some()
+                    || self.cpus_per_task != 1;
+                if slurm_only {
+                    return Err(crate::Error::Usage(
+                        "--partition, --time, --cpus-per-task, --gpus and --max-parallel are for --launcher slurm"
+                            .into(),
+                    ));
+                }
+                crate::sweep::run_local(config, overrides, self.jobs).map(|_| ())
+            }
+            Launcher::Slurm => {
+                let options = crate::sweep::slurm::SlurmOptions {
+                    partition: self.partition,
+                    time: self.time,
+                    cpus_per_task: self.cpus_per_task,
+                    gpus: self.gpus,
+                    max_parallel: self.max_parallel,
+                };
+                let s = crate::sweep::slurm::submit(config, overrides, &options)?;
+                match (&s.array_job, &s.compare_job) {
+                    (Some(array), Some(compare)) => println!(
+                        "submitted {} trials as array job {array}; job {compare} writes the comparison when they end.\n\
+                         Follow them with: runner sweep status {}",
+                        s.trials.len(),
+                        s.dir.display()
+                    ),
+                    _ => println!("nothing to submit: every trial in {} is completed or running", s.dir.display()),
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 impl Cli {
     /// Carries out the command.
     pub fn execute(self) -> Result<()> {
@@ -85,7 +211,7 @@ impl Cli {
         let overrides = &overrides;
         match self.command {
             Some(Command::Compare { runs, out, metric }) => {
-                let c = crate::compare::compare(&runs, out.as_deref(), &metric)?;
+                let c = crate::compare::compare(&runs, out.as_deref(), &metric, !metric.contains("loss"))?;
                 print!("{}", c.leaderboard);
                 tracing::info!("wrote the comparison to {}", c.dir.display());
                 Ok(())
@@ -99,15 +225,41 @@ impl Cli {
                 }
                 Ok(())
             }
-            Some(Command::Check { config }) => crate::run::check(&config, overrides).map(|report| print!("{report}")),
+            Some(Command::Check { config }) => {
+                let report = if crate::sweep::declared(&config, overrides)? {
+                    crate::sweep::check_report(&crate::sweep::plan(&config, overrides)?)
+                } else {
+                    crate::run::check(&config, overrides)?
+                };
+                print!("{report}");
+                Ok(())
+            }
             Some(Command::Data { config }) => crate::run::data_report(&config, overrides, false).map(|_| ()),
             Some(Command::Augment { config }) => crate::run::data_report(&config, overrides, true).map(|_| ()),
-            Some(Command::Run { config }) => crate::run::run(&config, overrides).map(|_| ()),
+            Some(Command::Run { config, jobs }) => run_or_sweep(&config, overrides, jobs),
+            Some(Command::Sweep { action: Some(SweepAction::Status { dir }), .. }) => {
+                crate::sweep::status_report(&dir).map(|report| print!("{report}"))
+            }
+            Some(Command::Sweep { action: Some(SweepAction::Compare { dir }), .. }) => {
+                let finish = crate::sweep::finish(&dir)?;
+                if let Some(board) = &finish.leaderboard {
+                    print!("{board}");
+                }
+                println!("{}", finish.summary(0));
+                Ok(())
+            }
+            Some(Command::Sweep { action: None, config, launch }) => {
+                let config = config.ok_or_else(|| {
+                    crate::Error::Usage("missing sweep file; usage: runner sweep <CONFIG.toml> (see --help)".into())
+                })?;
+                launch.run(&config, overrides)
+            }
+            Some(Command::Trial { dir, index }) => crate::sweep::run_trial(&dir, index),
             None => {
                 let config = self.config.ok_or_else(|| {
                     crate::Error::Usage("missing experiment file; usage: runner <CONFIG.toml> (see --help)".into())
                 })?;
-                crate::run::run(&config, overrides).map(|_| ())
+                run_or_sweep(&config, overrides, self.jobs)
             }
         }
     }

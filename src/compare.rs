@@ -155,10 +155,10 @@ pub struct Comparison {
     pub leaderboard: String,
 }
 
-/// Compares the runs found in `paths`, ranked by `metric` (higher is better unless its name
-/// says loss), writing curves, `leaderboard.md` and `leaderboard.csv` into `out` (default: the
+/// Compares the runs found in `paths`, ranked by `metric` (higher is better when `maximize`),
+/// writing curves, `leaderboard.md` and `leaderboard.csv` into `out` (default: the
 /// next `results/comparisons/compare-NNN`).
-pub fn compare(paths: &[PathBuf], out: Option<&Path>, metric: &str) -> Result<Comparison> {
+pub fn compare(paths: &[PathBuf], out: Option<&Path>, metric: &str, maximize: bool) -> Result<Comparison> {
     let mut notes = Vec::new();
     let mut runs = Vec::new();
     for dir in discover(paths) {
@@ -171,7 +171,6 @@ pub fn compare(paths: &[PathBuf], out: Option<&Path>, metric: &str) -> Result<Co
         let shown: Vec<String> = paths.iter().map(|p| format!("`{}`", p.display())).collect();
         return Err(Error::Usage(format!("no run folders (with history.csv) found in {}", shown.join(", "))));
     }
-    let maximize = !metric.contains("loss");
     for run in runs.iter().filter(|r| !r.history.contains_key(metric)) {
         let have: Vec<&str> = run.history.keys().map(String::as_str).filter(|k| *k != "epoch").collect();
         notes.push(format!("{}: has no `{metric}` (it has {}); ranked last", run.name, have.join(", ")));

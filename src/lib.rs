@@ -5,6 +5,7 @@
 //!   ├─► data: scan folder → seeded stratified split → decode + resize → batches
 //!   ├─► model: layer list → shape inference → Network (runtime-shaped dfdx tensors)
 //!   └─► train: epochs → History ──► results: run folder (config, history, plots, weights)
+//! sweep: [sweep] → one Plan per trial → `runner trial` processes (local or Slurm) → compare
 //! ```
 //!
 //! Only `model`, `ops` and `train` touch dfdx; everything else is plain Rust.
@@ -22,6 +23,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod seed;
+pub mod sweep;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -208,20 +208,25 @@ pub fn data_report(config_path: &Path, overrides: &Overrides, need_augment: bool
 /// Checks `config_path` completely, then trains it and writes its run folder.
 pub fn run(config_path: &Path, overrides: &Overrides) -> Result<Outcome> {
     let plan = plan(config_path, overrides)?;
-    let cfg = &plan.config;
     let data = prepare(&plan)?;
-    let dir = RunDir::create(&cfg.output.dir, &cfg.experiment.name)?;
+    let dir = RunDir::create(&plan.config.output.dir, &plan.config.experiment.name)?;
+    run_in(plan, &data, dir)
+}
+
+/// Trains `plan` on `data`, writing the run folder `dir` (which exists) as training goes.
+pub fn run_in(plan: Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {
+    let cfg = &plan.config;
     tracing::info!("writing results to {}", dir.path.display());
     dir.write(files::CONFIG, resolved_config(&plan))?;
     dir.write(files::SUMMARY, crate::model::summary::render(&cfg.experiment.name, &plan.model))?;
-    write_data_files(&dir, &plan, &data)?;
+    write_data_files(&dir, &plan, data)?;
 
     // Training runs on a worker of the thread pool, so the thread driving the loop is one of
     // the pool's threads instead of an extra one competing with them for the cores.
     let pool = rayon::ThreadPoolBuilder::new()
         .build()
         .map_err(|e| Error::Train(format!("cannot start worker threads: {e}")))?;
-    pool.install(|| train_with(plan, &data, dir))
+    pool.install(|| train_with(plan, data, dir))
 }
 
 fn train_with(plan: Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {

@@ -22,6 +22,8 @@ pub enum Stream {
     Init = 4,
     /// Dropout masks, keyed by epoch and step.
     Dropout = 5,
+    /// Random-search values of a sweep, keyed by draw and key.
+    Sweep = 6,
 }
 
 /// A generator for `stream` under `seed`, further keyed by `keys` (epoch, sample index, ...).

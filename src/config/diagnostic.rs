@@ -47,6 +47,18 @@ pub enum Origin {
     Env(String),
     /// A `--set key=value` argument, as written.
     Set(String),
+    /// A value of sweep trial `trial`, written in file `file` (by index into `Sources::files`)
+    /// at `value` (the list entry or distribution) under the swept key at `key`.
+    Sweep {
+        /// Index of the trial in the sweep.
+        trial: usize,
+        /// The file holding the `[sweep]` table.
+        file: usize,
+        /// Byte span of the swept key, when written in the file.
+        key: Option<Range<usize>>,
+        /// Byte span of the value (or distribution), when written in the file.
+        value: Option<Range<usize>>,
+    },
 }
 
 /// Where a problem is.
@@ -89,6 +101,7 @@ impl fmt::Display for Origin {
             Origin::File(i) => write!(f, "file #{i}"),
             Origin::Env(s) => write!(f, "environment variable {s}"),
             Origin::Set(s) => write!(f, "--set {s}"),
+            Origin::Sweep { trial, .. } => write!(f, "sweep trial {trial}"),
         }
     }
 }
@@ -116,6 +129,12 @@ impl Source {
             let item = table.get(k)?;
             span = if key_only && segs.peek().is_none() { key_span } else { item.span().or(key_span) };
             match item {
+                Item::Value(Value::Array(list)) => {
+                    if let Some(Seg::Index(i)) = segs.peek() {
+                        segs.next();
+                        span = list.get(*i)?.span();
+                    }
+                }
                 Item::Table(t) => table = t,
                 Item::Value(Value::InlineTable(t)) => table = t,
                 Item::ArrayOfTables(list) => {
@@ -196,6 +215,9 @@ impl Sources {
             }
             Origin::Env(name) => Location::Override(format!("environment variable {name}")),
             Origin::Set(arg) => Location::Override(format!("--set {arg}")),
+            Origin::Sweep { file, key: key_span, value, .. } => {
+                Location::File(file, if key { key_span } else { value })
+            }
         };
         Diagnostic { at, message }
     }

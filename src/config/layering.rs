@@ -1,7 +1,9 @@
 //! Layering: a config may `extends = "base.toml"` (relative to the file; chains allowed), and
 //! environment variables `RUNNER_<SECTION>__<KEY>` and `--set key=value` arguments override
-//! it. Precedence: base < file < environment < `--set`. Every value's origin is recorded, so
-//! problems are reported where the value came from and the run folder says who set what.
+//! it. A sweep trial's values (`sweep::space`) come between the file and the environment.
+//! Precedence: base < file < sweep trial < environment < `--set`. Every value's origin is
+//! recorded, so problems are reported where the value came from and the run folder says who
+//! set what.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,20 @@ pub struct Overrides {
     pub sets: Vec<String>,
     /// `RUNNER_<SECTION>__<KEY>=value` environment variables.
     pub env: Vec<(String, String)>,
+    /// The values of one sweep trial. When set, the file's `[sweep]` table is dropped: a
+    /// trial is a plain experiment.
+    pub trial: Option<Vec<Assignment>>,
+}
+
+/// One value a sweep trial sets.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    /// Where: `train.learning_rate`, `model.layers[0].filters`.
+    pub key: Vec<Step>,
+    /// The value.
+    pub value: Value,
+    /// Where the value is written in the sweep file.
+    pub origin: Origin,
 }
 
 impl Overrides {
@@ -27,7 +43,12 @@ impl Overrides {
         let mut env: Vec<(String, String)> =
             std::env::vars().filter(|(k, _)| k.starts_with("RUNNER_") && k.contains("__")).collect();
         env.sort();
-        Overrides { sets, env }
+        Overrides { sets, env, trial: None }
+    }
+
+    /// These overrides with the values of one sweep trial.
+    pub fn with_trial(&self, values: Vec<Assignment>) -> Self {
+        Overrides { trial: Some(values), ..self.clone() }
     }
 }
 
@@ -58,6 +79,19 @@ pub fn resolve(main: Source, overrides: &Overrides) -> Result<(Table, Sources)> 
     let mut sources = Sources { files: Vec::new(), origins: BTreeMap::new() };
     let mut table = load_file(main, &mut Vec::new(), &mut sources)?;
     let mut diags = Vec::new();
+    if let Some(values) = &overrides.trial {
+        table.remove("sweep");
+        sources.origins.retain(|k, _| k != "sweep" && !k.starts_with("sweep."));
+        for a in values {
+            if let Err(message) = apply(&mut table, &a.key, a.value.clone(), &a.origin, &mut sources.origins) {
+                let at = match &a.origin {
+                    Origin::Sweep { file, key, .. } => Location::File(*file, key.clone()),
+                    other => Location::Override(other.to_string()),
+                };
+                diags.push(Diagnostic { at, message });
+            }
+        }
+    }
     for (name, raw) in &overrides.env {
         let steps = name["RUNNER_".len()..].split("__").map(|s| Step::Key(s.to_lowercase())).collect::<Vec<_>>();
         let origin = Origin::Env(format!("{name}={raw}"));
@@ -90,7 +124,7 @@ pub fn resolve(main: Source, overrides: &Overrides) -> Result<(Table, Sources)> 
 }
 
 /// A TOML value (`20`, `[64, 64]`, `"adam"`), or the text itself as a string (`adam`).
-fn parse_value(raw: &str) -> Value {
+pub fn parse_value(raw: &str) -> Value {
     toml::from_str::<Table>(&format!("value = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("value"))

@@ -52,7 +52,7 @@ pub fn parse(source: &Source) -> Result<Config> {
 }
 
 /// The top-level tables, in order.
-const SECTIONS: [&str; 6] = ["experiment", "data", "augment", "model", "train", "output"];
+const SECTIONS: [&str; 7] = ["experiment", "data", "augment", "model", "train", "output", "sweep"];
 
 /// Deserialises the merged table; on failure, finds every problem (one per section, one per
 /// layer) and reports them together.
@@ -85,6 +85,7 @@ fn deserialize(table: &Table, sources: &Sources) -> Result<Config> {
     section("augment", check_as::<crate::data::augment::AugmentConfig>);
     section("train", check_as::<TrainConfig>);
     section("output", check_as::<OutputConfig>);
+    section("sweep", check_as::<crate::sweep::SweepConfig>);
     diags.extend(model_errors(table.get("model"), sources));
     if diags.is_empty() {
         diags.push(sources.at(&[], first));

@@ -34,7 +34,7 @@ pub fn markdown() -> String {
     out += &format!("`extends`: {}\n\n", schema["properties"]["extends"]["description"].as_str().unwrap_or(""));
     let root = schema["properties"].as_object().cloned().unwrap_or_default();
     let required: Vec<&str> = schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    for section in ["experiment", "data", "augment", "model", "train", "output"] {
+    for section in ["experiment", "data", "augment", "model", "train", "output", "sweep"] {
         let table = resolve(&unwrap_optional(&root[section]));
         out += &format!("## `[{section}]`{}\n\n", if required.contains(&section) { "" } else { " (optional)" });
         if let Some(d) = table.get("description").and_then(Value::as_str).filter(|d| *d != format!("`[{section}]`")) {
@@ -45,6 +45,10 @@ pub fn markdown() -> String {
             continue;
         }
         out += &keys_table(&table, &resolve);
+        if section == "sweep" {
+            out += "### `[sweep.random]`\n\n";
+            out += &keys_table(&resolve(&json!({"$ref": "#/$defs/RandomSearch"})), &resolve);
+        }
     }
     out
 }

@@ -25,6 +25,9 @@ pub struct Config {
     /// `[output]`: where results go.
     #[serde(default)]
     pub output: OutputConfig,
+    /// `[sweep]`: the values to vary between trials; makes the file a sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<crate::sweep::SweepConfig>,
 }
 
 /// `[experiment]`

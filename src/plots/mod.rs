@@ -8,6 +8,7 @@ pub mod counts;
 pub mod curves;
 pub mod predictions;
 pub mod samples;
+pub mod sweep;
 pub mod thumbnails;
 
 use std::sync::Once;

@@ -1,0 +1,138 @@
+//! Running a sweep's trials on this machine: `--jobs N` child processes at a time, each
+//! `runner trial <folder> --index i` with its share of the cores, its output in
+//! `logs/<trial>.log`. A trial that fails or crashes is reported and the others go on.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::time::Instant;
+
+use super::{Definition, TrialEntry, TrialState, LOGS};
+use crate::{Error, Result};
+
+/// How one trial's process ended.
+pub struct Ended {
+    /// The trial.
+    pub index: usize,
+    /// `None` when it completed; otherwise why not.
+    pub problem: Option<String>,
+}
+
+/// The cores to share out: `RAYON_NUM_THREADS` when set, else all the machine has.
+pub fn cores() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Runs `todo` (trial indices of the sweep in `dir`), `jobs` at a time, each with
+/// `cores / jobs` threads. Ctrl-C stops starting trials; the running ones stop at their next
+/// batch (they get the same signal) and are reported interrupted.
+pub fn run(dir: &Path, definition: &Definition, todo: &[usize], jobs: usize) -> Result<Vec<Ended>> {
+    let exe =
+        std::env::current_exe().map_err(|e| Error::io("finding the runner executable", Path::new("runner"), e))?;
+    let threads = (cores() / jobs).max(1);
+    let queue: Mutex<VecDeque<&TrialEntry>> = Mutex::new(todo.iter().map(|&i| &definition.trials[i]).collect());
+    let total = todo.len();
+    let (tx, rx) = mpsc::channel::<(Option<Ended>, &TrialEntry)>();
+    let guard = crate::interrupt::Guard::install();
+    let started = Instant::now();
+    let mut ended = Vec::new();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(total) {
+            let (tx, queue, exe) = (tx.clone(), &queue, &exe);
+            scope.spawn(move || loop {
+                let next = queue.lock().map(|mut q| q.pop_front()).unwrap_or(None);
+                let Some(entry) = next.filter(|_| !crate::interrupt::requested()) else { break };
+                let _ = tx.send((None, entry));
+                let problem = run_one(exe, dir, entry, threads);
+                let _ = tx.send((Some(Ended { index: entry.index, problem }), entry));
+            });
+        }
+        drop(tx);
+        let mut running = 0usize;
+        for (event, entry) in rx {
+            match event {
+                None => {
+                    running += 1;
+                    tracing::info!("trial {} started ({}): {}", entry.index, entry.name, values(entry));
+                }
+                Some(end) => {
+                    running -= 1;
+                    let done = ended.len() + 1;
+                    let progress =
+                        format!("[{done}/{total}, {running} running, {:.0}s]", started.elapsed().as_secs_f64());
+                    match &end.problem {
+                        None => tracing::info!("{progress} trial {} completed ({})", end.index, entry.name),
+                        Some(why) => tracing::warn!("{progress} trial {} did not complete: {why}", end.index),
+                    }
+                    ended.push(end);
+                }
+            }
+        }
+    });
+    drop(guard);
+    Ok(ended)
+}
+
+fn values(entry: &TrialEntry) -> String {
+    entry.values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Runs one trial's process; `None` when it completed, else why not.
+fn run_one(exe: &Path, dir: &Path, entry: &TrialEntry, threads: usize) -> Option<String> {
+    let log_path = dir.join(LOGS).join(format!("{}.log", entry.name));
+    let log = match std::fs::File::create(&log_path) {
+        Ok(f) => f,
+        Err(e) => return Some(format!("cannot write its log {}: {e}", log_path.display())),
+    };
+    let status = log.try_clone().and_then(|err| {
+        Command::new(exe)
+            .arg("trial")
+            .arg(dir)
+            .arg("--index")
+            .arg(entry.index.to_string())
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .status()
+    });
+    let shown = log_path.display();
+    match status {
+        Err(e) => Some(format!("cannot start `{} trial`: {e}", exe.display())),
+        Ok(s) if s.success() => None,
+        Ok(s) => {
+            // The trial's own record says why; failing that, the log's last error line.
+            let state = TrialState::of(&dir.join(&entry.name));
+            Some(match state {
+                TrialState::Failed { reason } | TrialState::Interrupted { reason } => {
+                    format!("{} (log: {shown})", reason.lines().next().unwrap_or(""))
+                }
+                _ => {
+                    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    let last = text.lines().rev().find(|l| l.starts_with("error")).map(str::to_string);
+                    let how = match s.code() {
+                        Some(code) => format!("exited with code {code}"),
+                        None => format!("crashed ({})", signal_name(&s)),
+                    };
+                    format!("{how}{} (log: {shown})", last.map(|l| format!(": {l}")).unwrap_or_default())
+                }
+            })
+        }
+    }
+}
+
+fn signal_name(status: &std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return format!("signal {signal}");
+        }
+    }
+    status.to_string()
+}
