@@ -227,7 +227,9 @@ impl Cli {
             }
             Some(Command::Check { config }) => {
                 let report = if crate::sweep::declared(&config, overrides)? {
-                    crate::sweep::check_report(&crate::sweep::plan(&config, overrides)?)
+                    let sweep = crate::sweep::plan(&config, overrides)?;
+                    crate::sweep::check_data(&sweep)?;
+                    crate::sweep::check_report(&sweep)
                 } else {
                     crate::run::check(&config, overrides)?
                 };
@@ -254,7 +256,15 @@ impl Cli {
                 })?;
                 launch.run(&config, overrides)
             }
-            Some(Command::Trial { dir, index }) => crate::sweep::run_trial(&dir, index),
+            Some(Command::Trial { dir, index }) => {
+                if !overrides.sets.is_empty() {
+                    return Err(crate::Error::Usage(
+                        "a trial runs with the overrides its sweep was started with; give --set to `runner sweep`"
+                            .into(),
+                    ));
+                }
+                crate::sweep::run_trial(&dir, index)
+            }
             None => {
                 let config = self.config.ok_or_else(|| {
                     crate::Error::Usage("missing experiment file; usage: runner <CONFIG.toml> (see --help)".into())

@@ -112,7 +112,8 @@ fn flatten(value: &toml::Value) -> BTreeMap<String, String> {
 }
 
 /// Run folders in `paths`: each path is a run (it has history.csv or manifest.json) or a
-/// folder searched two levels deep (`results/`, `results/<experiment>/`). Sorted.
+/// folder searched three levels deep (`results/`, `results/<experiment>/`, and the trials in
+/// `results/sweeps/<sweep>/`). Sorted.
 pub fn discover(paths: &[PathBuf]) -> Vec<PathBuf> {
     fn is_run(p: &Path) -> bool {
         p.join(files::HISTORY_CSV).is_file() || p.join(files::MANIFEST).is_file()
@@ -130,7 +131,7 @@ pub fn discover(paths: &[PathBuf]) -> Vec<PathBuf> {
     }
     let mut out = Vec::new();
     for p in paths {
-        walk(p, 2, &mut out);
+        walk(p, 3, &mut out);
     }
     out.sort();
     out.dedup();

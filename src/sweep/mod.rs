@@ -169,20 +169,8 @@ pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Sweep> {
     }
     if !failures.is_empty() {
         let bad: usize = failures.values().map(Vec::len).sum();
-        let mut out: Vec<String> = failures
-            .iter()
-            .map(|(body, indices)| {
-                let which = if indices.len() == total {
-                    "in every trial".to_string()
-                } else {
-                    let shown: Vec<String> = indices.iter().take(12).map(usize::to_string).collect();
-                    let more =
-                        if indices.len() > 12 { format!(" and {} more", indices.len() - 12) } else { String::new() };
-                    format!("in trial{} {}{more}", if indices.len() == 1 { "" } else { "s" }, shown.join(", "))
-                };
-                format!("{body}\n  ({which} of the sweep)")
-            })
-            .collect();
+        let mut out: Vec<String> =
+            failures.iter().map(|(body, indices)| format!("{body}\n  ({})", which_trials(indices, total))).collect();
         out.push(format!(
             "{bad} of {total} trials have problems in {}; nothing was run",
             sources.main().path.display()
@@ -191,6 +179,48 @@ pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Sweep> {
     }
     let dir = config.output.dir.join("sweeps").join(&config.experiment.name);
     Ok(Sweep { config_path: config_path.to_path_buf(), spec, dir, trials, duplicates, overrides: overrides.clone() })
+}
+
+/// Scans each dataset folder the trials use (once per folder) and checks every trial's last
+/// layer against its classes, so a sweep fails before any trial runs rather than in each.
+pub fn check_data(sweep: &Sweep) -> Result<()> {
+    let mut classes: BTreeMap<PathBuf, std::result::Result<Vec<String>, String>> = BTreeMap::new();
+    let mut failures: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for trial in &sweep.trials {
+        let path = &trial.plan.config.data.path;
+        let found = classes
+            .entry(path.clone())
+            .or_insert_with(|| crate::data::scan(path).map(|l| l.classes).map_err(|e| e.to_string()));
+        let problem = match found {
+            Err(message) => Some(message.clone()),
+            Ok(names) => config::check_classes(&trial.plan, names).err().map(|e| e.to_string()),
+        };
+        if let Some(problem) = problem {
+            let body = problem.rsplit_once("\n\n").map_or(problem.as_str(), |(body, _)| body).to_string();
+            failures.entry(body).or_default().push(trial.index);
+        }
+    }
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let total = sweep.trials.len();
+    let mut out: Vec<String> =
+        failures.iter().map(|(body, indices)| format!("{body}\n  ({})", which_trials(indices, total))).collect();
+    out.push(format!(
+        "{} of {total} trials cannot use their data; nothing was run",
+        failures.values().map(Vec::len).sum::<usize>()
+    ));
+    Err(Error::Data(out.join("\n\n")))
+}
+
+/// `in trials 0, 3 of the sweep`, `in every trial of the sweep`.
+fn which_trials(indices: &[usize], total: usize) -> String {
+    if indices.len() == total {
+        return "in every trial of the sweep".into();
+    }
+    let shown: Vec<String> = indices.iter().take(12).map(usize::to_string).collect();
+    let more = if indices.len() > 12 { format!(" and {} more", indices.len() - 12) } else { String::new() };
+    format!("in trial{} {}{more} of the sweep", if indices.len() == 1 { "" } else { "s" }, shown.join(", "))
 }
 
 /// `trial-<48-bit hash>` of the resolved config, ignoring `[output]` (where results go does
@@ -560,6 +590,7 @@ pub fn finish(dir: &Path) -> Result<Finish> {
 /// writes the comparison. Fails (after finishing the others) when any trial did not complete.
 pub fn run_local(config_path: &Path, overrides: &Overrides, jobs: usize) -> Result<Finish> {
     let sweep = plan(config_path, overrides)?;
+    check_data(&sweep)?;
     let definition = write_definition(&sweep)?;
     let cores = local::cores();
     if jobs == 0 {

@@ -43,6 +43,7 @@ pub struct Submitted {
 /// submits the trials that are not completed (or running) plus the comparison job.
 pub fn submit(config_path: &Path, overrides: &Overrides, options: &SlurmOptions) -> Result<Submitted> {
     let sweep = super::plan(config_path, overrides)?;
+    super::check_data(&sweep)?;
     let definition = write_definition(&sweep)?;
     let dir = std::fs::canonicalize(&sweep.dir).map_err(|e| Error::io("opening sweep folder", &sweep.dir, e))?;
     let mut todo = Vec::new();

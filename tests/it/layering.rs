@@ -37,6 +37,7 @@ fn overrides(sets: &[&str], env: &[(&str, &str)]) -> Overrides {
     Overrides {
         sets: sets.iter().map(|s| s.to_string()).collect(),
         env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        trial: None,
     }
 }
 

@@ -10,4 +10,5 @@ mod model;
 mod ops;
 mod pipeline;
 mod report;
+mod sweep;
 mod util;
