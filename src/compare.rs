@@ -304,7 +304,7 @@ pub fn ls(root: &Path) -> Result<String> {
         return Err(Error::Usage(format!("`{}` is not a folder of runs", root.display())));
     }
     let mut out =
-        format!("{:<24} {:<10} {:<11} {:<26} {}\n", "experiment", "run", "status", "best val_accuracy", "started");
+        format!("{:<24} {:<18} {:<11} {:<26} {}\n", "experiment", "run", "status", "best val_accuracy", "started");
     let runs = discover(&[root.to_path_buf()]);
     for dir in &runs {
         let run = Run::load(dir);
@@ -321,7 +321,7 @@ pub fn ls(root: &Path) -> Result<String> {
             ),
             Err(why) => ("unreadable".into(), why.clone(), "-".into()),
         };
-        out += &format!("{experiment:<24} {id:<10} {status:<11} {best:<26} {started}\n");
+        out += &format!("{experiment:<24} {id:<18} {status:<11} {best:<26} {started}\n");
     }
     if runs.is_empty() {
         out += &format!("(no runs under {})\n", root.display());

@@ -36,6 +36,9 @@ pub enum Error {
     /// Training was stopped with Ctrl-C (at the given point).
     #[error("interrupted at {0}; the run folder keeps the epochs finished so far")]
     Interrupted(String),
+    /// A sweep was stopped with Ctrl-C (what it had done).
+    #[error("sweep interrupted: {0}")]
+    SweepInterrupted(String),
 }
 
 impl Error {
@@ -48,7 +51,7 @@ impl Error {
             Error::Io { .. } => 74,
             Error::Config(_) => 78,
             Error::Train(_) => 1,
-            Error::Interrupted(_) => 130,
+            Error::Interrupted(_) | Error::SweepInterrupted(_) => 130,
         }
     }
 

@@ -82,52 +82,63 @@ pub fn declared(config_path: &Path, overrides: &Overrides) -> Result<bool> {
     Ok(config::load(config_path, overrides)?.0.sweep.is_some())
 }
 
-/// Reads the sweep file, checks its `[sweep]` table, expands it and checks every trial as a
-/// complete experiment. All problems of all trials are reported together, each once, with
-/// the trials it affects.
-pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Sweep> {
-    let (config, sources) = config::load(config_path, overrides)?;
-    let Some(spec) = config.sweep.clone() else {
-        return Err(Error::Usage(format!(
-            "{} has no [sweep] table; run it with `runner {}`, or add [sweep.grid] with the keys to vary",
-            config_path.display(),
-            config_path.display()
-        )));
-    };
-    let problems = spec.problems();
-    if !problems.is_empty() {
-        let diags: Vec<_> = problems
-            .into_iter()
-            .map(|(path, message)| {
-                let mut steps = vec![Step::Key("sweep".into())];
-                steps.extend(path);
-                sources.at(&segs(&steps), message)
-            })
+/// A sweep file read and its `[sweep]` table checked and expanded; trials not yet checked.
+struct Declared {
+    /// The sweep file's config (with `[sweep]`).
+    config: config::Config,
+    /// Where its values came from.
+    sources: config::Sources,
+    /// The `[sweep]` table.
+    spec: SweepConfig,
+    /// Every trial's values, in expansion order.
+    expanded: Vec<Vec<space::Swept>>,
+}
+
+impl Declared {
+    fn read(config_path: &Path, overrides: &Overrides) -> Result<Declared> {
+        let (config, sources) = config::load(config_path, overrides)?;
+        let Some(spec) = config.sweep.clone() else {
+            return Err(Error::Usage(format!(
+                "{} has no [sweep] table; run it with `runner {}`, or add [sweep.grid] with the keys to vary",
+                config_path.display(),
+                config_path.display()
+            )));
+        };
+        let problems = spec.problems();
+        if !problems.is_empty() {
+            let diags: Vec<_> = problems
+                .into_iter()
+                .map(|(path, message)| {
+                    let mut steps = vec![Step::Key("sweep".into())];
+                    steps.extend(path);
+                    sources.at(&segs(&steps), message)
+                })
+                .collect();
+            return Err(Error::Config(sources.render_all(&diags)));
+        }
+        // A swept key also set by --set or the environment would make every trial the same.
+        let set_keys: Vec<String> = overrides
+            .sets
+            .iter()
+            .filter_map(|s| s.split_once('=').map(|(k, _)| k.trim().to_string()))
+            .chain(overrides.env.iter().map(|(k, _)| k["RUNNER_".len()..].replace("__", ".").to_lowercase()))
             .collect();
-        return Err(Error::Config(sources.render_all(&diags)));
-    }
-    // A swept key also set by --set or the environment would make every trial the same.
-    let set_keys: Vec<String> = overrides
-        .sets
-        .iter()
-        .filter_map(|s| s.split_once('=').map(|(k, _)| k.trim().to_string()))
-        .chain(overrides.env.iter().map(|(k, _)| k["RUNNER_".len()..].replace("__", ".").to_lowercase()))
-        .collect();
-    if let Some(key) = spec.keys().into_iter().find(|k| set_keys.iter().any(|s| s == k)) {
-        return Err(Error::Usage(format!(
-            "`{key}` is swept by {} and also set by --set or the environment, which would make every \
-             trial the same; drop one of them",
-            config_path.display()
-        )));
+        if let Some(key) = spec.keys().into_iter().find(|k| set_keys.iter().any(|s| s == k)) {
+            return Err(Error::Usage(format!(
+                "`{key}` is swept by {} and also set by --set or the environment, which would make every \
+                 trial the same; drop one of them",
+                config_path.display()
+            )));
+        }
+        let expanded = spec.expand(config.experiment.seed);
+        Ok(Declared { config, sources, spec, expanded })
     }
 
-    let mut trials: Vec<Trial> = Vec::new();
-    let mut duplicates = Vec::new();
-    let mut failures: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    let expanded = spec.expand(config.experiment.seed);
-    let total = expanded.len();
-    for (index, values) in expanded.into_iter().enumerate() {
-        let assignments = values
+    /// Expanded trial `index` as a checked experiment: its values become overrides that point
+    /// back at where the sweep declares them.
+    fn trial_plan(&self, config_path: &Path, overrides: &Overrides, index: usize) -> Result<Plan> {
+        let sources = &self.sources;
+        let assignments = self.expanded[index]
             .iter()
             .map(|swept| {
                 let declared = segs(&swept.declared_at);
@@ -148,15 +159,32 @@ pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Sweep> {
                 Assignment { key, value: swept.value.clone(), origin }
             })
             .collect();
-        let trial_plan = config::load(config_path, &overrides.with_trial(assignments))
-            .and_then(|(config, sources)| config::validate(config, sources));
-        match trial_plan {
+        let (config, sources) = config::load(config_path, &overrides.with_trial(assignments))?;
+        config::validate(config, sources)
+    }
+
+    /// Expanded trial `index`'s values as (key, TOML value).
+    fn shown(&self, index: usize) -> Vec<(String, String)> {
+        self.expanded[index].iter().map(|s| (s.key.clone(), s.value.to_string())).collect()
+    }
+}
+
+/// Reads the sweep file, checks its `[sweep]` table, expands it and checks every trial as a
+/// complete experiment. All problems of all trials are reported together, each once, with
+/// the trials it affects.
+pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Sweep> {
+    let declared = Declared::read(config_path, overrides)?;
+    let mut trials: Vec<Trial> = Vec::new();
+    let mut duplicates = Vec::new();
+    let mut failures: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let total = declared.expanded.len();
+    for index in 0..total {
+        match declared.trial_plan(config_path, overrides, index) {
             Ok(plan) => {
                 let name = trial_name(&plan);
-                let shown = values.iter().map(|s| (s.key.clone(), s.value.to_string())).collect();
                 match trials.iter().find(|t| t.name == name) {
                     Some(first) => duplicates.push((index, first.index)),
-                    None => trials.push(Trial { index: trials.len(), name, values: shown, plan }),
+                    None => trials.push(Trial { index: trials.len(), name, values: declared.shown(index), plan }),
                 }
             }
             Err(Error::Config(rendered)) => {
@@ -173,12 +201,36 @@ pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Sweep> {
             failures.iter().map(|(body, indices)| format!("{body}\n  ({})", which_trials(indices, total))).collect();
         out.push(format!(
             "{bad} of {total} trials have problems in {}; nothing was run",
-            sources.main().path.display()
+            declared.sources.main().path.display()
         ));
         return Err(Error::Config(out.join("\n\n")));
     }
+    let Declared { config, spec, .. } = declared;
     let dir = config.output.dir.join("sweeps").join(&config.experiment.name);
     Ok(Sweep { config_path: config_path.to_path_buf(), spec, dir, trials, duplicates, overrides: overrides.clone() })
+}
+
+/// The one trial of the sweep in `config_path` recorded as `entry` in `sweep.json`, checked
+/// alone (a trial process needs no other). Fails when the file no longer gives that trial.
+fn plan_entry(config_path: &Path, overrides: &Overrides, entry: &TrialEntry) -> Result<Trial> {
+    let declared = Declared::read(config_path, overrides)?;
+    let changed = || {
+        Error::Usage(format!(
+            "{} changed since the sweep was written, so it no longer has trial {} ({}); start the sweep \
+             again (`runner sweep {}`)",
+            config_path.display(),
+            entry.index,
+            entry.name,
+            config_path.display()
+        ))
+    };
+    let index = (0..declared.expanded.len()).find(|&i| declared.shown(i) == entry.values).ok_or_else(changed)?;
+    let plan = declared.trial_plan(config_path, overrides, index)?;
+    let name = trial_name(&plan);
+    if name != entry.name {
+        return Err(changed());
+    }
+    Ok(Trial { index: entry.index, name, values: entry.values.clone(), plan })
 }
 
 /// Scans each dataset folder the trials use (once per folder) and checks every trial's last
@@ -421,17 +473,7 @@ pub fn run_trial(sweep_dir: &Path, index: usize) -> Result<()> {
     };
     std::env::set_current_dir(&definition.cwd)
         .map_err(|e| Error::io("entering the sweep's working folder", &definition.cwd, e))?;
-    let sweep = plan(&definition.config, &definition.overrides())?;
-    let trial = sweep.trials.into_iter().nth(index).filter(|t| t.name == entry.name).ok_or_else(|| {
-        Error::Usage(format!(
-            "{} changed since the sweep in `{}` was written, so trial {index} is no longer {}; \
-             start the sweep again (`runner sweep {}`)",
-            definition.config.display(),
-            sweep_dir.display(),
-            entry.name,
-            definition.config.display()
-        ))
-    })?;
+    let trial = plan_entry(&definition.config, &definition.overrides(), entry)?;
     let dir = sweep_dir.join(&trial.name);
     if TrialState::of(&dir) == TrialState::Completed {
         tracing::info!("trial {index} ({}) is already completed; nothing to do", trial.name);
@@ -631,7 +673,11 @@ pub fn run_local(config_path: &Path, overrides: &Overrides, jobs: usize) -> Resu
     }
     println!("{}", finish.summary(skipped));
     if crate::interrupt::requested() {
-        return Err(Error::Interrupted("a sweep; run it again to go on".into()));
+        return Err(Error::SweepInterrupted(format!(
+            "{} of {} trials completed; run the sweep again to run the others (completed trials are kept)",
+            finish.completed,
+            definition.trials.len()
+        )));
     }
     if !finish.unfinished.is_empty() {
         return Err(Error::Train(format!(

@@ -216,6 +216,13 @@ fn jobs_run_trials_at_once_on_a_share_of_the_cores_and_the_end_compares_them() {
     let trial = runner(root, &["trial", sweep_dir.to_str().unwrap(), "--index", "0"]);
     assert_exit(&trial, 0);
     assert!(stderr(&trial).contains("already completed"));
+
+    // A trial whose sweep file changed since is refused instead of run as something else.
+    let text = std::fs::read_to_string(&config).unwrap().replace("[8, 16]", "[8, 24]");
+    std::fs::write(&config, text).unwrap();
+    let trial = runner(root, &["trial", sweep_dir.to_str().unwrap(), "--index", "3"]);
+    assert_exit(&trial, 64);
+    assert!(stderr(&trial).contains("changed since the sweep was written"), "{}", stderr(&trial));
 }
 
 #[test]
