@@ -50,6 +50,31 @@ enum Command {
         #[command(flatten)]
         launch: Launch,
     },
+    /// Go on with an interrupted, failed or killed run from its last checkpoint, in its folder;
+    /// the final history is the one an uninterrupted run would have written.
+    Resume {
+        /// The run folder.
+        run: PathBuf,
+    },
+    /// Evaluate a finished run's weights again on its validation and test splits.
+    Evaluate {
+        /// The run folder.
+        run: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Classify images with a finished run's weights: class and probabilities per image.
+    Predict {
+        /// The run folder.
+        run: PathBuf,
+        /// Images, or folders searched for images.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one trial of a sweep by index, in its folder (what local sweeps and Slurm array
     /// tasks run). A completed trial is left as it is.
     Trial {
@@ -255,6 +280,23 @@ impl Cli {
                     crate::Error::Usage("missing sweep file; usage: runner sweep <CONFIG.toml> (see --help)".into())
                 })?;
                 launch.run(&config, overrides)
+            }
+            Some(Command::Resume { run }) => crate::run::resume(&run).map(|_| ()),
+            Some(Command::Evaluate { run, json }) => {
+                let metrics = crate::predict::evaluate(&run)?;
+                match json {
+                    true => println!("{}", serde_json::to_string_pretty(&metrics).expect("plain data")),
+                    false => print!("{}", crate::predict::metrics_table(&metrics)),
+                }
+                Ok(())
+            }
+            Some(Command::Predict { run, images, json }) => {
+                let predictions = crate::predict::predict(&run, &images)?;
+                match json {
+                    true => println!("{}", serde_json::to_string_pretty(&predictions).expect("plain data")),
+                    false => print!("{}", crate::predict::predictions_table(&predictions)),
+                }
+                Ok(())
             }
             Some(Command::Trial { dir, index }) => {
                 if !overrides.sets.is_empty() {

@@ -34,7 +34,9 @@ pub enum Error {
     #[error("{0}")]
     Train(String),
     /// Training was stopped with Ctrl-C (at the given point).
-    #[error("interrupted at {0}; the run folder keeps the epochs finished so far")]
+    #[error(
+        "interrupted at {0}; the run folder has a checkpoint there, and `runner resume <run folder>` goes on from it"
+    )]
     Interrupted(String),
     /// A sweep was stopped with Ctrl-C (what it had done).
     #[error("sweep interrupted: {0}")]

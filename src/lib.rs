@@ -19,6 +19,7 @@ pub mod interrupt;
 pub mod model;
 pub mod ops;
 pub mod plots;
+pub mod predict;
 pub mod report;
 pub mod results;
 pub mod run;

@@ -7,6 +7,12 @@ use runner::cli::Cli;
 use runner::Error;
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends quietly, as for any Unix tool, instead of panicking.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of a signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -221,22 +221,92 @@ pub fn run_in(plan: Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {
     dir.write(files::SUMMARY, crate::model::summary::render(&cfg.experiment.name, &plan.model))?;
     write_data_files(&dir, &plan, data)?;
 
+    train_in_pool(plan, data, dir, None)
+}
+
+/// `runner resume <run folder>`: goes on with an interrupted, failed or killed run from its
+/// last checkpoint (or from the start when it has none), in the same folder. The data must be
+/// the same as when it started (checked by the manifest's fingerprint).
+pub fn resume(run_dir: &Path) -> Result<Outcome> {
+    let (run_dir, manifest, plan) = open(run_dir)?;
+    if manifest.status == Status::Completed {
+        return Err(Error::Usage(format!("the run in `{}` is already completed", run_dir.display())));
+    }
+    let data = prepare_same(&plan, &manifest)?;
+    let checkpoint = match std::fs::read(run_dir.join(files::LAST_CHECKPOINT)) {
+        Ok(bytes) => Some(train::checkpoint::Checkpoint::from_bytes(&bytes).map_err(|e| {
+            Error::Train(format!("cannot resume from {}: {e}", run_dir.join(files::LAST_CHECKPOINT).display()))
+        })?),
+        Err(_) => None,
+    };
+    match &checkpoint {
+        Some(c) => tracing::info!(
+            "resuming {} after epoch {}{}",
+            run_dir.display(),
+            c.state.epoch,
+            if c.state.step > 0 { format!(" and {} batches of the next", c.state.step) } else { String::new() }
+        ),
+        None => tracing::info!("{} has no checkpoint yet; training it from the start", run_dir.display()),
+    }
+    train_in_pool(plan, &data, RunDir { path: run_dir }, Some((checkpoint, manifest)))
+}
+
+/// A saved run: its folder (absolute), manifest and checked config. Enters the working
+/// directory the run started in, so relative paths in its config mean what they meant.
+pub fn open(run_dir: &Path) -> Result<(std::path::PathBuf, Manifest, Plan)> {
+    let manifest_path = run_dir.join(files::MANIFEST);
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::Usage(format!("`{}` is not a run folder (it has no {})", run_dir.display(), files::MANIFEST))
+        }
+        _ => Error::io("reading", &manifest_path, e),
+    })?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .map_err(|e| Error::Usage(format!("`{}` is not a manifest runner can read: {e}", manifest_path.display())))?;
+    let run_dir = std::fs::canonicalize(run_dir).map_err(|e| Error::io("opening run folder", run_dir, e))?;
+    if let Some(cwd) = &manifest.working_dir {
+        std::env::set_current_dir(cwd)
+            .map_err(|e| Error::io("entering the run's working folder", Path::new(cwd), e))?;
+    }
+    let plan = plan(&run_dir.join(files::CONFIG), &Overrides::default())?;
+    Ok((run_dir, manifest, plan))
+}
+
+/// The run's data, checked to be the very images (and split) it was trained on.
+pub fn prepare_same(plan: &Plan, manifest: &Manifest) -> Result<Prepared> {
+    let data = prepare(plan)?;
+    let split = &data.split;
+    let now = manifest::Fingerprint::of(&data.images.paths, &split.train, &split.val, &split.test);
+    if serde_json::to_value(&now).ok() != serde_json::to_value(&manifest.dataset.fingerprint).ok() {
+        return Err(Error::Data(format!(
+            "the images under `{}` are not the ones the run was trained on (their fingerprint differs); \
+             start a new run instead",
+            plan.config.data.path.display()
+        )));
+    }
+    Ok(data)
+}
+
+/// How a run goes on: its last checkpoint (if any) and its manifest so far.
+type Resumed = (Option<train::checkpoint::Checkpoint>, Manifest);
+
+fn train_in_pool(plan: Plan, data: &Prepared, dir: RunDir, resumed: Option<Resumed>) -> Result<Outcome> {
     // Training runs on a worker of the thread pool, so the thread driving the loop is one of
     // the pool's threads instead of an extra one competing with them for the cores.
     let pool = rayon::ThreadPoolBuilder::new()
         .build()
         .map_err(|e| Error::Train(format!("cannot start worker threads: {e}")))?;
-    pool.install(|| train_with(plan, data, dir))
+    pool.install(|| train_with(plan, data, dir, resumed))
 }
 
-fn train_with(plan: Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {
+fn train_with(plan: Plan, data: &Prepared, dir: RunDir, resumed: Option<Resumed>) -> Result<Outcome> {
     match plan.config.experiment.device {
-        DeviceKind::Cpu => train_on(Cpu::seed_from_u64(device_seed(&plan)), &plan, data, dir),
+        DeviceKind::Cpu => train_on(Cpu::seed_from_u64(device_seed(&plan)), &plan, data, dir, resumed),
         #[cfg(feature = "cuda")]
         DeviceKind::Cuda => {
             let dev = Cuda::try_seed_from_u64(device_seed(&plan))
                 .map_err(|e| Error::Train(format!("cannot start CUDA device 0: {e:?}")))?;
-            train_on(dev, &plan, data, dir)
+            train_on(dev, &plan, data, dir, resumed)
         }
         // `config::validate` already rejects this in builds without CUDA.
         #[cfg(not(feature = "cuda"))]
@@ -270,47 +340,79 @@ fn device_seed(plan: &Plan) -> u64 {
     seed::rng(plan.config.experiment.seed, Stream::Init, &[u64::MAX]).next_u64()
 }
 
-fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {
+fn train_on<D: Backend>(
+    dev: D,
+    plan: &Plan,
+    data: &Prepared,
+    dir: RunDir,
+    resumed: Option<Resumed>,
+) -> Result<Outcome> {
     let cfg = &plan.config;
     let (images, split) = (&data.images, &data.split);
-    let mut manifest = Manifest {
-        runner_version: env!("CARGO_PKG_VERSION").into(),
-        command: std::env::args().collect(),
-        config_file: plan.sources.main().path.display().to_string(),
-        host: manifest::hostname(),
-        device: config::serde_name(cfg.experiment.device),
-        git: manifest::GitState::of(&plan.sources.main().path),
-        threads: rayon::current_num_threads(),
-        seed: cfg.experiment.seed,
-        dataset: DatasetFacts {
-            path: cfg.data.path.display().to_string(),
-            classes: images.classes.clone(),
-            train: split.train.len(),
-            validation: split.val.len(),
-            test: split.test.len(),
-            quarantined: images.quarantined.len(),
-            decoded: data.stats.decoded,
-            from_cache: data.stats.from_cache,
-            fingerprint: manifest::Fingerprint::of(&images.paths, &split.train, &split.val, &split.test),
-        },
-        started_at: manifest::now_utc(),
-        finished_at: None,
-        epoch_seconds: Vec::new(),
-        status: Status::Running,
+    let (checkpoint, mut manifest) = match resumed {
+        Some((checkpoint, mut manifest)) => {
+            manifest.status = Status::Running;
+            manifest.finished_at = None;
+            manifest.resumed_at.push(manifest::now_utc());
+            manifest.epoch_seconds.truncate(checkpoint.as_ref().map_or(0, |c| c.state.epoch));
+            manifest.threads = rayon::current_num_threads();
+            (checkpoint, manifest)
+        }
+        None => (
+            None,
+            Manifest {
+                runner_version: env!("CARGO_PKG_VERSION").into(),
+                command: std::env::args().collect(),
+                config_file: plan.sources.main().path.display().to_string(),
+                working_dir: std::env::current_dir().ok().map(|d| d.display().to_string()),
+                host: manifest::hostname(),
+                device: config::serde_name(cfg.experiment.device),
+                git: manifest::GitState::of(&plan.sources.main().path),
+                threads: rayon::current_num_threads(),
+                seed: cfg.experiment.seed,
+                dataset: DatasetFacts {
+                    path: cfg.data.path.display().to_string(),
+                    classes: images.classes.clone(),
+                    train: split.train.len(),
+                    validation: split.val.len(),
+                    test: split.test.len(),
+                    quarantined: images.quarantined.len(),
+                    decoded: data.stats.decoded,
+                    from_cache: data.stats.from_cache,
+                    fingerprint: manifest::Fingerprint::of(&images.paths, &split.train, &split.val, &split.test),
+                },
+                started_at: manifest::now_utc(),
+                finished_at: None,
+                resumed_at: Vec::new(),
+                epoch_seconds: Vec::new(),
+                best_epoch: None,
+                stopped_early_after: None,
+                status: Status::Running,
+            },
+        ),
     };
     let write_manifest =
         |m: &Manifest| dir.write(files::MANIFEST, serde_json::to_string_pretty(m).expect("plain data") + "\n");
     write_manifest(&manifest)?;
+    let checkpoints = dir.path.join("checkpoints");
+    std::fs::create_dir_all(&checkpoints).map_err(|e| Error::io("creating folder", &checkpoints, e))?;
 
     let mut epoch_start = Instant::now();
     // Ctrl-C stops training at the next batch boundary (until the guard is dropped).
     let ctrl_c = crate::interrupt::Guard::install();
-    let trained = train::fit(&dev, plan, images, split, |history| {
-        manifest.epoch_seconds.push(epoch_start.elapsed().as_secs_f64());
-        write_history(&dir, history, &cfg.output.plot_formats)?;
-        write_manifest(&manifest)?;
-        epoch_start = Instant::now();
-        Ok(())
+    // Checkpoint first, then what people read: a kill in between loses nothing, since
+    // resuming rewrites the history from the checkpoint.
+    let trained = train::fit(&dev, plan, images, split, checkpoint, |checkpoint, saved| {
+        dir.write(files::LAST_CHECKPOINT, checkpoint.to_bytes())?;
+        if saved == (train::Saved::Epoch { best: true }) {
+            dir.write(files::BEST_WEIGHTS, weights_file(&checkpoint.weights))?;
+        }
+        if let train::Saved::Epoch { .. } = saved {
+            manifest.epoch_seconds.push(epoch_start.elapsed().as_secs_f64());
+            epoch_start = Instant::now();
+        }
+        write_history(&dir, &checkpoint.state.history, &cfg.output.plot_formats)?;
+        write_manifest(&manifest)
     });
     drop(ctrl_c);
     // Every way a run ends: its status in the manifest, then the report.
@@ -320,7 +422,7 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
         write_manifest(manifest)?;
         dir.write(files::REPORT, crate::report::run_page(&dir.path))
     };
-    let train::Trained { net, history, validation } = match trained {
+    let train::Trained { mut net, history, mut validation, best_epoch, stopped_early } = match trained {
         Ok(t) => t,
         Err(e) => {
             let status = match &e {
@@ -331,21 +433,27 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
             return Err(e);
         }
     };
+    write_history(&dir, &history, &cfg.output.plot_formats)?;
+    manifest.best_epoch = Some(best_epoch + 1);
+    manifest.stopped_early_after = stopped_early.map(|e| e + 1);
+    if let Some(e) = stopped_early {
+        tracing::info!("early stopping after epoch {}: no improvement for {} epochs", e + 1, e - best_epoch);
+    }
 
-    let values: Vec<Vec<f32>> = net.params.iter().map(|p| p.tensor.as_vec()).collect();
-    let tensors: Vec<safetensors::TensorData> = net
-        .params
-        .iter()
-        .zip(&values)
-        .map(|(p, v)| safetensors::TensorData { name: &p.name, dims: &p.dims, values: v })
-        .collect();
-    let metadata = BTreeMap::from([
-        ("format".to_string(), "runner".to_string()),
-        ("layout".to_string(), "conv kernels (filters, channels, kh, kw); dense kernels (inputs, units)".to_string()),
-    ]);
-    dir.write(files::WEIGHTS, safetensors::to_bytes(&tensors, &metadata))?;
+    // The best epoch's weights: for the test split, and as the final weights when asked.
+    let best_weights = std::fs::read(dir.path.join(files::BEST_WEIGHTS))
+        .map_err(|e| Error::io("reading", &dir.path.join(files::BEST_WEIGHTS), e))
+        .and_then(|bytes| safetensors::from_bytes(&bytes).map_err(Error::Train))?;
+    let mut best_net = net.clone();
+    best_net.load_weights(&dev, &best_weights).map_err(|e| Error::Train(format!("best weights: {e}")))?;
+    if cfg.train.early_stopping.as_ref().is_some_and(|e| e.restore_best_weights) {
+        tracing::info!("restoring the weights of epoch {} (restore_best_weights)", best_epoch + 1);
+        net = best_net.clone();
+        validation = train::evaluate(&dev, &net, plan, images, &split.val);
+    }
+    dir.write(files::WEIGHTS, weights_file(&net.weights()))?;
 
-    // What the model gets right and wrong on the validation split (from the last epoch's pass).
+    // What the model gets right and wrong on the validation split.
     let predictions = &validation.predictions;
     let predicted: Vec<usize> = predictions.iter().map(|p| p.class).collect();
     let truth: Vec<usize> = split.val.iter().map(|&i| images.labels[i]).collect();
@@ -355,12 +463,29 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
     write_picture(&dir, files::CONFUSION, plots::confusion::render(&images.classes, &matrix, title), formats)?;
     write_picture(&dir, files::PREDICTIONS, plots::predictions::render(images, &split.val, predictions), formats)?;
 
-    // The test split is looked at once, after training and model selection are over.
+    // The test split is looked at once, after training and model selection are over, with
+    // the best epoch's weights.
     if !split.test.is_empty() {
-        let train::Evaluation { loss, accuracy, .. } = train::evaluate(&dev, &net, plan, images, &split.test);
-        tracing::info!("test: loss {loss:.4}, accuracy {accuracy:.4} on {} images", split.test.len());
-        let json = serde_json::json!({ "loss": loss, "accuracy": accuracy, "samples": split.test.len() });
+        let test = train::evaluate(&dev, &best_net, plan, images, &split.test);
+        tracing::info!(
+            "test (weights of epoch {}): loss {:.4}, accuracy {:.4} on {} images",
+            best_epoch + 1,
+            test.loss,
+            test.accuracy,
+            split.test.len()
+        );
+        let json = serde_json::json!({
+            "loss": test.loss,
+            "accuracy": test.accuracy,
+            "samples": split.test.len(),
+            "epoch": best_epoch + 1,
+        });
         dir.write(files::TEST_METRICS, serde_json::to_string_pretty(&json).expect("numbers") + "\n")?;
+        let predicted: Vec<usize> = test.predictions.iter().map(|p| p.class).collect();
+        let truth: Vec<usize> = split.test.iter().map(|&i| images.labels[i]).collect();
+        let matrix = plots::confusion::matrix(images.classes.len(), &truth, &predicted);
+        let picture = plots::confusion::render(&images.classes, &matrix, "Confusion matrix (test)");
+        write_picture(&dir, files::TEST_CONFUSION, picture, formats)?;
     }
 
     finish(&mut manifest, Status::Completed)?;
@@ -374,6 +499,17 @@ fn train_on<D: Backend>(dev: D, plan: &Plan, data: &Prepared, dir: RunDir) -> Re
         );
     }
     Ok(Outcome { dir, history })
+}
+
+/// A weights file: `<layer>/<weight>` tensors in the layout the README documents.
+pub fn weights_file(weights: &[safetensors::Named]) -> Vec<u8> {
+    let tensors: Vec<safetensors::TensorData> =
+        weights.iter().map(|(name, dims, values)| safetensors::TensorData { name, dims, values }).collect();
+    let metadata = BTreeMap::from([
+        ("format".to_string(), "runner".to_string()),
+        ("layout".to_string(), "conv kernels (filters, channels, kh, kw); dense kernels (inputs, units)".to_string()),
+    ]);
+    safetensors::to_bytes(&tensors, &metadata)
 }
 
 /// History files and plots, rewritten after every epoch so a stopped run keeps its curves.

@@ -245,6 +245,22 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
     if train.batch_size == 0 {
         err(&[Key("train"), Key("batch_size")], "batch_size must be at least 1".into());
     }
+    let columns = crate::train::monitor::COLUMNS;
+    let unknown_column = |m: &str| format!("monitor `{m}` is not a history column; use one of {}", columns.join(", "));
+    if !columns.contains(&train.checkpoint.monitor.as_str()) {
+        err(&[Key("train"), Key("checkpoint"), Key("monitor")], unknown_column(&train.checkpoint.monitor));
+    }
+    if let Some(early) = &train.early_stopping {
+        if !columns.contains(&early.monitor.as_str()) {
+            err(&[Key("train"), Key("early_stopping"), Key("monitor")], unknown_column(&early.monitor));
+        }
+        if !(early.min_delta.is_finite() && early.min_delta >= 0.0) {
+            err(
+                &[Key("train"), Key("early_stopping"), Key("min_delta")],
+                format!("min_delta {} must be 0 or more", early.min_delta),
+            );
+        }
+    }
 
     let layers = &config.model.layers;
     let input = Shape::Image { c: config.data.color_mode.channels(), h, w };

@@ -149,6 +149,71 @@ pub struct TrainConfig {
     /// Samples per step (default 32).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// `[train.early_stopping]`: stop when a metric stops improving (Keras `EarlyStopping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStopping>,
+    /// `[train.checkpoint]`: which epoch's weights are the best ones (Keras `ModelCheckpoint`).
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+}
+
+/// `[train.early_stopping]`, Keras' `EarlyStopping` arguments and defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStopping {
+    /// History column to watch: `val_loss` (default), `val_accuracy`, `loss` or `accuracy`.
+    #[serde(default = "default_monitor")]
+    pub monitor: String,
+    /// `"auto"` (default: lower is better for losses), `"min"` or `"max"`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Epochs without improvement before stopping (default 0).
+    #[serde(default)]
+    pub patience: usize,
+    /// The least change that counts as an improvement (default 0).
+    #[serde(default)]
+    pub min_delta: f64,
+    /// End with the best epoch's weights instead of the last epoch's (default false).
+    #[serde(default)]
+    pub restore_best_weights: bool,
+}
+
+/// `[train.checkpoint]`: after every epoch the run folder gets `checkpoints/last.safetensors`
+/// (weights, optimizer state, position), and `checkpoints/best.safetensors` when the
+/// monitored value improved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// History column that picks the best epoch: `val_loss` (default), `val_accuracy`, `loss`
+    /// or `accuracy`. The test split is evaluated with the best epoch's weights.
+    #[serde(default = "default_monitor")]
+    pub monitor: String,
+    /// `"auto"` (default: lower is better for losses), `"min"` or `"max"`.
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig { monitor: default_monitor(), mode: Mode::Auto }
+    }
+}
+
+fn default_monitor() -> String {
+    "val_loss".into()
+}
+
+/// Whether higher or lower is better for a monitored value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Lower for anything named like a loss, higher otherwise.
+    #[default]
+    Auto,
+    /// Lower is better.
+    Min,
+    /// Higher is better.
+    Max,
 }
 
 fn default_learning_rate() -> f64 {

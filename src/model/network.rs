@@ -57,6 +57,27 @@ impl<D: Backend> Network<D> {
         Network { plan, params, ranges }
     }
 
+    /// The weights on the host, as (name, dims, values), in network order.
+    pub fn weights(&self) -> Vec<crate::results::safetensors::Named> {
+        self.params.iter().map(|p| (p.name.clone(), p.dims.clone(), p.tensor.as_vec())).collect()
+    }
+
+    /// Replaces every weight with the one of the same name and shape in `weights` (from a
+    /// weights file or checkpoint); says which is missing or misshapen otherwise.
+    pub fn load_weights(&mut self, dev: &D, weights: &[crate::results::safetensors::Named]) -> Result<(), String> {
+        for p in &mut self.params {
+            let (_, dims, values) = weights
+                .iter()
+                .find(|(name, ..)| *name == p.name)
+                .ok_or_else(|| format!("it has no tensor `{}`, which this model needs", p.name))?;
+            if *dims != p.dims || values.len() != p.dims.iter().product::<usize>() {
+                return Err(format!("`{}` has shape {dims:?}, but this model needs {:?}", p.name, p.dims));
+            }
+            p.tensor = dev.tensor_from_vec(values.clone(), (values.len(),));
+        }
+        Ok(())
+    }
+
     /// Runs the layers on a batch `(batch, features)`. With `logits == true` the last layer's
     /// activation is left to the loss (stable sigmoid/softmax cross-entropy).
     pub fn forward<T: Tape<f32, D>>(&self, x: Batch<D, T>, logits: bool) -> Batch<D, T> {

@@ -3,10 +3,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How a run ended (so far).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum Status {
     /// Still training.
@@ -26,7 +26,7 @@ pub enum Status {
 }
 
 /// Facts about one run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
     /// `runner` version.
     pub runner_version: String,
@@ -34,6 +34,9 @@ pub struct Manifest {
     pub command: Vec<String>,
     /// The config file as given.
     pub config_file: String,
+    /// The working directory (relative paths in the config are taken from it).
+    #[serde(default)]
+    pub working_dir: Option<String>,
     /// Machine name.
     pub host: String,
     /// `cpu` or `cuda`.
@@ -50,14 +53,23 @@ pub struct Manifest {
     pub started_at: String,
     /// End, UTC, ISO 8601 (when finished).
     pub finished_at: Option<String>,
+    /// When `runner resume` went on with the run, UTC.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed_at: Vec<String>,
     /// Wall-clock seconds of each epoch.
     pub epoch_seconds: Vec<f64>,
+    /// The best epoch (1-based) by `train.checkpoint.monitor`, once training has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
+    /// The epoch (1-based) after which early stopping ended training, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early_after: Option<usize>,
     /// How it ended.
     pub status: Status,
 }
 
 /// What the run trained on.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DatasetFacts {
     /// `data.path`.
     pub path: String,
@@ -81,7 +93,7 @@ pub struct DatasetFacts {
 }
 
 /// CRC-32s (hex) of the data a run used.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Fingerprint {
     /// Used files, their paths and sizes.
     pub files: String,
@@ -121,7 +133,7 @@ impl Fingerprint {
 }
 
 /// The commit checked out where the config lives, and whether tracked files have changes.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GitState {
     /// `git rev-parse HEAD`.
     pub commit: String,

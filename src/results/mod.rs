@@ -23,6 +23,11 @@ pub mod files {
     pub const SUMMARY: &str = "summary.txt";
     /// Trained weights, safetensors format.
     pub const WEIGHTS: &str = "weights.safetensors";
+    /// Checkpoint after the last finished epoch (or at Ctrl-C): weights, optimizer state,
+    /// position and history (see `train::checkpoint`).
+    pub const LAST_CHECKPOINT: &str = "checkpoints/last.safetensors";
+    /// Weights of the best epoch by `train.checkpoint.monitor`.
+    pub const BEST_WEIGHTS: &str = "checkpoints/best.safetensors";
     /// Version, command, host, timings, status.
     pub const MANIFEST: &str = "manifest.json";
     /// Files not used, with the reason: `path,reason,detail`.
@@ -39,6 +44,8 @@ pub mod files {
     pub const REPORT: &str = "report.html";
     /// Stem of the validation confusion matrix (`.png`, `.svg`).
     pub const CONFUSION: &str = "confusion_matrix";
+    /// Stem of the test confusion matrix (`.png`, `.svg`), when there is a test split.
+    pub const TEST_CONFUSION: &str = "confusion_matrix_test";
     /// Stem of the grid of validation predictions (`.png`, `.svg`).
     pub const PREDICTIONS: &str = "predictions";
     /// Stem of the bar chart of images per class and split (`.png`, `.svg`).

@@ -44,13 +44,27 @@ pub fn to_bytes(tensors: &[TensorData], metadata: &BTreeMap<String, String>) -> 
 /// A tensor read back: name, shape, values.
 pub type Named = (String, Vec<usize>, Vec<f32>);
 
+/// The JSON header and the data that follows it.
+fn split(bytes: &[u8]) -> Result<(serde_json::Map<String, serde_json::Value>, &[u8]), String> {
+    let len = u64::from_le_bytes(bytes.get(..8).ok_or("file too short")?.try_into().expect("8 bytes"));
+    let len = usize::try_from(len).map_err(|_| "header length beyond end of file")?;
+    let head = bytes.get(8..8usize.saturating_add(len)).ok_or("header length beyond end of file")?;
+    let header = serde_json::from_slice(head).map_err(|e| format!("bad header: {e}"))?;
+    Ok((header, &bytes[8 + len..]))
+}
+
+/// The string metadata (`__metadata__`) of a safetensors file.
+pub fn metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    let (header, _) = split(bytes)?;
+    match header.get("__metadata__") {
+        None => Ok(BTreeMap::new()),
+        Some(m) => serde_json::from_value(m.clone()).map_err(|e| format!("bad metadata: {e}")),
+    }
+}
+
 /// Reads a file written by [`to_bytes`] back into `(name, dims, values)`, in file order.
 pub fn from_bytes(bytes: &[u8]) -> Result<Vec<Named>, String> {
-    let len = u64::from_le_bytes(bytes.get(..8).ok_or("file too short")?.try_into().expect("8 bytes")) as usize;
-    let head = bytes.get(8..8 + len).ok_or("header length beyond end of file")?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(head).map_err(|e| format!("bad header: {e}"))?;
-    let data = &bytes[8 + len..];
+    let (header, data) = split(bytes)?;
     let mut out = Vec::new();
     for (name, info) in header.iter().filter(|(k, _)| *k != "__metadata__") {
         let dims: Vec<usize> = serde_json::from_value(info["shape"].clone()).map_err(|e| format!("{name}: {e}"))?;

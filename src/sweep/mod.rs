@@ -475,19 +475,29 @@ pub fn run_trial(sweep_dir: &Path, index: usize) -> Result<()> {
         .map_err(|e| Error::io("entering the sweep's working folder", &definition.cwd, e))?;
     let trial = plan_entry(&definition.config, &definition.overrides(), entry)?;
     let dir = sweep_dir.join(&trial.name);
-    if TrialState::of(&dir) == TrialState::Completed {
+    let before = TrialState::of(&dir);
+    if before == TrialState::Completed {
         tracing::info!("trial {index} ({}) is already completed; nothing to do", trial.name);
         return Ok(());
     }
-    if dir.exists() {
+    // Stopped by Ctrl-C, the scheduler or a kill: go on from its checkpoint. Failed (or never
+    // begun training): start over, since the cause may have been mended.
+    let resume = matches!(before, TrialState::Interrupted { .. })
+        || (matches!(before, TrialState::Running { .. }) && before.died());
+    let resume = resume && dir.join(files::MANIFEST).is_file();
+    if !resume && dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io("clearing the earlier attempt in", &dir, e))?;
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating trial folder", &dir, e))?;
     let running = TrialState::Running { host: crate::results::manifest::hostname(), pid: std::process::id() };
     running.write(&dir)?;
     tracing::info!("trial {index} of {}: {}", definition.trials.len(), trial.label());
-    let result = crate::run::prepare(&trial.plan)
-        .and_then(|data| crate::run::run_in(trial.plan, &data, RunDir { path: dir.clone() }));
+    let result = if resume {
+        crate::run::resume(&dir)
+    } else {
+        crate::run::prepare(&trial.plan)
+            .and_then(|data| crate::run::run_in(trial.plan, &data, RunDir { path: dir.clone() }))
+    };
     let state = match &result {
         Ok(_) => TrialState::Completed,
         Err(Error::Interrupted(at)) => TrialState::Interrupted { reason: format!("interrupted at {at}") },

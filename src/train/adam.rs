@@ -27,6 +27,35 @@ impl<D: Backend> Adam<D> {
         Adam { lr, step: 0, m: Gradients::leaky(), v: Gradients::leaky() }
     }
 
+    /// Adam at update `step` with the moments `moments` (one (m, v) pair per parameter, as
+    /// [`Adam::state`] gives them), to go on from a checkpoint.
+    pub fn restore(
+        lr: f64,
+        step: i32,
+        params: &[NamedParam<D>],
+        moments: &[(Vec<f32>, Vec<f32>)],
+    ) -> Result<Self, D::Err> {
+        let mut adam = Adam::new(lr);
+        adam.step = step;
+        for (p, (m, v)) in params.iter().zip(moments) {
+            D::add_grad(&mut adam.m, &p.tensor, m)?;
+            D::add_grad(&mut adam.v, &p.tensor, v)?;
+        }
+        Ok(adam)
+    }
+
+    /// The update count and each parameter's (m, v), on the host.
+    pub fn state(&self, params: &[NamedParam<D>]) -> (i32, Vec<(Vec<f32>, Vec<f32>)>) {
+        let moments = params
+            .iter()
+            .map(|p| match self.step {
+                0 => (vec![0.0; p.tensor.shape().0], vec![0.0; p.tensor.shape().0]),
+                _ => (self.m.get(&p.tensor).as_vec(), self.v.get(&p.tensor).as_vec()),
+            })
+            .collect();
+        (self.step, moments)
+    }
+
     /// Applies one update to every parameter from `grads`.
     pub fn update(&mut self, params: &mut [NamedParam<D>], grads: &mut Gradients<f32, D>) -> Result<(), D::Err> {
         self.step += 1;

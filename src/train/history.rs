@@ -1,9 +1,9 @@
 //! Per-epoch metrics, in Keras' names (`loss`, `accuracy`, `val_loss`, `val_accuracy`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Metrics of one epoch.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// 0-based, as Keras' CSVLogger writes it.
     pub epoch: usize,
@@ -18,7 +18,7 @@ pub struct EpochRecord {
 }
 
 /// All epochs so far. Holds no timings, so two runs with the same seed give identical files.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     /// One record per finished epoch.
     pub epochs: Vec<EpochRecord>,

@@ -1,8 +1,10 @@
 //! Training: epochs of shuffled batches, Adam updates, validation after every epoch.
 
 pub mod adam;
+pub mod checkpoint;
 pub mod history;
 pub mod loss;
+pub mod monitor;
 pub mod progress;
 
 pub use history::{EpochRecord, History};
@@ -16,6 +18,7 @@ use crate::ops::Backend;
 use crate::seed::{self, Stream};
 use crate::{Error, Result};
 use adam::Adam;
+use checkpoint::{Checkpoint, State};
 use progress::Progress;
 
 /// A trained network, its history, and its last validation pass.
@@ -26,34 +29,67 @@ pub struct Trained<D: Backend> {
     pub history: History,
     /// The validation pass after the last epoch, with each sample's prediction.
     pub validation: Evaluation,
+    /// The best epoch by `train.checkpoint.monitor` (0-based).
+    pub best_epoch: usize,
+    /// The epoch (0-based) after which early stopping ended training, if it did.
+    pub stopped_early: Option<usize>,
 }
 
-/// Builds the network (weights from the `Init` stream) and trains it on `split.train`,
-/// validating on `split.val` after every epoch. `on_epoch` sees the history after each epoch
-/// (to write it out as it grows).
+/// Why `fit` hands over a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// An epoch ended; `best` when it is the best so far.
+    Epoch {
+        /// Whether this epoch's weights are the best so far.
+        best: bool,
+    },
+    /// Ctrl-C: the position is mid-epoch, after the last finished batch.
+    Interrupted,
+}
+
+/// Builds the network (weights from the `Init` stream, or from `resume`) and trains it on
+/// `split.train`, validating on `split.val` after every epoch. `save` gets a checkpoint after
+/// every epoch and at a Ctrl-C, to write out; the history so far is inside it.
 pub fn fit<D: Backend>(
     dev: &D,
     plan: &Plan,
     images: &Images,
     split: &Split,
-    mut on_epoch: impl FnMut(&History) -> Result<()>,
+    resume: Option<Checkpoint>,
+    mut save: impl FnMut(&Checkpoint, Saved) -> Result<()>,
 ) -> Result<Trained<D>> {
     let cfg = &plan.config;
+    let optimizer_failed = |e| Error::Train(format!("optimizer step failed: {e:?}"));
     let mut net = Network::new(plan.model.clone(), dev, &mut seed::rng(cfg.experiment.seed, Stream::Init, &[]));
-    let mut adam = Adam::<D>::new(cfg.train.learning_rate);
-    let mut history = History::default();
+    let (mut adam, mut state) = match resume {
+        None => (Adam::<D>::new(cfg.train.learning_rate), State::default()),
+        Some(c) => {
+            net.load_weights(dev, &c.weights)
+                .map_err(|e| Error::Train(format!("cannot resume: the checkpoint {e}")))?;
+            let adam = Adam::restore(cfg.train.learning_rate, c.state.optimizer_step, &net.params, &c.moments)
+                .map_err(optimizer_failed)?;
+            (adam, c.state)
+        }
+    };
+    let checkpoint = |net: &Network<D>, adam: &Adam<D>, state: &State| {
+        let (optimizer_step, moments) = adam.state(&net.params);
+        Checkpoint { state: State { optimizer_step, ..state.clone() }, weights: net.weights(), moments }
+    };
     let (batch_size, epochs) = (cfg.train.batch_size, cfg.train.epochs);
     let steps = split.train.len().div_ceil(batch_size);
     let mut validation = None;
-    for epoch in 0..epochs {
+    let mut stopped_early = None;
+    for epoch in state.epoch..epochs {
         let progress = Progress::start(epoch, epochs, steps);
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        // Resuming mid-epoch: skip the batches already done, carry their sums.
+        let first = std::mem::take(&mut state.step);
+        let (mut loss_sum, mut correct, mut seen) = std::mem::take(&mut state.partial);
         // Batches are assembled on another thread, one or two steps ahead of the model.
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<usize>)>(2);
             let order = epoch_order(&split.train, cfg.experiment.seed, epoch);
             scope.spawn(move || {
-                for indices in order.chunks(batch_size) {
+                for indices in order.chunks(batch_size).skip(first) {
                     let x = match &cfg.augment {
                         Some(aug) => {
                             augment::batch(aug, &images.pixels, images.shape, indices, cfg.experiment.seed, epoch)
@@ -66,7 +102,7 @@ pub fn fit<D: Backend>(
                     }
                 }
             });
-            for (step, (x, labels)) in rx.into_iter().enumerate() {
+            for (step, (x, labels)) in (first..).zip(rx) {
                 let n = labels.len();
                 let input = dev.tensor_from_vec(x, (n, images.image_len()));
                 let logits = net.forward(input.traced(Gradients::leaky()), true);
@@ -76,20 +112,22 @@ pub fn fit<D: Backend>(
                 if !value.is_finite() {
                     return Err(Error::Train(format!(
                         "the training loss became {value} at epoch {}, batch {}; lower train.learning_rate \
-                         (now {}) and check the input data",
+                         (now {}) and check the input data. The last checkpoint (end of epoch {}) is kept",
                         epoch + 1,
                         step + 1,
-                        cfg.train.learning_rate
+                        cfg.train.learning_rate,
+                        epoch
                     )));
                 }
                 let mut grads = loss.backward();
-                adam.update(&mut net.params, &mut grads)
-                    .map_err(|e| Error::Train(format!("optimizer step failed: {e:?}")))?;
+                adam.update(&mut net.params, &mut grads).map_err(optimizer_failed)?;
                 loss_sum += value * n as f64;
                 correct += loss::correct(&host_logits, host_logits.len() / n, &labels);
                 seen += n;
                 progress.step(step + 1, loss_sum / seen as f64, correct as f64 / seen as f64);
-                if crate::interrupt::requested() {
+                if crate::interrupt::requested() && step + 1 < steps {
+                    let at = State { epoch, step: step + 1, partial: (loss_sum, correct, seen), ..state.clone() };
+                    save(&checkpoint(&net, &adam, &at), Saved::Interrupted)?;
                     return Err(Error::Interrupted(format!("epoch {}, batch {}", epoch + 1, step + 1)));
                 }
             }
@@ -104,12 +142,30 @@ pub fn fit<D: Backend>(
             val_loss: val.loss,
         };
         progress.finish(&record);
-        history.epochs.push(record);
-        on_epoch(&history)?;
+        let watched = &cfg.train.checkpoint;
+        let current = monitor::value(&record, &watched.monitor).unwrap_or(f64::NAN);
+        let best = state.best.update(epoch, current, monitor::maximize(&watched.monitor, watched.mode), 0.0);
+        let stop =
+            cfg.train.early_stopping.as_ref().is_some_and(|e| monitor::should_stop(e, &mut state.early, &record));
+        state.history.epochs.push(record);
+        state.epoch = epoch + 1;
+        save(&checkpoint(&net, &adam, &state), Saved::Epoch { best })?;
         validation = Some(val);
+        if stop {
+            stopped_early = Some(epoch);
+            break;
+        }
+        // A Ctrl-C in the last batch of an epoch stops here, at the epoch boundary.
+        if crate::interrupt::requested() && epoch + 1 < epochs {
+            return Err(Error::Interrupted(format!("the end of epoch {}", epoch + 1)));
+        }
     }
-    let validation = validation.expect("train.epochs >= 1 is checked by config::validate");
-    Ok(Trained { net, history, validation })
+    let validation = match validation {
+        Some(v) => v,
+        // Resumed after the last epoch's checkpoint: the pass is recomputed, not stored.
+        None => evaluate(dev, &net, plan, images, &split.val),
+    };
+    Ok(Trained { net, history: state.history, validation, best_epoch: state.best.best_epoch, stopped_early })
 }
 
 /// One sample's predicted class and the probability the model gave it.

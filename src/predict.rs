@@ -1,0 +1,195 @@
+//! Using a saved run: `runner evaluate` measures its final weights again on the validation and
+//! test splits, `runner predict` classifies new images. Both read only the run folder
+//! (config.toml, manifest.json, weights.safetensors) and the images.
+
+use std::path::{Path, PathBuf};
+
+use dfdx::prelude::*;
+use serde::Serialize;
+
+use crate::config::Plan;
+use crate::model::Network;
+use crate::results::{files, safetensors};
+use crate::run::{open, prepare_same};
+use crate::{Error, Result};
+
+/// The run's network with its final weights, on the CPU.
+fn load_network(run_dir: &Path, plan: &Plan) -> Result<(Cpu, Network<Cpu>)> {
+    let path = run_dir.join(files::WEIGHTS);
+    let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::Usage(format!(
+            "`{}` has no {}: the run did not finish (resume it with `runner resume {}`)",
+            run_dir.display(),
+            files::WEIGHTS,
+            run_dir.display()
+        )),
+        _ => Error::io("reading", &path, e),
+    })?;
+    let weights = safetensors::from_bytes(&bytes).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+    let dev = Cpu::default();
+    let mut rng = crate::seed::rng(0, crate::seed::Stream::Init, &[]);
+    let mut net = Network::new(plan.model.clone(), &dev, &mut rng);
+    net.load_weights(&dev, &weights).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+    Ok((dev, net))
+}
+
+/// Loss and accuracy of one split.
+#[derive(Clone, Debug, Serialize)]
+pub struct SplitMetrics {
+    /// `validation` or `test`.
+    pub split: String,
+    /// Images in it.
+    pub samples: usize,
+    /// Mean loss.
+    pub loss: f64,
+    /// Fraction right.
+    pub accuracy: f64,
+}
+
+/// `runner evaluate <run>`: the final weights on the run's validation and test splits (the
+/// data must be the images it was trained on).
+pub fn evaluate(run_dir: &Path) -> Result<Vec<SplitMetrics>> {
+    let (run_dir, manifest, plan) = open(run_dir)?;
+    let data = prepare_same(&plan, &manifest)?;
+    let (dev, net) = load_network(&run_dir, &plan)?;
+    let mut out = Vec::new();
+    for (name, indices) in [("validation", &data.split.val), ("test", &data.split.test)] {
+        if indices.is_empty() {
+            continue;
+        }
+        let e = crate::train::evaluate(&dev, &net, &plan, &data.images, indices);
+        out.push(SplitMetrics { split: name.into(), samples: indices.len(), loss: e.loss, accuracy: e.accuracy });
+    }
+    Ok(out)
+}
+
+/// A table of split metrics for the terminal.
+pub fn metrics_table(metrics: &[SplitMetrics]) -> String {
+    let mut out = format!("{:<12} {:>8} {:>10} {:>10}\n", "split", "images", "loss", "accuracy");
+    for m in metrics {
+        out += &format!("{:<12} {:>8} {:>10.4} {:>10.4}\n", m.split, m.samples, m.loss, m.accuracy);
+    }
+    out
+}
+
+/// What the model says about one image.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImagePrediction {
+    /// The image file.
+    pub path: PathBuf,
+    /// The predicted class (none when the file could not be read).
+    pub class: Option<String>,
+    /// Probability of every class, in class order.
+    pub probabilities: indexmap::IndexMap<String, f32>,
+    /// Why the file could not be classified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `runner predict <run> <image or folder>...`: each image (folders are searched for files,
+/// in name order) resized and scaled as in training, with its class and probabilities.
+/// Files that are not usable images get an error entry instead of stopping the others.
+pub fn predict(run_dir: &Path, inputs: &[PathBuf]) -> Result<Vec<ImagePrediction>> {
+    // Inputs are named relative to where the command runs, before `open` changes directory.
+    let inputs: Vec<PathBuf> = inputs
+        .iter()
+        .map(|p| std::fs::canonicalize(p).map_err(|e| Error::io("opening", p, e)))
+        .collect::<Result<_>>()?;
+    let (run_dir, manifest, plan) = open(run_dir)?;
+    let (dev, net) = load_network(&run_dir, &plan)?;
+    let classes = &manifest.dataset.classes;
+    let mut paths = Vec::new();
+    for input in &inputs {
+        collect(input, &mut paths);
+    }
+    let d = &plan.config.data;
+    let shape = (d.color_mode.channels(), d.image_size[0], d.image_size[1]);
+    let len = shape.0 * shape.1 * shape.2;
+    let mut out = Vec::with_capacity(paths.len());
+    for chunk in paths.chunks(plan.config.train.batch_size) {
+        let decoded: Vec<_> =
+            chunk.iter().map(|p| crate::data::decode::decode(p, d.image_size, d.color_mode)).collect();
+        let good: Vec<&Vec<u8>> = decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
+        let mut rows = Vec::new();
+        if !good.is_empty() {
+            let x: Vec<f32> = good.iter().flat_map(|px| px.iter().map(|&p| f32::from(p) / 255.0)).collect();
+            let logits = net.forward(dev.tensor_from_vec(x, (good.len(), len)), true).as_vec();
+            rows = logits.chunks(logits.len() / good.len()).map(probabilities).collect();
+        }
+        let mut rows = rows.into_iter();
+        for (path, result) in chunk.iter().zip(decoded) {
+            out.push(match result {
+                Ok(_) => {
+                    let p = rows.next().unwrap_or_default();
+                    let best = p.iter().enumerate().fold(0, |b, (i, &v)| if v > p[b] { i } else { b });
+                    ImagePrediction {
+                        path: path.clone(),
+                        class: classes.get(best).cloned(),
+                        probabilities: classes.iter().cloned().zip(p).collect(),
+                        error: None,
+                    }
+                }
+                Err((reason, detail)) => ImagePrediction {
+                    path: path.clone(),
+                    class: None,
+                    probabilities: Default::default(),
+                    error: Some(format!("{}: {detail}", reason.name())),
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Class probabilities from one row of logits: softmax, or (1 - p, p) for one sigmoid unit.
+fn probabilities(row: &[f32]) -> Vec<f32> {
+    match row {
+        [logit] => {
+            let p = 1.0 / (1.0 + (-logit).exp());
+            vec![1.0 - p, p]
+        }
+        _ => {
+            let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exp: Vec<f32> = row.iter().map(|&l| (l - top).exp()).collect();
+            let sum: f32 = exp.iter().sum();
+            exp.into_iter().map(|e| e / sum).collect()
+        }
+    }
+}
+
+/// `path` itself, or every file under it (sorted, recursively).
+fn collect(path: &Path, out: &mut Vec<PathBuf>) {
+    if !path.is_dir() {
+        out.push(path.to_path_buf());
+        return;
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for entry in entries {
+        let hidden = entry.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if !hidden {
+            collect(&entry, out);
+        }
+    }
+}
+
+/// A table for the terminal: path, class, its probability, and the runners-up.
+pub fn predictions_table(predictions: &[ImagePrediction]) -> String {
+    let mut out = String::new();
+    for p in predictions {
+        let line = match (&p.class, &p.error) {
+            (_, Some(error)) => format!("{}\terror: {error}", p.path.display()),
+            (Some(class), None) => {
+                let mut ranked: Vec<(String, f32)> = p.probabilities.clone().into_iter().collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let others: Vec<String> = ranked.iter().skip(1).take(2).map(|(c, v)| format!("{c} {v:.3}")).collect();
+                let top = ranked.first().map_or(0.0, |r| r.1);
+                format!("{}\t{class}\t{top:.3}\t({})", p.path.display(), others.join(", "))
+            }
+            (None, None) => format!("{}\t-", p.path.display()),
+        };
+        out += &line;
+        out.push('\n');
+    }
+    out
+}
