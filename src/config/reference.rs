@@ -45,9 +45,15 @@ pub fn markdown() -> String {
             continue;
         }
         out += &keys_table(&table, &resolve);
-        if section == "sweep" {
-            out += "### `[sweep.random]`\n\n";
-            out += &keys_table(&resolve(&json!({"$ref": "#/$defs/RandomSearch"})), &resolve);
+        // Sub-tables, each with its own keys.
+        let subtables: &[(&str, &str)] = match section {
+            "train" => &[("train.early_stopping", "EarlyStopping"), ("train.checkpoint", "CheckpointConfig")],
+            "sweep" => &[("sweep.random", "RandomSearch")],
+            _ => &[],
+        };
+        for (name, def) in subtables {
+            out += &format!("### `[{name}]`\n\n");
+            out += &keys_table(&resolve(&json!({ "$ref": format!("#/$defs/{def}") })), &resolve);
         }
     }
     out

@@ -157,7 +157,7 @@ pub fn fit<D: Backend>(
         }
         // A Ctrl-C in the last batch of an epoch stops here, at the epoch boundary.
         if crate::interrupt::requested() && epoch + 1 < epochs {
-            return Err(Error::Interrupted(format!("the end of epoch {}", epoch + 1)));
+            return Err(Error::Interrupted(format!("epoch {}, batch {steps} (its last)", epoch + 1)));
         }
     }
     let validation = match validation {

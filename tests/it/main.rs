@@ -11,4 +11,5 @@ mod ops;
 mod pipeline;
 mod report;
 mod sweep;
+mod training;
 mod util;

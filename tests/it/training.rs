@@ -1,0 +1,264 @@
+//! Training that can be relied on: early stopping and best-epoch decisions, checkpoints,
+//! resuming after a kill or Ctrl-C to the same history, the non-finite-loss guard, and using
+//! a saved run (evaluate, predict).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runner::config::{EarlyStopping, Mode};
+use runner::train::checkpoint::{Checkpoint, State};
+use runner::train::monitor::{should_stop, Monitor};
+use runner::train::{EpochRecord, History};
+
+use crate::util::{assert_exit, fashion_subset, runner, small_config, stderr};
+
+fn record(epoch: usize, val_loss: f64, val_accuracy: f64) -> EpochRecord {
+    EpochRecord { epoch, accuracy: 0.5, loss: 1.0, val_accuracy, val_loss }
+}
+
+fn early(monitor: &str, mode: Mode, patience: usize, min_delta: f64) -> EarlyStopping {
+    EarlyStopping { monitor: monitor.into(), mode, patience, min_delta, restore_best_weights: false }
+}
+
+/// The epoch (0-based) after which `config` stops on the val_loss / val_accuracy series, if any.
+fn stops_after(config: &EarlyStopping, series: &[(f64, f64)]) -> Option<usize> {
+    let mut monitor = Monitor::default();
+    series
+        .iter()
+        .enumerate()
+        .find_map(|(e, &(loss, acc))| should_stop(config, &mut monitor, &record(e, loss, acc)).then_some(e))
+}
+
+#[test]
+fn early_stopping_decides_as_keras_on_synthetic_histories() {
+    let losses = [(1.0, 0.5), (0.8, 0.6), (0.81, 0.7), (0.79, 0.65), (0.9, 0.6), (0.95, 0.6), (0.99, 0.6)];
+    // patience 0: the first epoch that does not improve stops training.
+    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 0, 0.0), &losses), Some(2));
+    // patience 2: 0.79 at epoch 3 improves, then two epochs without.
+    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 2, 0.0), &losses), Some(5));
+    // min_delta 0.05: 0.8 improves on 1.0 by more; 0.79 does not improve on 0.8 by 0.05.
+    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 2, 0.05), &losses), Some(3));
+    // Accuracy is maximised in auto mode: 0.7 at epoch 2 is the best, then three worse.
+    assert_eq!(stops_after(&early("val_accuracy", Mode::Auto, 3, 0.0), &losses), Some(5));
+    // mode = "min" on accuracy: the first epoch is the best, so epoch 1 stops it.
+    assert_eq!(stops_after(&early("val_accuracy", Mode::Min, 0, 0.0), &losses), Some(1));
+    // Never before the second epoch, and not while improving.
+    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 0, 0.0), &[(1.0, 0.5)]), None);
+    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 0, 0.0), &[(1.0, 0.5), (0.9, 0.5), (0.8, 0.5)]), None);
+    // A NaN never counts as an improvement: patience 1 stops after the first one.
+    let nan = [(1.0, 0.5), (f64::NAN, 0.5), (f64::NAN, 0.5)];
+    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 1, 0.0), &nan), Some(1));
+    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 2, 0.0), &nan), Some(2));
+}
+
+#[test]
+fn a_checkpoint_reads_back_exactly() {
+    let state = State {
+        epoch: 3,
+        step: 17,
+        partial: (12.375, 40, 64),
+        optimizer_step: 205,
+        history: History { epochs: vec![record(0, 0.1 + 0.2, 1.0 / 3.0), record(1, 1e-300, 0.7)] },
+        best: Monitor { best: Some(0.1 + 0.2), best_epoch: 0, wait: 1 },
+        early: Monitor::default(),
+    };
+    let weights = vec![
+        ("conv2d/kernel".to_string(), vec![2, 1, 3, 3], (0..18).map(|i| i as f32 * 0.1 - 0.7).collect::<Vec<_>>()),
+        ("conv2d/bias".to_string(), vec![2], vec![f32::MIN_POSITIVE, -0.0]),
+    ];
+    let moments = vec![(vec![0.5; 18], vec![1e-8; 18]), (vec![1.0, 2.0], vec![3.0, 4.0])];
+    let c = Checkpoint { state, weights, moments };
+    let bytes = c.to_bytes();
+    assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), c);
+    // A weights reader sees the documented names.
+    let names: Vec<String> =
+        runner::results::safetensors::from_bytes(&bytes).unwrap().into_iter().map(|t| t.0).collect();
+    assert!(names.contains(&"conv2d/kernel".to_string()) && names.contains(&"optimizer/m/conv2d/kernel".to_string()));
+    assert!(Checkpoint::from_bytes(&bytes[..bytes.len() - 4]).is_err(), "a cut file is refused");
+}
+
+/// A 4,000-image, four-class experiment in `root` with `epochs` epochs (about half a second
+/// each, so a signal sent just after an epoch ends lands in the middle of the next).
+fn experiment(root: &Path, epochs: usize, extra: &str) -> PathBuf {
+    let data = root.join("data");
+    fashion_subset(&data, &["bag", "trouser", "sandal", "shirt"], 1000);
+    let config = root.join("exp.toml");
+    std::fs::write(&config, small_config("resume", &data, &root.join("results"), 5, epochs, 4) + extra).unwrap();
+    config
+}
+
+/// Starts a run of `config` and signals it with `signal` once the first epoch is written.
+fn run_and_signal(root: &Path, config: &Path, signal: &str) -> std::process::ExitStatus {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg(config)
+        .current_dir(root)
+        .env("RAYON_NUM_THREADS", "2")
+        .env("RUNNER_CACHE_DIR", root.join("cache"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoint = root.join("results/resume/run-001/checkpoints/last.safetensors");
+    let started = Instant::now();
+    while !checkpoint.exists() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no epoch finished within two minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
+    child.wait().unwrap()
+}
+
+fn file(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+}
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_to_the_history_and_weights_of_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let config = experiment(root, 3, "");
+    let status = run_and_signal(root, &config, "-KILL");
+    assert_eq!(status.code(), None, "killed");
+    let run = root.join("results/resume/run-001");
+    let manifest = String::from_utf8(file(&run, "manifest.json")).unwrap();
+    assert!(manifest.contains("\"running\""), "a killed run never got to say otherwise");
+
+    let out = runner(root, &["resume", run.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+    let out = runner(root, &[config.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let fresh = root.join("results/resume/run-002");
+    for name in ["history.csv", "history.json", "weights.safetensors", "accuracy.svg", "checkpoints/best.safetensors"] {
+        assert!(file(&run, name) == file(&fresh, name), "{name} differs between the resumed and the uninterrupted run");
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(&file(&run, "manifest.json")).unwrap();
+    assert_eq!(manifest["status"]["state"], "completed");
+    assert_eq!(manifest["resumed_at"].as_array().map(Vec::len), Some(1));
+    // A completed run is not resumed again.
+    assert_exit(&runner(root, &["resume", run.to_str().unwrap()]), 64);
+}
+
+#[test]
+fn ctrl_c_saves_a_mid_epoch_checkpoint_and_resume_gives_the_uninterrupted_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let config = experiment(root, 3, "");
+    let status = run_and_signal(root, &config, "-INT");
+    assert_eq!(status.code(), Some(130));
+    let run = root.join("results/resume/run-001");
+    let manifest: serde_json::Value = serde_json::from_slice(&file(&run, "manifest.json")).unwrap();
+    assert_eq!(manifest["status"]["state"], "interrupted", "{manifest}");
+    let checkpoint = Checkpoint::from_bytes(&file(&run, "checkpoints/last.safetensors")).unwrap();
+    assert_eq!(checkpoint.state.history.epochs.len(), checkpoint.state.epoch);
+    assert!(checkpoint.state.step > 0, "the checkpoint is mid-epoch: {:?}", checkpoint.state);
+
+    assert_exit(&runner(root, &["resume", run.to_str().unwrap()]), 0);
+    assert_exit(&runner(root, &[config.to_str().unwrap()]), 0);
+    let fresh = root.join("results/resume/run-002");
+    assert!(file(&run, "history.csv") == file(&fresh, "history.csv"), "histories differ");
+    assert!(file(&run, "weights.safetensors") == file(&fresh, "weights.safetensors"), "weights differ");
+}
+
+#[test]
+fn a_non_finite_loss_stops_naming_the_batch_and_keeps_the_last_good_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let config = experiment(root, 3, "");
+    assert_exit(&runner(root, &[config.to_str().unwrap(), "--set", "train.epochs=1"]), 0);
+    let good = file(&root.join("results/resume/run-001"), "checkpoints/last.safetensors");
+    // Resume that run with a learning rate that blows the weights up: copy it, edit its config.
+    let run = root.join("results/resume/run-002");
+    std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+    for name in ["manifest.json", "checkpoints/last.safetensors", "checkpoints/best.safetensors"] {
+        std::fs::copy(root.join("results/resume/run-001").join(name), run.join(name)).unwrap();
+    }
+    let manifest = String::from_utf8(file(&run, "manifest.json")).unwrap().replace("\"completed\"", "\"running\"");
+    std::fs::write(run.join("manifest.json"), manifest).unwrap();
+    let config_text = String::from_utf8(file(&root.join("results/resume/run-001"), "config.toml")).unwrap();
+    let config_text =
+        config_text.replace("epochs = 1", "epochs = 3").replace("learning_rate = 0.001", "learning_rate = 1e38");
+    std::fs::write(run.join("config.toml"), config_text).unwrap();
+    let out = runner(root, &["resume", run.to_str().unwrap()]);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("the training loss became") && err.contains("at epoch 2, batch "), "{err}");
+    assert!(file(&run, "checkpoints/last.safetensors") == good, "the last good checkpoint is kept");
+    let manifest: serde_json::Value = serde_json::from_slice(&file(&run, "manifest.json")).unwrap();
+    assert_eq!(manifest["status"]["state"], "failed");
+}
+
+#[test]
+fn early_stopping_ends_training_and_restores_the_best_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Watching the validation loss with mode "max": the first epoch is the best, so the
+    // second (whose loss is lower) does not improve and patience 0 stops there.
+    let extra = "\n[train.early_stopping]\nmonitor = \"val_loss\"\nmode = \"max\"\nrestore_best_weights = true\n\
+                 [train.checkpoint]\nmonitor = \"val_loss\"\nmode = \"max\"\n";
+    let config = experiment(root, 6, extra);
+    let out = runner(root, &[config.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let run = root.join("results/resume/run-001");
+    let history = String::from_utf8(file(&run, "history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 3, "two epochs, then stopped:\n{history}");
+    let manifest: serde_json::Value = serde_json::from_slice(&file(&run, "manifest.json")).unwrap();
+    assert_eq!(manifest["stopped_early_after"], 2);
+    assert_eq!(manifest["best_epoch"], 1);
+    let weights = runner::results::safetensors::from_bytes(&file(&run, "weights.safetensors")).unwrap();
+    let best = runner::results::safetensors::from_bytes(&file(&run, "checkpoints/best.safetensors")).unwrap();
+    assert_eq!(weights, best, "the final weights are the best epoch's");
+    let last = Checkpoint::from_bytes(&file(&run, "checkpoints/last.safetensors")).unwrap();
+    assert_ne!(last.weights, best, "and not the last epoch's");
+}
+
+#[test]
+fn predict_on_the_validation_images_agrees_with_evaluate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let config = experiment(root, 1, "");
+    assert_exit(&runner(root, &[config.to_str().unwrap(), "--set", "data.test_split=0.1"]), 0);
+    let run = root.join("results/resume/run-001");
+    let out = runner(root, &["evaluate", run.to_str().unwrap(), "--json"]);
+    assert_exit(&out, 0);
+    let metrics: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(metrics[0]["split"], "validation");
+    assert_eq!(metrics[1]["split"], "test");
+    let history = String::from_utf8(file(&run, "history.csv")).unwrap();
+    let val_accuracy: f64 = history.lines().nth(1).unwrap().split(',').nth(3).unwrap().parse().unwrap();
+    assert_eq!(metrics[0]["accuracy"].as_f64().unwrap(), val_accuracy, "evaluate repeats the last epoch's validation");
+    let test: serde_json::Value = serde_json::from_slice(&file(&run, "test_metrics.json")).unwrap();
+    assert_eq!(metrics[1]["accuracy"], test["accuracy"]);
+
+    // The validation images, by class, from split.csv.
+    let split = String::from_utf8(file(&run, "split.csv")).unwrap();
+    let validation: Vec<(String, String)> = split
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let parts: Vec<&str> = l.split(',').collect();
+            (parts[2] == "validation").then(|| (parts[0].to_string(), parts[1].to_string()))
+        })
+        .collect();
+    let mut args = vec!["predict".to_string(), run.display().to_string(), "--json".to_string()];
+    args.extend(validation.iter().map(|(p, _)| p.clone()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = runner(root, &args);
+    assert_exit(&out, 0);
+    let predictions: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(predictions.len(), validation.len());
+    let right = predictions.iter().zip(&validation).filter(|(p, (_, class))| p["class"] == class.as_str()).count();
+    assert_eq!(right as f64 / validation.len() as f64, val_accuracy, "predict agrees with evaluate");
+    let sum: f64 = predictions[0]["probabilities"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-5, "probabilities sum to 1: {sum}");
+
+    // A file that is not an image gets an error entry; the others are still classified.
+    let not_image = root.join("notes.txt");
+    std::fs::write(&not_image, "hello").unwrap();
+    let out = runner(root, &["predict", run.to_str().unwrap(), not_image.to_str().unwrap(), &validation[0].0]);
+    assert_exit(&out, 0);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("notes.txt\terror: not_an_image"), "{table}");
+    assert_eq!(table.lines().count(), 2);
+}
