@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use runner::config;
 use runner::model::layers::conv2d::Conv2dConfig;
-use runner::model::layers::{Activation, Padding, Pair};
+use runner::model::layers::Activation;
 use runner::model::{Network, Shape};
 use runner::train::{adam::Adam, loss};
 
@@ -48,13 +48,7 @@ fn train_step(c: &mut Criterion) {
 }
 
 fn tutorial_first_conv(c: &mut Criterion) {
-    let layer = Conv2dConfig {
-        filters: 16,
-        kernel_size: Pair([3, 3]),
-        strides: Pair([1, 1]),
-        padding: Padding::Valid,
-        activation: Activation::Relu,
-    };
+    let layer = Conv2dConfig { activation: Activation::Relu, ..Conv2dConfig::new(16, [3, 3]) };
     let g = layer.geometry(Shape::Image { c: 3, h: 128, w: 128 }).unwrap();
     let batch = 8;
     let x = random(batch * g.in_len());

@@ -5,7 +5,9 @@ use std::ops::Range;
 use dfdx::prelude::*;
 use rand::Rng;
 
-use super::layers::{Batch, Ctx, Init, Layer, Param};
+use std::cell::RefCell;
+
+use super::layers::{Batch, Ctx, Fans, Init, Initializer, Layer, Param, Training};
 use super::ModelPlan;
 use crate::ops::Backend;
 
@@ -18,6 +20,8 @@ pub struct NamedParam<D: Backend> {
     pub dims: Vec<usize>,
     /// The values, flat.
     pub tensor: Param<D>,
+    /// Changed by the optimizer (false for state a layer updates itself).
+    pub trainable: bool,
 }
 
 /// The runtime model.
@@ -39,17 +43,11 @@ impl<D: Backend> Network<D> {
             let start = params.len();
             for spec in &layer.params {
                 let n: usize = spec.dims.iter().product();
-                let values: Vec<f32> = match spec.init {
-                    Init::Zeros => vec![0.0; n],
-                    Init::GlorotUniform { fan_in, fan_out } => {
-                        let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-                        (0..n).map(|_| rng.gen_range(-limit..limit)).collect()
-                    }
-                };
                 params.push(NamedParam {
                     name: format!("{}/{}", layer.name, spec.name),
                     dims: spec.dims.clone(),
-                    tensor: dev.tensor_from_vec(values, (n,)),
+                    tensor: dev.tensor_from_vec(initial(spec.init, n, rng), (n,)),
+                    trainable: spec.trainable,
                 });
             }
             ranges.push(start..params.len());
@@ -78,19 +76,96 @@ impl<D: Backend> Network<D> {
         Ok(())
     }
 
-    /// Runs the layers on a batch `(batch, features)`. With `logits == true` the last layer's
+    /// Runs the layers on a batch `(batch, features)` for evaluation (no dropout, batch
+    /// normalisation with its moving averages). With `logits == true` the last layer's
     /// activation is left to the loss (stable sigmoid/softmax cross-entropy).
     pub fn forward<T: Tape<f32, D>>(&self, x: Batch<D, T>, logits: bool) -> Batch<D, T> {
+        self.run(x, logits, None).0
+    }
+
+    /// Runs the layers on a training batch (logits out): dropout drops, batch normalisation
+    /// uses the batch's statistics. Returns the new values of non-trainable state, for
+    /// [`Network::set_state`] after the optimizer step.
+    pub fn forward_train<T: Tape<f32, D>>(
+        &self,
+        x: Batch<D, T>,
+        at: Training,
+    ) -> (Batch<D, T>, Vec<(usize, Vec<f32>)>) {
+        self.run(x, true, Some(at))
+    }
+
+    fn run<T: Tape<f32, D>>(
+        &self,
+        x: Batch<D, T>,
+        logits: bool,
+        training: Option<Training>,
+    ) -> (Batch<D, T>, Vec<(usize, Vec<f32>)>) {
         let tensors: Vec<Param<D>> = self.params.iter().map(|p| p.tensor.clone()).collect();
         let last = self.plan.layers.len().saturating_sub(1);
-        self.plan.layers.iter().zip(&self.ranges).enumerate().fold(x, |x, (i, (layer, range))| {
+        let mut updates = Vec::new();
+        let y = self.plan.layers.iter().zip(&self.ranges).enumerate().fold(x, |x, (i, (layer, range))| {
+            let cell = RefCell::new(Vec::new());
             let ctx = Ctx {
                 input: layer.input,
                 params: &tensors[range.clone()],
                 skip_activation: logits && i == last,
                 input_grad: i > 0,
+                training,
+                layer: i,
+                updates: &cell,
             };
-            layer.config.forward(x, &ctx)
-        })
+            let y = layer.config.forward(x, &ctx);
+            updates.extend(cell.into_inner().into_iter().map(|(p, v)| (range.start + p, v)));
+            y
+        });
+        (y, updates)
     }
+
+    /// Stores new values of non-trainable state (from [`Network::forward_train`]).
+    pub fn set_state(&mut self, dev: &D, updates: Vec<(usize, Vec<f32>)>) {
+        for (i, values) in updates {
+            let n = values.len();
+            self.params[i].tensor = dev.tensor_from_vec(values, (n,));
+        }
+    }
+}
+
+/// `n` initial values for `init`, Keras' formulas.
+fn initial(init: Init, n: usize, rng: &mut impl Rng) -> Vec<f32> {
+    match init {
+        Init::Zeros | Init::Kernel(Initializer::Zeros, _) => vec![0.0; n],
+        Init::Ones => vec![1.0; n],
+        Init::Kernel(kind, Fans { fan_in, fan_out }) => {
+            let (fan_in, fan_out) = (fan_in.max(1) as f64, fan_out.max(1) as f64);
+            match kind {
+                Initializer::GlorotUniform => uniform((6.0 / (fan_in + fan_out)).sqrt(), n, rng),
+                Initializer::HeUniform => uniform((6.0 / fan_in).sqrt(), n, rng),
+                Initializer::GlorotNormal => truncated_normal((2.0 / (fan_in + fan_out)).sqrt(), n, rng),
+                Initializer::HeNormal => truncated_normal((2.0 / fan_in).sqrt(), n, rng),
+                Initializer::Zeros => vec![0.0; n],
+            }
+        }
+    }
+}
+
+fn uniform(limit: f64, n: usize, rng: &mut impl Rng) -> Vec<f32> {
+    let limit = limit as f32;
+    (0..n).map(|_| rng.gen_range(-limit..limit)).collect()
+}
+
+/// Keras' `VarianceScaling(distribution="truncated_normal")`: normal draws beyond two
+/// deviations are drawn again, and the deviation is divided by 0.8796 (the deviation of a
+/// unit normal truncated there) so the result has the intended `stddev`.
+fn truncated_normal(stddev: f64, n: usize, rng: &mut impl Rng) -> Vec<f32> {
+    let sigma = stddev / 0.879_625_661_034_239_8;
+    (0..n)
+        .map(|_| loop {
+            // Box-Muller; one of the pair is enough.
+            let (u, v): (f64, f64) = (rng.gen_range(f64::MIN_POSITIVE..1.0), rng.gen());
+            let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+            if z.abs() <= 2.0 {
+                break (z * sigma) as f32;
+            }
+        })
+        .collect()
 }

@@ -6,7 +6,9 @@ use dfdx::prelude::Tape;
 use serde::{Deserialize, Serialize};
 
 use super::layers::{
-    activation::ActivationConfig, conv2d::Conv2dConfig, dense::DenseConfig, flatten::FlattenConfig,
+    activation::ActivationConfig, average_pooling2d::AveragePooling2dConfig,
+    batch_normalization::BatchNormalizationConfig, conv2d::Conv2dConfig, dense::DenseConfig, dropout::DropoutConfig,
+    flatten::FlattenConfig, global_average_pooling2d::GlobalAveragePooling2dConfig, leaky_relu::LeakyReluConfig,
     max_pooling2d::MaxPooling2dConfig, Activation, Batch, Ctx, Layer, ParamSpec,
 };
 use super::Shape;
@@ -63,7 +65,12 @@ macro_rules! layer_kinds {
 layer_kinds! {
     Conv2d(Conv2dConfig) = "conv2d",
     MaxPooling2d(MaxPooling2dConfig) = "max_pooling2d",
+    AveragePooling2d(AveragePooling2dConfig) = "average_pooling2d",
+    GlobalAveragePooling2d(GlobalAveragePooling2dConfig) = "global_average_pooling2d",
     Flatten(FlattenConfig) = "flatten",
     Dense(DenseConfig) = "dense",
+    Dropout(DropoutConfig) = "dropout",
+    BatchNormalization(BatchNormalizationConfig) = "batch_normalization",
     Activation(ActivationConfig) = "activation",
+    LeakyRelu(LeakyReluConfig) = "leaky_relu",
 }

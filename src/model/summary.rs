@@ -35,8 +35,17 @@ fn table(name: &str, plan: &ModelPlan, costs: Option<usize>) -> String {
         let label = format!("{} ({})", layer.name, Layer::class_name(&layer.config));
         out += &row(&label, layer.output.to_string(), params, layer.config.macs(layer.input, layer.output));
     }
-    let total = thousands(plan.param_count());
-    out += &format!("{}\nTotal params: {total}\nTrainable params: {total}\nNon-trainable params: 0\n", rule('='));
+    let count = |trainable: bool| -> usize {
+        let specs = plan.layers.iter().flat_map(|l| &l.params).filter(|p| p.trainable == trainable);
+        specs.map(|p| p.dims.iter().product::<usize>()).sum()
+    };
+    out += &format!(
+        "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: {}\n",
+        rule('='),
+        thousands(plan.param_count()),
+        thousands(count(true)),
+        thousands(count(false))
+    );
     if let Some(batch) = costs {
         let macs: u64 = plan.layers.iter().map(|l| l.config.macs(l.input, l.output)).sum();
         // Every layer's output is kept for the backward pass, and gets a gradient of the same

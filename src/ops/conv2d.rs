@@ -30,6 +30,10 @@ pub struct ConvGeom {
     pub sh: usize,
     #[allow(missing_docs)]
     pub sw: usize,
+    /// Dilation: the kernel reads every `dh`-th row and `dw`-th column.
+    pub dh: usize,
+    #[allow(missing_docs)]
+    pub dw: usize,
     /// Output height and width.
     pub oh: usize,
     #[allow(missing_docs)]
@@ -65,11 +69,13 @@ impl ConvGeom {
                 for kj in 0..self.kw {
                     let row = (ch * self.kh + ki) * self.kw + kj;
                     for oy in 0..self.oh {
-                        let Some(iy) = (oy * self.sh + ki).checked_sub(self.pad_top).filter(|&y| y < self.h) else {
+                        let Some(iy) = (oy * self.sh + ki * self.dh).checked_sub(self.pad_top).filter(|&y| y < self.h)
+                        else {
                             continue;
                         };
                         for ox in 0..self.ow {
-                            let Some(ix) = (ox * self.sw + kj).checked_sub(self.pad_left).filter(|&x| x < self.w)
+                            let Some(ix) =
+                                (ox * self.sw + kj * self.dw).checked_sub(self.pad_left).filter(|&x| x < self.w)
                             else {
                                 continue;
                             };
@@ -151,22 +157,24 @@ pub fn backward(
     (dx, dw, db)
 }
 
-/// Convolution of a batch `(batch, c·h·w)` with `kernel` `(f·c·kh·kw)` and `bias` `(f)`,
-/// recorded on `x`'s tape. With `input_grad == false` (first layer) no input gradient is made.
+/// Convolution of a batch `(batch, c·h·w)` with `kernel` `(f·c·kh·kw)` and `bias` `(f)` (when
+/// there is one), recorded on `x`'s tape. With `input_grad == false` (first layer) no input
+/// gradient is made.
 pub fn conv2d<D: Backend, T: Tape<f32, D>>(
     x: Tensor<(usize, usize), f32, D, T>,
     kernel: &Tensor<(usize,), f32, D>,
-    bias: &Tensor<(usize,), f32, D>,
+    bias: Option<&Tensor<(usize,), f32, D>>,
     g: ConvGeom,
     input_grad: bool,
 ) -> Tensor<(usize, usize), f32, D, T> {
     let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
-    let y = forward(&x.as_vec(), &kernel.as_vec(), &bias.as_vec(), batch, &g);
+    let b = bias.map_or_else(|| vec![0.0; g.f], |b| b.as_vec());
+    let y = forward(&x.as_vec(), &kernel.as_vec(), &b, batch, &g);
     let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
     if T::OWNS_TAPE {
         let out_ghost = out.ghost();
-        let (kernel, bias) = (kernel.clone(), bias.clone());
+        let (kernel, bias) = (kernel.clone(), bias.cloned());
         tape.add_backward_op(move |grads| {
             grads.try_alloc_for(&out_ghost)?;
             let dy = grads.get(&out_ghost).as_vec();
@@ -175,7 +183,10 @@ pub fn conv2d<D: Backend, T: Tape<f32, D>>(
                 D::add_grad(grads, &x, &dx)?;
             }
             D::add_grad(grads, &kernel, &dw)?;
-            D::add_grad(grads, &bias, &db)
+            match &bias {
+                Some(bias) => D::add_grad(grads, bias, &db),
+                None => Ok(()),
+            }
         });
     }
     out.put_tape(tape)

@@ -1,5 +1,6 @@
-//! 2-D max pooling, NCHW, with a tape-registered backward that routes each output gradient to
-//! the input element that won its window (first one on ties, as TensorFlow does).
+//! 2-D max and average pooling, NCHW, with tape-registered backwards: max routes each output
+//! gradient to the input element that won its window (first one on ties, as TensorFlow does);
+//! average spreads it evenly over the window's pixels inside the image.
 
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -100,6 +101,75 @@ pub fn max_pool2d<D: Backend, T: Tape<f32, D>>(
             grads.try_alloc_for(&out_ghost)?;
             let dy = grads.get(&out_ghost).as_vec();
             D::add_grad(grads, &x, &backward(&dy, &arg, batch, &g))
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// The input pixels (indices within an image's channel plane) of output (oy, ox).
+fn window(g: &PoolGeom, oy: usize, ox: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let rows = (oy * g.sh).saturating_sub(g.pad_top)..(oy * g.sh + g.ph - g.pad_top).min(g.h);
+    let cols = (ox * g.sw).saturating_sub(g.pad_left)..(ox * g.sw + g.pw - g.pad_left).min(g.w);
+    (rows, cols)
+}
+
+/// Average pooling forward on host memory.
+pub fn avg_forward(x: &[f32], batch: usize, g: &PoolGeom) -> Vec<f32> {
+    let mut y = vec![0.0; batch * g.out_len()];
+    y.par_chunks_mut(g.out_len()).zip(x.par_chunks(g.in_len())).for_each(|(y, x)| {
+        let mut o = 0;
+        for ch in 0..g.c {
+            let plane = &x[ch * g.h * g.w..(ch + 1) * g.h * g.w];
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let (rows, cols) = window(g, oy, ox);
+                    let count = (rows.len() * cols.len()).max(1) as f32;
+                    let sum: f32 = rows.flat_map(|iy| plane[iy * g.w + cols.start..iy * g.w + cols.end].iter()).sum();
+                    y[o] = sum / count;
+                    o += 1;
+                }
+            }
+        }
+    });
+    y
+}
+
+/// Average pooling input gradient on host memory.
+pub fn avg_backward(dy: &[f32], batch: usize, g: &PoolGeom) -> Vec<f32> {
+    let mut dx = vec![0.0; batch * g.in_len()];
+    dx.par_chunks_mut(g.in_len()).zip(dy.par_chunks(g.out_len())).for_each(|(dx, dy)| {
+        let mut o = 0;
+        for ch in 0..g.c {
+            let plane = &mut dx[ch * g.h * g.w..(ch + 1) * g.h * g.w];
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let (rows, cols) = window(g, oy, ox);
+                    let share = dy[o] / (rows.len() * cols.len()).max(1) as f32;
+                    for iy in rows {
+                        plane[iy * g.w + cols.start..iy * g.w + cols.end].iter_mut().for_each(|d| *d += share);
+                    }
+                    o += 1;
+                }
+            }
+        }
+    });
+    dx
+}
+
+/// Average pooling of a batch `(batch, c·h·w)`, recorded on `x`'s tape.
+pub fn avg_pool2d<D: Backend, T: Tape<f32, D>>(
+    x: Tensor<(usize, usize), f32, D, T>,
+    g: PoolGeom,
+) -> Tensor<(usize, usize), f32, D, T> {
+    let (x, mut tape) = x.split_tape();
+    let batch = x.shape().0;
+    let out = x.device().tensor_from_vec(avg_forward(&x.as_vec(), batch, &g), (batch, g.out_len()));
+    if T::OWNS_TAPE {
+        let out_ghost = out.ghost();
+        tape.add_backward_op(move |grads| {
+            grads.try_alloc_for(&out_ghost)?;
+            let dy = grads.get(&out_ghost).as_vec();
+            D::add_grad(grads, &x, &avg_backward(&dy, batch, &g))
         });
     }
     out.put_tape(tape)

@@ -49,8 +49,8 @@ impl<D: Backend> Adam<D> {
         let moments = params
             .iter()
             .map(|p| match self.step {
-                0 => (vec![0.0; p.tensor.shape().0], vec![0.0; p.tensor.shape().0]),
-                _ => (self.m.get(&p.tensor).as_vec(), self.v.get(&p.tensor).as_vec()),
+                n if n > 0 && p.trainable => (self.m.get(&p.tensor).as_vec(), self.v.get(&p.tensor).as_vec()),
+                _ => (vec![0.0; p.tensor.shape().0], vec![0.0; p.tensor.shape().0]),
             })
             .collect();
         (self.step, moments)
@@ -65,7 +65,7 @@ impl<D: Backend> Adam<D> {
             eps: EPSILON / (1.0 - BETA_2.powi(self.step)).sqrt(),
             weight_decay: None,
         };
-        for p in params {
+        for p in params.iter_mut().filter(|p| p.trainable) {
             let id = p.tensor.ghost();
             let g = grads.get_or_alloc_mut(&id)?;
             let (m, v) = (self.m.get_or_alloc_mut(&id)?, self.v.get_or_alloc_mut(&id)?);

@@ -105,7 +105,8 @@ pub fn fit<D: Backend>(
             for (step, (x, labels)) in (first..).zip(rx) {
                 let n = labels.len();
                 let input = dev.tensor_from_vec(x, (n, images.image_len()));
-                let logits = net.forward(input.traced(Gradients::leaky()), true);
+                let at = crate::model::layers::Training { seed: cfg.experiment.seed, epoch, step };
+                let (logits, state_updates) = net.forward_train(input.traced(Gradients::leaky()), at);
                 let host_logits = logits.retaped::<NoneTape>().as_vec();
                 let loss = loss::loss(cfg.train.loss, logits, &labels);
                 let value = f64::from(loss.as_vec()[0]);
@@ -121,6 +122,7 @@ pub fn fit<D: Backend>(
                 }
                 let mut grads = loss.backward();
                 adam.update(&mut net.params, &mut grads).map_err(optimizer_failed)?;
+                net.set_state(dev, state_updates);
                 loss_sum += value * n as f64;
                 correct += loss::correct(&host_logits, host_logits.len() / n, &labels);
                 seen += n;

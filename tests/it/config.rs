@@ -69,6 +69,11 @@ fn every_layer_kind_parses_from_a_minimal_table_and_rejects_unknown_keys() {
         "flatten" => "type = \"flatten\"",
         "dense" => "type = \"dense\"\nunits = 3",
         "activation" => "type = \"activation\"\nactivation = \"relu\"",
+        "average_pooling2d" => "type = \"average_pooling2d\"",
+        "global_average_pooling2d" => "type = \"global_average_pooling2d\"",
+        "dropout" => "type = \"dropout\"\nrate = 0.5",
+        "batch_normalization" => "type = \"batch_normalization\"",
+        "leaky_relu" => "type = \"leaky_relu\"",
         other => panic!("add a minimal example for the new layer kind `{other}`"),
     };
     for kind in LayerConfig::KINDS {
@@ -102,7 +107,7 @@ fn defaults_follow_keras() {
     assert_eq!(c.output.dir, std::path::PathBuf::from("results"));
     let pool = parse_layer("type = \"max_pooling2d\"").unwrap();
     let LayerConfig::MaxPooling2d(pool) = pool else { panic!() };
-    assert_eq!((pool.pool_size.0, pool.strides), ([2, 2], None));
+    assert_eq!((pool.0.pool_size.0, pool.0.strides), ([2, 2], None));
 }
 
 fn validate_err(layers: &str) -> String {

@@ -1,12 +1,11 @@
-//! Our conv2d, max pooling and dense layers, forward and backward through the dfdx tape,
-//! against a float64 naive reference on random inputs of several shapes.
+//! Our conv2d, max and average pooling and dense layers, forward and backward through the
+//! dfdx tape, against a float64 naive reference on random inputs of several shapes.
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use runner::model::layers::conv2d::Conv2dConfig;
 use runner::model::layers::dense::DenseConfig;
-use runner::model::layers::max_pooling2d::MaxPooling2dConfig;
-use runner::model::layers::{Activation, Ctx, Layer, Padding, Pair};
+use runner::model::layers::{Activation, Ctx, Initializer, Layer, Padding, Pair, PoolWindow};
 use runner::model::Shape;
 use runner::ops;
 
@@ -42,17 +41,121 @@ struct ConvCase {
     kernel: [usize; 2],
     strides: [usize; 2],
     padding: Padding,
+    dilation: [usize; 2],
+    bias: bool,
 }
 
 #[test]
 fn conv2d_matches_float64_reference_forward_and_backward() {
     let cases = [
-        ConvCase { batch: 2, c: 3, h: 7, w: 5, filters: 4, kernel: [3, 3], strides: [1, 1], padding: Padding::Valid },
-        ConvCase { batch: 1, c: 2, h: 9, w: 8, filters: 3, kernel: [3, 3], strides: [2, 2], padding: Padding::Same },
-        ConvCase { batch: 3, c: 1, h: 6, w: 7, filters: 5, kernel: [2, 3], strides: [2, 1], padding: Padding::Same },
-        ConvCase { batch: 1, c: 4, h: 5, w: 5, filters: 2, kernel: [5, 5], strides: [1, 1], padding: Padding::Valid },
-        ConvCase { batch: 2, c: 2, h: 11, w: 6, filters: 3, kernel: [4, 4], strides: [3, 2], padding: Padding::Same },
-        ConvCase { batch: 2, c: 3, h: 8, w: 9, filters: 2, kernel: [3, 3], strides: [2, 2], padding: Padding::Valid },
+        ConvCase {
+            batch: 2,
+            c: 3,
+            h: 7,
+            w: 5,
+            filters: 4,
+            kernel: [3, 3],
+            strides: [1, 1],
+            padding: Padding::Valid,
+            dilation: [1, 1],
+            bias: true,
+        },
+        ConvCase {
+            batch: 1,
+            c: 2,
+            h: 9,
+            w: 8,
+            filters: 3,
+            kernel: [3, 3],
+            strides: [2, 2],
+            padding: Padding::Same,
+            dilation: [1, 1],
+            bias: true,
+        },
+        ConvCase {
+            batch: 3,
+            c: 1,
+            h: 6,
+            w: 7,
+            filters: 5,
+            kernel: [2, 3],
+            strides: [2, 1],
+            padding: Padding::Same,
+            dilation: [1, 1],
+            bias: true,
+        },
+        ConvCase {
+            batch: 1,
+            c: 4,
+            h: 5,
+            w: 5,
+            filters: 2,
+            kernel: [5, 5],
+            strides: [1, 1],
+            padding: Padding::Valid,
+            dilation: [1, 1],
+            bias: true,
+        },
+        ConvCase {
+            batch: 2,
+            c: 2,
+            h: 11,
+            w: 6,
+            filters: 3,
+            kernel: [4, 4],
+            strides: [3, 2],
+            padding: Padding::Same,
+            dilation: [1, 1],
+            bias: true,
+        },
+        ConvCase {
+            batch: 2,
+            c: 3,
+            h: 8,
+            w: 9,
+            filters: 2,
+            kernel: [3, 3],
+            strides: [2, 2],
+            padding: Padding::Valid,
+            dilation: [1, 1],
+            bias: true,
+        },
+        ConvCase {
+            batch: 2,
+            c: 2,
+            h: 9,
+            w: 8,
+            filters: 3,
+            kernel: [3, 3],
+            strides: [1, 1],
+            padding: Padding::Valid,
+            dilation: [2, 2],
+            bias: true,
+        },
+        ConvCase {
+            batch: 1,
+            c: 3,
+            h: 7,
+            w: 9,
+            filters: 2,
+            kernel: [3, 2],
+            strides: [1, 1],
+            padding: Padding::Same,
+            dilation: [2, 3],
+            bias: false,
+        },
+        ConvCase {
+            batch: 3,
+            c: 1,
+            h: 5,
+            w: 5,
+            filters: 2,
+            kernel: [3, 3],
+            strides: [2, 2],
+            padding: Padding::Same,
+            dilation: [1, 1],
+            bias: false,
+        },
     ];
     for (n, t) in cases.iter().enumerate() {
         let layer = Conv2dConfig {
@@ -60,21 +163,24 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
             kernel_size: Pair(t.kernel),
             strides: Pair(t.strides),
             padding: t.padding,
+            dilation_rate: Pair(t.dilation),
             activation: Activation::Linear,
+            use_bias: t.bias,
+            kernel_initializer: Initializer::GlorotUniform,
         };
         let input = Shape::Image { c: t.c, h: t.h, w: t.w };
         let g = layer.geometry(input).unwrap();
         let [kh, kw] = t.kernel;
         let x = random(t.batch * g.in_len(), 1 + n as u64);
         let w = random(t.filters * t.c * kh * kw, 100 + n as u64);
-        let b = random(t.filters, 200 + n as u64);
+        let b = if t.bias { random(t.filters, 200 + n as u64) } else { vec![0.0; t.filters] };
         let r = random(t.batch * g.out_len(), 300 + n as u64);
 
         let dev = Cpu::default();
         let xt = dev.tensor_from_vec(x.clone(), (t.batch, g.in_len()));
         let wt = dev.tensor_from_vec(w.clone(), (w.len(),));
         let bt = dev.tensor_from_vec(b.clone(), (b.len(),));
-        let y = ops::conv2d(xt.leaky_trace(), &wt, &bt, g, true);
+        let y = ops::conv2d(xt.leaky_trace(), &wt, t.bias.then_some(&bt), g, true);
         let y_host = y.as_vec();
         let grads = weighted_sum(y, &r).backward();
 
@@ -94,8 +200,8 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
                         for c in 0..t.c {
                             for ki in 0..kh {
                                 for kj in 0..kw {
-                                    let iy = (oy * t.strides[0] + ki) as isize - g.pad_top as isize;
-                                    let ix = (ox * t.strides[1] + kj) as isize - g.pad_left as isize;
+                                    let iy = (oy * t.strides[0] + ki * t.dilation[0]) as isize - g.pad_top as isize;
+                                    let ix = (ox * t.strides[1] + kj * t.dilation[1]) as isize - g.pad_left as isize;
                                     if iy < 0 || ix < 0 || iy >= t.h as isize || ix >= t.w as isize {
                                         continue;
                                     }
@@ -115,12 +221,14 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
         assert_close(&format!("case {n} y"), &y_host, &y_ref);
         assert_close(&format!("case {n} dx"), &grads.get(&xt).as_vec(), &dx);
         assert_close(&format!("case {n} dw"), &grads.get(&wt).as_vec(), &dw);
-        assert_close(&format!("case {n} db"), &grads.get(&bt).as_vec(), &db);
+        if t.bias {
+            assert_close(&format!("case {n} db"), &grads.get(&bt).as_vec(), &db);
+        }
     }
 }
 
 #[test]
-fn max_pooling_matches_reference_forward_and_backward() {
+fn pooling_matches_reference_forward_and_backward() {
     // (batch, c, h, w, pool, strides, padding)
     let cases = [
         (2, 2, 7, 7, [2, 2], None, Padding::Valid),
@@ -129,8 +237,8 @@ fn max_pooling_matches_reference_forward_and_backward() {
         (1, 2, 9, 4, [2, 3], Some([2, 1]), Padding::Same),
     ];
     for (n, (batch, c, h, w, pool, strides, padding)) in cases.into_iter().enumerate() {
-        let layer = MaxPooling2dConfig { pool_size: Pair(pool), strides: strides.map(Pair), padding };
-        let g = layer.geometry(Shape::Image { c, h, w }).unwrap();
+        let window = PoolWindow { pool_size: Pair(pool), strides: strides.map(Pair), padding };
+        let g = window.geometry(Shape::Image { c, h, w }, "max_pooling2d").unwrap();
         let x = random(batch * c * h * w, 10 + n as u64);
         let r = random(batch * g.out_len(), 20 + n as u64);
         let dev = Cpu::default();
@@ -169,13 +277,49 @@ fn max_pooling_matches_reference_forward_and_backward() {
         }
         assert_close(&format!("pool case {n} y"), &y_host, &y_ref);
         assert_close(&format!("pool case {n} dx"), &grads.get(&xt).as_vec(), &dx);
+
+        // Average pooling: the mean of the window's pixels inside the image.
+        let y = ops::avg_pool2d(xt.leaky_trace(), g);
+        let y_host = y.as_vec();
+        let grads = weighted_sum(y, &r).backward();
+        let mut y_ref = vec![0f64; r.len()];
+        let mut dx = vec![0f64; x.len()];
+        for bi in 0..batch {
+            for ch in 0..c {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut inside = Vec::new();
+                        for ki in 0..pool[0] {
+                            for kj in 0..pool[1] {
+                                let iy = (oy * sh + ki) as isize - g.pad_top as isize;
+                                let ix = (ox * sw + kj) as isize - g.pad_left as isize;
+                                if iy >= 0 && ix >= 0 && iy < h as isize && ix < w as isize {
+                                    inside.push(((bi * c + ch) * h + iy as usize) * w + ix as usize);
+                                }
+                            }
+                        }
+                        let o = ((bi * c + ch) * g.oh + oy) * g.ow + ox;
+                        let k = inside.len() as f64;
+                        y_ref[o] = inside.iter().map(|&i| f64::from(x[i])).sum::<f64>() / k;
+                        inside.iter().for_each(|&i| dx[i] += f64::from(r[o]) / k);
+                    }
+                }
+            }
+        }
+        assert_close(&format!("avg pool case {n} y"), &y_host, &y_ref);
+        assert_close(&format!("avg pool case {n} dx"), &grads.get(&xt).as_vec(), &dx);
     }
 }
 
 #[test]
 fn dense_matches_reference_forward_and_backward() {
     for (n, (batch, fan_in, units)) in [(1, 5, 3), (4, 7, 1), (3, 13, 6)].into_iter().enumerate() {
-        let layer = DenseConfig { units, activation: Activation::Linear };
+        let layer = DenseConfig {
+            units,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+        };
         let x = random(batch * fan_in, 40 + n as u64);
         let w = random(fan_in * units, 50 + n as u64);
         let b = random(units, 60 + n as u64);
@@ -183,7 +327,16 @@ fn dense_matches_reference_forward_and_backward() {
         let dev = Cpu::default();
         let xt = dev.tensor_from_vec(x.clone(), (batch, fan_in));
         let params = [dev.tensor_from_vec(w.clone(), (w.len(),)), dev.tensor_from_vec(b.clone(), (units,))];
-        let ctx = Ctx { input: Shape::Flat(fan_in), params: &params, skip_activation: false, input_grad: true };
+        let updates = std::cell::RefCell::new(Vec::new());
+        let ctx = Ctx {
+            input: Shape::Flat(fan_in),
+            params: &params,
+            skip_activation: false,
+            input_grad: true,
+            training: None,
+            layer: 0,
+            updates: &updates,
+        };
         let y = layer.forward(xt.leaky_trace(), &ctx);
         let y_host = y.as_vec();
         let grads = weighted_sum(y, &r).backward();
@@ -211,19 +364,13 @@ fn dense_matches_reference_forward_and_backward() {
 
 #[test]
 fn first_layer_skips_the_input_gradient_but_keeps_weight_gradients() {
-    let layer = Conv2dConfig {
-        filters: 2,
-        kernel_size: Pair([3, 3]),
-        strides: Pair([1, 1]),
-        padding: Padding::Valid,
-        activation: Activation::Linear,
-    };
+    let layer = Conv2dConfig::new(2, [3, 3]);
     let g = layer.geometry(Shape::Image { c: 1, h: 5, w: 5 }).unwrap();
     let dev = Cpu::default();
     let xt = dev.tensor_from_vec(random(25, 1), (1, 25));
     let wt = dev.tensor_from_vec(random(18, 2), (18,));
     let bt = dev.tensor_from_vec(vec![0.0; 2], (2,));
-    let y = ops::conv2d(xt.leaky_trace(), &wt, &bt, g, false);
+    let y = ops::conv2d(xt.leaky_trace(), &wt, Some(&bt), g, false);
     let r = vec![1.0; 18];
     let mut grads = weighted_sum(y, &r).backward();
     assert!(grads.get_or_alloc_mut(&wt).unwrap().iter().any(|&v| v != 0.0));

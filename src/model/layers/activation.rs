@@ -17,6 +17,14 @@ pub enum Activation {
     Linear,
     /// max(0, x).
     Relu,
+    /// x for x > 0, else 0.2·x (Keras' `leaky_relu` function; the `leaky_relu` layer takes an alpha).
+    LeakyRelu,
+    /// x for x > 0, else e^x - 1.
+    Elu,
+    /// x·Φ(x), with the exact normal CDF (Keras' default, `approximate=False`).
+    Gelu,
+    /// Hyperbolic tangent.
+    Tanh,
     /// 1 / (1 + e^-x); with one unit and `binary_crossentropy` the loss takes it over.
     Sigmoid,
     /// Normalised exponentials over the features; with `categorical_crossentropy` the loss takes it over.
@@ -29,6 +37,10 @@ impl Activation {
         match self {
             Activation::Linear => x,
             Activation::Relu => x.relu(),
+            Activation::LeakyRelu => leaky_relu(x, 0.2),
+            Activation::Elu => elu(x, 1.0),
+            Activation::Gelu => x.accurate_gelu(),
+            Activation::Tanh => x.tanh(),
             Activation::Sigmoid => x.sigmoid(),
             Activation::Softmax => x.softmax::<Axis<1>>(),
         }
@@ -43,6 +55,17 @@ impl Activation {
             _ => Ok(()),
         }
     }
+}
+
+/// max(0, x) + alpha·min(0, x).
+pub fn leaky_relu<D: Backend, T: Tape<f32, D>>(x: Batch<D, T>, alpha: f32) -> Batch<D, T> {
+    x.prelu(alpha)
+}
+
+/// x for x > 0, else alpha·(e^x - 1), composed from dfdx ops so it runs on any device.
+pub fn elu<D: Backend, T: Tape<f32, D>>(x: Batch<D, T>, alpha: f32) -> Batch<D, T> {
+    let negative = x.retaped::<T>().negate().relu().negate(); // min(x, 0)
+    x.relu() + (negative.exp() - 1.0) * alpha
 }
 
 /// `type = "activation"`: applies `activation` to its input.

@@ -1,10 +1,11 @@
 //! `type = "conv2d"`: 2-D convolution, Keras' `Conv2D(filters, kernel_size, strides, padding,
-//! activation)`. The kernel is stored as `(filters, channels, kh, kw)`.
+//! dilation_rate, activation, use_bias, kernel_initializer)`. The kernel is stored as
+//! `(filters, channels, kh, kw)`.
 
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{expect_image, Activation, Batch, Ctx, Init, Layer, Padding, Pair, ParamSpec};
+use super::{expect_image, Activation, Batch, Ctx, Fans, Init, Initializer, Layer, Padding, Pair, ParamSpec};
 use crate::model::Shape;
 use crate::ops::{self, Backend, ConvGeom};
 
@@ -22,9 +23,22 @@ pub struct Conv2dConfig {
     /// `"valid"` (default) or `"same"`.
     #[serde(default)]
     pub padding: Padding,
+    /// Spacing between the kernel's taps (default 1); strides must be 1 when it is not.
+    #[serde(default = "one")]
+    pub dilation_rate: Pair,
     /// Applied to the output (default `linear`).
     #[serde(default)]
     pub activation: Activation,
+    /// Add a bias per filter (default true).
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// How the kernel starts (default `glorot_uniform`).
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn one() -> Pair {
@@ -32,6 +46,20 @@ fn one() -> Pair {
 }
 
 impl Conv2dConfig {
+    /// `filters` filters of `kernel_size`, every other key at its default.
+    pub fn new(filters: usize, kernel_size: [usize; 2]) -> Self {
+        Conv2dConfig {
+            filters,
+            kernel_size: Pair(kernel_size),
+            strides: one(),
+            padding: Padding::Valid,
+            dilation_rate: one(),
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+        }
+    }
+
     /// The geometry of this convolution on `input`, or why it does not fit.
     pub fn geometry(&self, input: Shape) -> Result<ConvGeom, String> {
         let (c, h, w) = expect_image(input, "conv2d")?;
@@ -40,10 +68,18 @@ impl Conv2dConfig {
         }
         let [kh, kw] = self.kernel_size.0;
         let [sh, sw] = self.strides.0;
-        let fit = |size, k, s| self.padding.output(size, k, s);
-        match (fit(h, kh, sh), fit(w, kw, sw)) {
+        let [dh, dw] = self.dilation_rate.0;
+        if (dh, dw) != (1, 1) && (sh, sw) != (1, 1) {
+            return Err(format!(
+                "dilation_rate {} needs strides 1 (Keras allows one or the other), not {}",
+                self.dilation_rate, self.strides
+            ));
+        }
+        // A dilated kernel covers (k - 1)·d + 1 pixels.
+        let fit = |size, k: usize, d: usize, s| self.padding.output(size, (k - 1) * d + 1, s);
+        match (fit(h, kh, dh, sh), fit(w, kw, dw, sw)) {
             (Some((oh, pad_top)), Some((ow, pad_left))) => {
-                Ok(ConvGeom { c, h, w, f: self.filters, kh, kw, sh, sw, oh, ow, pad_top, pad_left })
+                Ok(ConvGeom { c, h, w, f: self.filters, kh, kw, sh, sw, dh, dw, oh, ow, pad_top, pad_left })
             }
             _ => Err(format!(
                 "kernel {} does not fit the input {h}x{w} with padding \"valid\"; use a smaller \
@@ -65,14 +101,16 @@ impl Layer for Conv2dConfig {
     fn params(&self, input: Shape) -> Vec<ParamSpec> {
         let g = self.geometry(input).expect("shape checked before params");
         let area = g.kh * g.kw;
-        vec![
-            ParamSpec {
-                name: "kernel",
-                dims: vec![g.f, g.c, g.kh, g.kw],
-                init: Init::GlorotUniform { fan_in: g.c * area, fan_out: g.f * area },
-            },
-            ParamSpec { name: "bias", dims: vec![g.f], init: Init::Zeros },
-        ]
+        let fans = Fans { fan_in: g.c * area, fan_out: g.f * area };
+        let mut params = vec![ParamSpec::trainable(
+            "kernel",
+            vec![g.f, g.c, g.kh, g.kw],
+            Init::Kernel(self.kernel_initializer, fans),
+        )];
+        if self.use_bias {
+            params.push(ParamSpec::trainable("bias", vec![g.f], Init::Zeros));
+        }
+        params
     }
     fn macs(&self, input: Shape, output: Shape) -> u64 {
         let [kh, kw] = self.kernel_size.0;
@@ -87,7 +125,7 @@ impl Layer for Conv2dConfig {
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         let g = self.geometry(ctx.input).expect("shape checked at compile time");
-        let y = ops::conv2d(x, &ctx.params[0], &ctx.params[1], g, ctx.input_grad);
+        let y = ops::conv2d(x, &ctx.params[0], ctx.params.get(1), g, ctx.input_grad);
         ctx.activate(self.activation, y)
     }
 }

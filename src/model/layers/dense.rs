@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{Activation, Batch, Ctx, Init, Layer, ParamSpec};
+use super::{Activation, Batch, Ctx, Fans, Init, Initializer, Layer, ParamSpec};
 use crate::model::Shape;
 use crate::ops::Backend;
 
@@ -16,6 +16,16 @@ pub struct DenseConfig {
     /// Applied to the output (default `linear`).
     #[serde(default)]
     pub activation: Activation,
+    /// Add a bias per unit (default true).
+    #[serde(default = "yes")]
+    pub use_bias: bool,
+    /// How the kernel starts (default `glorot_uniform`).
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Layer for DenseConfig {
@@ -37,10 +47,12 @@ impl Layer for DenseConfig {
     }
     fn params(&self, input: Shape) -> Vec<ParamSpec> {
         let (fan_in, fan_out) = (input.len(), self.units);
-        vec![
-            ParamSpec { name: "kernel", dims: vec![fan_in, fan_out], init: Init::GlorotUniform { fan_in, fan_out } },
-            ParamSpec { name: "bias", dims: vec![fan_out], init: Init::Zeros },
-        ]
+        let init = Init::Kernel(self.kernel_initializer, Fans { fan_in, fan_out });
+        let mut params = vec![ParamSpec::trainable("kernel", vec![fan_in, fan_out], init)];
+        if self.use_bias {
+            params.push(ParamSpec::trainable("bias", vec![fan_out], Init::Zeros));
+        }
+        params
     }
     fn macs(&self, input: Shape, output: Shape) -> u64 {
         (input.len() * output.len()) as u64
@@ -54,8 +66,11 @@ impl Layer for DenseConfig {
         // Parameters are re-taped so their gradients land under their own ids (a bias that is
         // broadcast without its own tape silently loses its gradient).
         let kernel = ctx.params[0].retaped::<T>().reshape_like(&(fan_in, units));
-        let bias = ctx.params[1].retaped::<T>().broadcast_like::<_, Axis<0>>(&(batch, units));
-        let y = x.matmul(kernel) + bias;
+        let y = x.matmul(kernel);
+        let y = match ctx.params.get(1) {
+            Some(bias) => y + bias.retaped::<T>().broadcast_like::<_, Axis<0>>(&(batch, units)),
+            None => y,
+        };
         ctx.activate(self.activation, y)
     }
 }

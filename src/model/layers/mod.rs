@@ -2,11 +2,17 @@
 //! and forward pass. The list of kinds lives in `model::registry`.
 
 pub mod activation;
+pub mod average_pooling2d;
+pub mod batch_normalization;
 pub mod conv2d;
 pub mod dense;
+pub mod dropout;
 pub mod flatten;
+pub mod global_average_pooling2d;
+pub mod leaky_relu;
 pub mod max_pooling2d;
 
+use std::cell::RefCell;
 use std::fmt;
 
 use dfdx::prelude::{Tape, Tensor};
@@ -56,6 +62,25 @@ pub struct Ctx<'a, D: Backend> {
     pub skip_activation: bool,
     /// Whether the gradient with respect to the input is needed (false for the first layer).
     pub input_grad: bool,
+    /// Set in training: dropout drops and batch normalisation uses the batch's statistics.
+    pub training: Option<Training>,
+    /// Position of the layer in the model (keys its random streams).
+    pub layer: usize,
+    /// New values for non-trainable state (batch normalisation's moving averages), as
+    /// (index into `params`, values); the trainer stores them after the step.
+    pub updates: &'a RefCell<Vec<(usize, Vec<f32>)>>,
+}
+
+/// Where in training a forward pass happens: keys dropout masks, so they depend only on
+/// (seed, epoch, step, layer) and a resumed run draws the same ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Training {
+    /// `experiment.seed`.
+    pub seed: u64,
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// 0-based step within the epoch.
+    pub step: usize,
 }
 
 impl<D: Backend> Ctx<'_, D> {
@@ -69,28 +94,64 @@ impl<D: Backend> Ctx<'_, D> {
     }
 }
 
-/// A trainable tensor a layer asks for.
+/// A tensor a layer asks for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamSpec {
-    /// Keras weight name within the layer (`kernel`, `bias`).
+    /// Keras weight name within the layer (`kernel`, `bias`, `moving_mean`).
     pub name: &'static str,
     /// Logical shape (row-major).
     pub dims: Vec<usize>,
     /// How its initial values are drawn.
     pub init: Init,
+    /// Changed by the optimizer (false for state such as batch normalisation's moving averages).
+    pub trainable: bool,
 }
 
-/// Weight initialisers (Keras names and formulas).
+impl ParamSpec {
+    /// A trainable tensor.
+    pub fn trainable(name: &'static str, dims: Vec<usize>, init: Init) -> Self {
+        ParamSpec { name, dims, init, trainable: true }
+    }
+    /// State the layer updates itself.
+    pub fn state(name: &'static str, dims: Vec<usize>, init: Init) -> Self {
+        ParamSpec { name, dims, init, trainable: false }
+    }
+}
+
+/// How initial values are drawn, with the fans they depend on.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
-    /// Uniform in ±sqrt(6 / (fan_in + fan_out)), Keras' default for kernels.
-    GlorotUniform {
-        /// Inputs feeding one output unit.
-        fan_in: usize,
-        /// Outputs fed by one input unit.
-        fan_out: usize,
-    },
+    /// A kernel initialiser with its fans.
+    Kernel(Initializer, Fans),
     /// All zeros, Keras' default for biases.
+    Zeros,
+    /// All ones (batch normalisation's scale and moving variance).
+    Ones,
+}
+
+/// Inputs feeding one output unit and outputs fed by one input unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fans {
+    /// Inputs per output unit.
+    pub fan_in: usize,
+    /// Outputs per input unit.
+    pub fan_out: usize,
+}
+
+/// Kernel initialisers, Keras' names and formulas (`kernel_initializer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Initializer {
+    /// Uniform in ±sqrt(6 / (fan_in + fan_out)) (Keras' default).
+    #[default]
+    GlorotUniform,
+    /// Normal with stddev sqrt(2 / (fan_in + fan_out)), truncated at two deviations.
+    GlorotNormal,
+    /// Uniform in ±sqrt(6 / fan_in), for ReLU networks.
+    HeUniform,
+    /// Normal with stddev sqrt(2 / fan_in), truncated at two deviations.
+    HeNormal,
+    /// All zeros.
     Zeros,
 }
 
@@ -117,6 +178,45 @@ impl Padding {
                 let total = ((out - 1) * stride + window).saturating_sub(input);
                 Some((out, total / 2))
             }
+        }
+    }
+}
+
+/// The window of a pooling layer, Keras' `pool_size`, `strides` and `padding`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolWindow {
+    /// Window size (default `[2, 2]`).
+    #[serde(default = "two")]
+    pub pool_size: Pair,
+    /// Step between windows (default: the pool size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strides: Option<Pair>,
+    /// `"valid"` (default) or `"same"`.
+    #[serde(default)]
+    pub padding: Padding,
+}
+
+fn two() -> Pair {
+    Pair([2, 2])
+}
+
+impl PoolWindow {
+    /// The geometry of this pooling on `input`, or why it does not fit (`kind` names the layer).
+    pub fn geometry(&self, input: Shape, kind: &str) -> Result<crate::ops::PoolGeom, String> {
+        let (c, h, w) = expect_image(input, kind)?;
+        let [ph, pw] = self.pool_size.0;
+        let [sh, sw] = self.strides.unwrap_or(self.pool_size).0;
+        let fit = |size, k, s| self.padding.output(size, k, s);
+        match (fit(h, ph, sh), fit(w, pw, sw)) {
+            (Some((oh, pad_top)), Some((ow, pad_left))) => {
+                Ok(crate::ops::PoolGeom { c, h, w, ph, pw, sh, sw, oh, ow, pad_top, pad_left })
+            }
+            _ => Err(format!(
+                "pool {} does not fit the input {h}x{w}: too many poolings for this image size; \
+                 remove one, use a larger image_size, or padding = \"same\"",
+                self.pool_size
+            )),
         }
     }
 }

@@ -1,0 +1,96 @@
+//! `type = "batch_normalization"`: Keras' `BatchNormalization(momentum=0.99, epsilon=0.001)`,
+//! per channel for images and per feature for vectors. Training normalises with the batch's
+//! mean and (biased) variance and moves the averages towards them; evaluation uses the moving
+//! averages. Weights: `gamma`, `beta` (trained), `moving_mean`, `moving_variance` (state, saved
+//! with the weights).
+
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{Batch, Ctx, Init, Layer, ParamSpec};
+use crate::model::Shape;
+use crate::ops::Backend;
+
+/// Keras' `BatchNormalization`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNormalizationConfig {
+    /// Weight of the old moving average in each update (default 0.99).
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    /// Added to the variance before the square root (default 0.001).
+    #[serde(default = "default_epsilon")]
+    pub epsilon: f64,
+}
+
+fn default_momentum() -> f64 {
+    0.99
+}
+fn default_epsilon() -> f64 {
+    1e-3
+}
+
+/// Channels and values per channel of `input`.
+fn groups(input: Shape) -> (usize, usize) {
+    match input {
+        Shape::Image { c, h, w } => (c, h * w),
+        Shape::Flat(n) => (n, 1),
+    }
+}
+
+impl Layer for BatchNormalizationConfig {
+    fn class_name(&self) -> &'static str {
+        "BatchNormalization"
+    }
+    fn output_shape(&self, input: Shape) -> Result<Shape, String> {
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!("momentum {} must be from 0 up to, not including, 1", self.momentum));
+        }
+        if !(self.epsilon > 0.0 && self.epsilon.is_finite()) {
+            return Err(format!("epsilon {} must be a positive number", self.epsilon));
+        }
+        Ok(input)
+    }
+    fn params(&self, input: Shape) -> Vec<ParamSpec> {
+        let (c, _) = groups(input);
+        vec![
+            ParamSpec::trainable("gamma", vec![c], Init::Ones),
+            ParamSpec::trainable("beta", vec![c], Init::Zeros),
+            ParamSpec::state("moving_mean", vec![c], Init::Zeros),
+            ParamSpec::state("moving_variance", vec![c], Init::Ones),
+        ]
+    }
+    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
+        let (c, n) = groups(ctx.input);
+        let batch = x.shape().0;
+        let shape = (batch, c, n);
+        let x = x.reshape_like(&shape);
+        let eps = self.epsilon as f32;
+        let [gamma, beta, moving_mean, moving_var] = [0, 1, 2, 3].map(|i| &ctx.params[i]);
+        let normalised = match ctx.training {
+            Some(_) => {
+                let mean = x.retaped::<T>().mean::<(usize,), Axes2<0, 2>>();
+                let var = x.retaped::<T>().var::<(usize,), Axes2<0, 2>>();
+                // The moving averages move towards this batch's statistics.
+                let m = self.momentum as f32;
+                let blend = |old: &Tensor<(usize,), f32, D>, new: Vec<f32>| -> Vec<f32> {
+                    old.as_vec().iter().zip(new).map(|(o, b)| o * m + b * (1.0 - m)).collect()
+                };
+                let (batch_mean, batch_var) = (mean.as_vec(), var.as_vec());
+                let mut updates = ctx.updates.borrow_mut();
+                updates.push((2, blend(moving_mean, batch_mean)));
+                updates.push((3, blend(moving_var, batch_var)));
+                let std = (var + eps).sqrt().broadcast_like::<_, Axes2<0, 2>>(&shape);
+                (x - mean.broadcast_like::<_, Axes2<0, 2>>(&shape)) / std
+            }
+            None => {
+                let mean = moving_mean.clone().broadcast_like::<_, Axes2<0, 2>>(&shape);
+                let std = (moving_var.clone() + eps).sqrt().broadcast_like::<_, Axes2<0, 2>>(&shape);
+                (x - mean) / std
+            }
+        };
+        let scaled = normalised * gamma.retaped::<T>().broadcast_like::<_, Axes2<0, 2>>(&shape)
+            + beta.retaped::<T>().broadcast_like::<_, Axes2<0, 2>>(&shape);
+        scaled.reshape_like(&(batch, c * n))
+    }
+}

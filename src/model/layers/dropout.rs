@@ -1,0 +1,44 @@
+//! `type = "dropout"`: Keras' `Dropout(rate)`. In training each value is zeroed with
+//! probability `rate` and the rest scaled by 1/(1 - rate); in evaluation it does nothing. The
+//! mask comes from the `Dropout` stream keyed by (epoch, step, layer), so it is the same
+//! whatever the thread count and after a resume.
+
+use dfdx::prelude::*;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{Batch, Ctx, Layer};
+use crate::model::Shape;
+use crate::ops::Backend;
+use crate::seed::{self, Stream};
+
+/// Keras' `Dropout`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DropoutConfig {
+    /// Fraction of values dropped in training, from 0 up to (not including) 1.
+    pub rate: f64,
+}
+
+impl Layer for DropoutConfig {
+    fn class_name(&self) -> &'static str {
+        "Dropout"
+    }
+    fn output_shape(&self, input: Shape) -> Result<Shape, String> {
+        match (0.0..1.0).contains(&self.rate) {
+            true => Ok(input),
+            false => Err(format!("rate {} must be from 0 up to, not including, 1 (such as 0.5)", self.rate)),
+        }
+    }
+    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
+        let Some(at) = ctx.training.filter(|_| self.rate > 0.0) else { return x };
+        let shape = *x.shape();
+        let keys = [at.epoch as u64, at.step as u64, ctx.layer as u64];
+        let mut rng = seed::rng(at.seed, Stream::Dropout, &keys);
+        let scale = (1.0 / (1.0 - self.rate)) as f32;
+        let mask: Vec<f32> =
+            (0..shape.0 * shape.1).map(|_| if rng.gen::<f64>() < self.rate { 0.0 } else { scale }).collect();
+        let mask = x.device().tensor_from_vec(mask, shape);
+        x * mask
+    }
+}

@@ -1,0 +1,29 @@
+//! `type = "global_average_pooling2d"`: the mean of each channel over the image, Keras'
+//! `GlobalAveragePooling2D()`: an image (c, h, w) becomes a vector of c values.
+
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::{expect_image, Batch, Ctx, Layer};
+use crate::model::Shape;
+use crate::ops::Backend;
+
+/// Keras' `GlobalAveragePooling2D`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalAveragePooling2dConfig {}
+
+impl Layer for GlobalAveragePooling2dConfig {
+    fn class_name(&self) -> &'static str {
+        "GlobalAveragePooling2D"
+    }
+    fn output_shape(&self, input: Shape) -> Result<Shape, String> {
+        let (c, ..) = expect_image(input, "global_average_pooling2d")?;
+        Ok(Shape::Flat(c))
+    }
+    fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
+        let (c, h, w) = expect_image(ctx.input, "global_average_pooling2d").expect("shape checked at compile time");
+        let batch = x.shape().0;
+        x.reshape_like(&(batch, c, h * w)).mean::<(usize, usize), Axis<2>>()
+    }
+}
