@@ -46,7 +46,7 @@ impl<D: Backend> Network<D> {
                 params.push(NamedParam {
                     name: format!("{}/{}", layer.name, spec.name),
                     dims: spec.dims.clone(),
-                    tensor: dev.tensor_from_vec(initial(spec.init, n, rng), (n,)),
+                    tensor: dev.tensor_from_vec(initial_values(spec.init, n, rng), (n,)),
                     trainable: spec.trainable,
                 });
             }
@@ -131,7 +131,7 @@ impl<D: Backend> Network<D> {
 }
 
 /// `n` initial values for `init`, Keras' formulas.
-fn initial(init: Init, n: usize, rng: &mut impl Rng) -> Vec<f32> {
+pub fn initial_values(init: Init, n: usize, rng: &mut impl Rng) -> Vec<f32> {
     match init {
         Init::Zeros | Init::Kernel(Initializer::Zeros, _) => vec![0.0; n],
         Init::Ones => vec![1.0; n],

@@ -5,6 +5,7 @@
 //! reduce per-image partial sums in batch order, so results do not depend on thread count.
 
 pub mod conv2d;
+pub mod gelu;
 mod gemm;
 pub mod pool2d;
 

@@ -6,6 +6,7 @@ mod config;
 mod data;
 mod golden;
 mod layering;
+mod layers;
 mod model;
 mod ops;
 mod pipeline;

@@ -90,6 +90,11 @@ fn experiment(root: &Path, epochs: usize, extra: &str) -> PathBuf {
 
 /// Starts a run of `config` and signals it with `signal` once the first epoch is written.
 fn run_and_signal(root: &Path, config: &Path, signal: &str) -> std::process::ExitStatus {
+    run_and_signal_named(root, config.to_str().unwrap(), "resume", signal)
+}
+
+/// [`run_and_signal`] for the first run of experiment `name`.
+fn run_and_signal_named(root: &Path, config: &str, name: &str, signal: &str) -> std::process::ExitStatus {
     let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
         .arg(config)
         .current_dir(root)
@@ -98,7 +103,9 @@ fn run_and_signal(root: &Path, config: &Path, signal: &str) -> std::process::Exi
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let checkpoint = root.join("results/resume/run-001/checkpoints/last.safetensors");
+    let runs = root.join("results").join(name);
+    let next = (1..).map(|n| runs.join(format!("run-{n:03}"))).find(|d| !d.exists()).unwrap();
+    let checkpoint = next.join("checkpoints/last.safetensors");
     let started = Instant::now();
     while !checkpoint.exists() {
         assert!(started.elapsed() < Duration::from_secs(120), "no epoch finished within two minutes");
@@ -261,4 +268,90 @@ fn predict_on_the_validation_images_agrees_with_evaluate() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("notes.txt\terror: not_an_image"), "{table}");
     assert_eq!(table.lines().count(), 2);
+}
+
+#[test]
+fn a_model_using_every_layer_kind_learns_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let data = root.join("data");
+    fashion_subset(&data, &["bag", "trouser"], 1000);
+    let config = format!(
+        r#"[experiment]
+name = "every"
+seed = 3
+[data]
+path = "{}"
+image_size = [28, 28]
+color_mode = "grayscale"
+[[model.layers]]
+type = "conv2d"
+filters = 8
+kernel_size = 3
+padding = "same"
+use_bias = false
+kernel_initializer = "he_normal"
+[[model.layers]]
+type = "batch_normalization"
+[[model.layers]]
+type = "activation"
+activation = "gelu"
+[[model.layers]]
+type = "average_pooling2d"
+[[model.layers]]
+type = "conv2d"
+filters = 8
+kernel_size = 3
+dilation_rate = 2
+activation = "elu"
+[[model.layers]]
+type = "max_pooling2d"
+[[model.layers]]
+type = "leaky_relu"
+[[model.layers]]
+type = "global_average_pooling2d"
+[[model.layers]]
+type = "dropout"
+rate = 0.2
+[[model.layers]]
+type = "dense"
+units = 8
+activation = "tanh"
+[[model.layers]]
+type = "flatten"
+[[model.layers]]
+type = "dense"
+units = 1
+activation = "sigmoid"
+[train]
+loss = "binary_crossentropy"
+epochs = 3
+batch_size = 16
+learning_rate = 0.01
+[output]
+dir = "{}"
+"#,
+        data.display(),
+        root.join("results").display()
+    );
+    std::fs::write(root.join("every.toml"), config).unwrap();
+    let out = runner(root, &["every.toml"]);
+    assert_exit(&out, 0);
+    let run = root.join("results/every/run-001");
+    let history = String::from_utf8(file(&run, "history.csv")).unwrap();
+    let last: Vec<f64> = history.lines().last().unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+    assert!(last[3] > 0.8, "bags and trousers are told apart: {history}");
+    let summary = String::from_utf8(file(&run, "summary.txt")).unwrap();
+    assert!(summary.contains("Non-trainable params: 16"), "batch norm's moving averages:\n{summary}");
+    let weights = runner::results::safetensors::from_bytes(&file(&run, "weights.safetensors")).unwrap();
+    let moving = weights.iter().find(|t| t.0 == "batch_normalization/moving_variance").expect("saved with the weights");
+    assert!(moving.2.iter().any(|&v| v != 1.0), "the moving variance moved");
+
+    // Stopped after the first epoch and resumed: the same history and weights.
+    let status = run_and_signal_named(root, "every.toml", "every", "-INT");
+    assert_eq!(status.code(), Some(130));
+    assert_exit(&runner(root, &["resume", root.join("results/every/run-002").to_str().unwrap()]), 0);
+    for name in ["history.csv", "weights.safetensors"] {
+        assert!(file(&run, name) == file(&root.join("results/every/run-002"), name), "{name} differs after resume");
+    }
 }

@@ -39,7 +39,7 @@ impl Activation {
             Activation::Relu => x.relu(),
             Activation::LeakyRelu => leaky_relu(x, 0.2),
             Activation::Elu => elu(x, 1.0),
-            Activation::Gelu => x.accurate_gelu(),
+            Activation::Gelu => crate::ops::gelu::gelu(x),
             Activation::Tanh => x.tanh(),
             Activation::Sigmoid => x.sigmoid(),
             Activation::Softmax => x.softmax::<Axis<1>>(),
