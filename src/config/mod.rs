@@ -245,6 +245,50 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
     if train.batch_size == 0 {
         err(&[Key("train"), Key("batch_size")], "batch_size must be at least 1".into());
     }
+    let in_range = |v: Option<f64>, lo: f64, hi: f64| v.is_none_or(|v| v.is_finite() && v >= lo && v < hi);
+    let t = |key: &'static str| [Key("train"), Key(key)];
+    use Optimizer::*;
+    for (key, value, applies, range) in [
+        ("beta_1", train.beta_1, [Adam, Adamw].as_slice(), (0.0, 1.0)),
+        ("beta_2", train.beta_2, &[Adam, Adamw], (0.0, 1.0)),
+        ("epsilon", train.epsilon, &[Adam, Adamw, Rmsprop], (f64::MIN_POSITIVE, f64::INFINITY)),
+        ("momentum", train.momentum, &[Sgd, Rmsprop], (0.0, 1.0)),
+        ("rho", train.rho, &[Rmsprop], (0.0, 1.0)),
+        ("weight_decay", train.weight_decay, &[Adam, Adamw, Sgd, Rmsprop], (0.0, f64::INFINITY)),
+        ("clipnorm", train.clipnorm, &[Adam, Adamw, Sgd, Rmsprop], (f64::MIN_POSITIVE, f64::INFINITY)),
+        ("global_clipnorm", train.global_clipnorm, &[Adam, Adamw, Sgd, Rmsprop], (f64::MIN_POSITIVE, f64::INFINITY)),
+    ] {
+        if value.is_some() && !applies.contains(&train.optimizer) {
+            let names: Vec<String> = applies.iter().map(|o| format!("\"{}\"", serde_name(*o))).collect();
+            err(
+                &t(key),
+                format!("{key} applies to optimizer {}, not \"{}\"", names.join(" or "), serde_name(train.optimizer)),
+            );
+        } else if !in_range(value, range.0, range.1) {
+            let (lo, hi) = range;
+            let hi = if hi.is_infinite() { String::new() } else { format!(" and below {hi}") };
+            let lo = if lo == f64::MIN_POSITIVE { "above 0".to_string() } else { format!("{lo} or more") };
+            err(&t(key), format!("{key} {} must be {lo}{hi}", value.unwrap_or_default()));
+        }
+    }
+    if train.nesterov && train.optimizer != Sgd {
+        err(&t("nesterov"), format!("nesterov applies to optimizer \"sgd\", not \"{}\"", serde_name(train.optimizer)));
+    }
+    if train.centered && train.optimizer != Rmsprop {
+        err(
+            &t("centered"),
+            format!("centered applies to optimizer \"rmsprop\", not \"{}\"", serde_name(train.optimizer)),
+        );
+    }
+    if train.clipnorm.is_some() && train.global_clipnorm.is_some() {
+        err(&t("global_clipnorm"), "set clipnorm or global_clipnorm, not both".into());
+    }
+    if !(0.0..1.0).contains(&train.label_smoothing) {
+        err(
+            &t("label_smoothing"),
+            format!("label_smoothing {} must be from 0 up to, not including, 1 (such as 0.1)", train.label_smoothing),
+        );
+    }
     let columns = crate::train::monitor::COLUMNS;
     let unknown_column = |m: &str| format!("monitor `{m}` is not a history column; use one of {}", columns.join(", "));
     if !columns.contains(&train.checkpoint.monitor.as_str()) {

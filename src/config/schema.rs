@@ -133,14 +133,48 @@ pub struct ModelConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// `"adam"` (Keras defaults: beta_1 0.9, beta_2 0.999, epsilon 1e-7).
+    /// `"adam"` (default), `"adamw"`, `"sgd"` or `"rmsprop"`, tuned by the keys below.
     #[serde(default)]
     pub optimizer: Optimizer,
-    /// Step size (default 0.001).
+    /// Step size (default 0.001); a `lr_schedule` changes it as training goes.
     #[serde(default = "default_learning_rate")]
     pub learning_rate: f64,
+    /// Adam/AdamW: decay of the first moment (default 0.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_1: Option<f64>,
+    /// Adam/AdamW: decay of the second moment (default 0.999).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_2: Option<f64>,
+    /// Adam/AdamW/RMSprop: added for numerical stability (default 1e-7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// SGD/RMSprop: momentum (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    /// SGD: Nesterov momentum (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nesterov: bool,
+    /// RMSprop: decay of the squared-gradient average (default 0.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rho: Option<f64>,
+    /// RMSprop: normalise by the variance instead of the second moment (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub centered: bool,
+    /// Decoupled weight decay, `w -= learning_rate · weight_decay · w` each step (default:
+    /// 0.004 for adamw, none for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+    /// Scale each weight's gradient down to this norm when it is longer (Keras `clipnorm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clipnorm: Option<f64>,
+    /// Scale all gradients together down to this total norm when longer (Keras `global_clipnorm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_clipnorm: Option<f64>,
     /// `binary_crossentropy`, `categorical_crossentropy` or `sparse_categorical_crossentropy`.
     pub loss: Loss,
+    /// Soften the targets: 1 becomes 1 - s + s/classes and 0 becomes s/classes (default 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
     /// Metrics reported each epoch besides the loss (default `["accuracy"]`).
     #[serde(default = "default_metrics")]
     pub metrics: Vec<Metric>,
@@ -219,6 +253,9 @@ pub enum Mode {
 fn default_learning_rate() -> f64 {
     1e-3
 }
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
 fn default_metrics() -> Vec<Metric> {
     vec![Metric::Accuracy]
 }
@@ -230,9 +267,15 @@ fn default_batch_size() -> usize {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Optimizer {
-    /// Adam with Keras' defaults.
+    /// Adam (Keras' update and defaults).
     #[default]
     Adam,
+    /// Adam with decoupled weight decay (default weight_decay 0.004, as Keras).
+    Adamw,
+    /// Stochastic gradient descent, with optional (Nesterov) momentum.
+    Sgd,
+    /// RMSprop (epsilon inside the square root, as Keras 3).
+    Rmsprop,
 }
 
 /// Losses. Both categorical forms take the class index from the folder; they differ in Keras

@@ -23,6 +23,13 @@ pub trait Backend: Device<f32> {
         t: &Tensor<S, f32, Self>,
         delta: &[f32],
     ) -> Result<(), Self::Err>;
+
+    /// Multiplies the gradient of `t` (which must exist) by `factor`.
+    fn scale_grad<S: Shape>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        factor: f32,
+    ) -> Result<(), Self::Err>;
 }
 
 impl Backend for Cpu {
@@ -34,6 +41,15 @@ impl Backend for Cpu {
         let g = grads.get_or_alloc_mut(t)?;
         debug_assert_eq!(g.len(), delta.len());
         g.iter_mut().zip(delta).for_each(|(g, d)| *g += d);
+        Ok(())
+    }
+
+    fn scale_grad<S: Shape>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        factor: f32,
+    ) -> Result<(), Self::Err> {
+        grads.get_or_alloc_mut(t)?.iter_mut().for_each(|g| *g *= factor);
         Ok(())
     }
 }
@@ -51,6 +67,19 @@ impl Backend for Cuda {
         let gpu = g.device();
         let mut host = gpu.dtoh_sync_copy(g)?;
         host.iter_mut().zip(delta).for_each(|(h, d)| *h += d);
+        gpu.htod_sync_copy_into(&host, g)?;
+        Ok(())
+    }
+
+    fn scale_grad<S: Shape>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        factor: f32,
+    ) -> Result<(), Self::Err> {
+        let g: &mut cudarc::driver::CudaSlice<f32> = grads.get_or_alloc_mut(t)?;
+        let gpu = g.device();
+        let mut host = gpu.dtoh_sync_copy(g)?;
+        host.iter_mut().for_each(|h| *h *= factor);
         gpu.htod_sync_copy_into(&host, g)?;
         Ok(())
     }

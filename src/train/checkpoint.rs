@@ -2,8 +2,9 @@
 //! safetensors file written atomically (a torn checkpoint is impossible; a kill loses at most
 //! the work since the last one).
 //!
-//! Tensor names: the weights as in `weights.safetensors` (`<layer>/<weight>`), and Adam's
-//! moments as `optimizer/m/<layer>/<weight>` and `optimizer/v/<layer>/<weight>`. The metadata
+//! Tensor names: the weights as in `weights.safetensors` (`<layer>/<weight>`), and the
+//! optimizer's state as `optimizer/<slot>/<layer>/<weight>` (Adam's `m` and `v`, SGD's
+//! `velocity`, RMSprop's `momentum`, `square_avg` and `grad_avg`). The metadata
 //! key `runner_checkpoint` holds JSON: the position (`epoch` finished epochs, `step` batches
 //! into the next one with the running sums of that epoch), the optimizer step count, the
 //! history so far, and the best-epoch and early-stopping monitors.
@@ -26,8 +27,8 @@ pub struct Checkpoint {
     pub state: State,
     /// Weights: (name, dims, values), in network order.
     pub weights: Vec<Named>,
-    /// Adam's first and second moments, one pair per weight, in the same order.
-    pub moments: Vec<(Vec<f32>, Vec<f32>)>,
+    /// The optimizer's state: (slot name, one buffer per weight in the same order).
+    pub slots: Vec<(String, Vec<Vec<f32>>)>,
 }
 
 /// The JSON part of a checkpoint.
@@ -54,13 +55,17 @@ const KEY: &str = "runner_checkpoint";
 impl Checkpoint {
     /// The safetensors file.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let names: Vec<[String; 2]> =
-            self.weights.iter().map(|(n, ..)| [format!("optimizer/m/{n}"), format!("optimizer/v/{n}")]).collect();
+        let names: Vec<Vec<String>> = self
+            .slots
+            .iter()
+            .map(|(slot, _)| self.weights.iter().map(|(n, ..)| format!("optimizer/{slot}/{n}")).collect())
+            .collect();
         let mut tensors: Vec<TensorData> =
             self.weights.iter().map(|(name, dims, values)| TensorData { name, dims, values }).collect();
-        for (((_, dims, _), (m, v)), [m_name, v_name]) in self.weights.iter().zip(&self.moments).zip(&names) {
-            tensors.push(TensorData { name: m_name, dims, values: m });
-            tensors.push(TensorData { name: v_name, dims, values: v });
+        for ((_, buffers), names) in self.slots.iter().zip(&names) {
+            for (((_, dims, _), values), name) in self.weights.iter().zip(buffers).zip(names) {
+                tensors.push(TensorData { name, dims, values });
+            }
         }
         let metadata = BTreeMap::from([
             ("format".to_string(), "runner checkpoint".to_string()),
@@ -75,24 +80,31 @@ impl Checkpoint {
         let json = metadata.get(KEY).ok_or("not a runner checkpoint (no runner_checkpoint metadata)")?;
         let state: State = serde_json::from_str(json).map_err(|e| format!("bad checkpoint metadata: {e}"))?;
         let mut weights = Vec::new();
-        let mut m = BTreeMap::new();
-        let mut v = BTreeMap::new();
+        // Slot name → weight name → values, slots in file order.
+        let mut slots: Vec<(String, BTreeMap<String, Vec<f32>>)> = Vec::new();
         for (name, dims, values) in safetensors::from_bytes(bytes)? {
-            if let Some(n) = name.strip_prefix("optimizer/m/") {
-                m.insert(n.to_string(), values);
-            } else if let Some(n) = name.strip_prefix("optimizer/v/") {
-                v.insert(n.to_string(), values);
-            } else {
-                weights.push((name, dims, values));
+            match name.strip_prefix("optimizer/").and_then(|rest| rest.split_once('/')) {
+                Some((slot, weight)) => {
+                    if slots.last().is_none_or(|(s, _)| s != slot) {
+                        slots.push((slot.to_string(), BTreeMap::new()));
+                    }
+                    slots.last_mut().expect("pushed").1.insert(weight.to_string(), values);
+                }
+                None => weights.push((name, dims, values)),
             }
         }
-        let moments = weights
-            .iter()
-            .map(|(n, ..)| match (m.remove(n), v.remove(n)) {
-                (Some(m), Some(v)) => Ok((m, v)),
-                _ => Err(format!("the checkpoint has no optimizer state for `{n}`")),
+        let slots = slots
+            .into_iter()
+            .map(|(slot, mut by_weight)| {
+                let buffers = weights
+                    .iter()
+                    .map(|(n, ..)| {
+                        by_weight.remove(n).ok_or_else(|| format!("the checkpoint has no optimizer `{slot}` for `{n}`"))
+                    })
+                    .collect::<Result<_, String>>()?;
+                Ok((slot, buffers))
             })
             .collect::<Result<_, String>>()?;
-        Ok(Checkpoint { state, weights, moments })
+        Ok(Checkpoint { state, weights, slots })
     }
 }

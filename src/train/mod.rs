@@ -1,10 +1,11 @@
-//! Training: epochs of shuffled batches, Adam updates, validation after every epoch.
+//! Training: epochs of shuffled batches, optimizer updates at the scheduled learning rate,
+//! validation after every epoch, a checkpoint after every epoch.
 
-pub mod adam;
 pub mod checkpoint;
 pub mod history;
 pub mod loss;
 pub mod monitor;
+pub mod optimizer;
 pub mod progress;
 
 pub use history::{EpochRecord, History};
@@ -17,8 +18,8 @@ use crate::model::Network;
 use crate::ops::Backend;
 use crate::seed::{self, Stream};
 use crate::{Error, Result};
-use adam::Adam;
 use checkpoint::{Checkpoint, State};
+use optimizer::Optimizer;
 use progress::Progress;
 
 /// A trained network, its history, and its last validation pass.
@@ -61,19 +62,21 @@ pub fn fit<D: Backend>(
     let cfg = &plan.config;
     let optimizer_failed = |e| Error::Train(format!("optimizer step failed: {e:?}"));
     let mut net = Network::new(plan.model.clone(), dev, &mut seed::rng(cfg.experiment.seed, Stream::Init, &[]));
-    let (mut adam, mut state) = match resume {
-        None => (Adam::<D>::new(cfg.train.learning_rate), State::default()),
+    let (mut optimizer, mut state) = match resume {
+        None => (Optimizer::<D>::new(&cfg.train), State::default()),
         Some(c) => {
             net.load_weights(dev, &c.weights)
                 .map_err(|e| Error::Train(format!("cannot resume: the checkpoint {e}")))?;
-            let adam = Adam::restore(cfg.train.learning_rate, c.state.optimizer_step, &net.params, &c.moments)
+            let slots: Vec<Vec<Vec<f32>>> = c.slots.into_iter().map(|(_, buffers)| buffers).collect();
+            let optimizer = Optimizer::restore(&cfg.train, c.state.optimizer_step, &net.params, &slots)
                 .map_err(optimizer_failed)?;
-            (adam, c.state)
+            (optimizer, c.state)
         }
     };
-    let checkpoint = |net: &Network<D>, adam: &Adam<D>, state: &State| {
-        let (optimizer_step, moments) = adam.state(&net.params);
-        Checkpoint { state: State { optimizer_step, ..state.clone() }, weights: net.weights(), moments }
+    let checkpoint = |net: &Network<D>, optimizer: &Optimizer<D>, state: &State| {
+        let (optimizer_step, buffers) = optimizer.state(&net.params);
+        let slots = optimizer.slot_names().iter().map(|s| s.to_string()).zip(buffers).collect();
+        Checkpoint { state: State { optimizer_step, ..state.clone() }, weights: net.weights(), slots }
     };
     let (batch_size, epochs) = (cfg.train.batch_size, cfg.train.epochs);
     let steps = split.train.len().div_ceil(batch_size);
@@ -121,7 +124,8 @@ pub fn fit<D: Backend>(
                     )));
                 }
                 let mut grads = loss.backward();
-                adam.update(&mut net.params, &mut grads).map_err(optimizer_failed)?;
+                let lr = cfg.train.learning_rate;
+                optimizer.update(&mut net.params, &mut grads, lr).map_err(optimizer_failed)?;
                 net.set_state(dev, state_updates);
                 loss_sum += value * n as f64;
                 correct += loss::correct(&host_logits, host_logits.len() / n, &labels);
@@ -129,7 +133,7 @@ pub fn fit<D: Backend>(
                 progress.step(step + 1, loss_sum / seen as f64, correct as f64 / seen as f64);
                 if crate::interrupt::requested() && step + 1 < steps {
                     let at = State { epoch, step: step + 1, partial: (loss_sum, correct, seen), ..state.clone() };
-                    save(&checkpoint(&net, &adam, &at), Saved::Interrupted)?;
+                    save(&checkpoint(&net, &optimizer, &at), Saved::Interrupted)?;
                     return Err(Error::Interrupted(format!("epoch {}, batch {}", epoch + 1, step + 1)));
                 }
             }
@@ -151,7 +155,7 @@ pub fn fit<D: Backend>(
             cfg.train.early_stopping.as_ref().is_some_and(|e| monitor::should_stop(e, &mut state.early, &record));
         state.history.epochs.push(record);
         state.epoch = epoch + 1;
-        save(&checkpoint(&net, &adam, &state), Saved::Epoch { best })?;
+        save(&checkpoint(&net, &optimizer, &state), Saved::Epoch { best })?;
         validation = Some(val);
         if stop {
             stopped_early = Some(epoch);

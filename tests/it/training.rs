@@ -67,8 +67,11 @@ fn a_checkpoint_reads_back_exactly() {
         ("conv2d/kernel".to_string(), vec![2, 1, 3, 3], (0..18).map(|i| i as f32 * 0.1 - 0.7).collect::<Vec<_>>()),
         ("conv2d/bias".to_string(), vec![2], vec![f32::MIN_POSITIVE, -0.0]),
     ];
-    let moments = vec![(vec![0.5; 18], vec![1e-8; 18]), (vec![1.0, 2.0], vec![3.0, 4.0])];
-    let c = Checkpoint { state, weights, moments };
+    let slots = vec![
+        ("m".to_string(), vec![vec![0.5; 18], vec![1.0, 2.0]]),
+        ("v".to_string(), vec![vec![1e-8; 18], vec![3.0, 4.0]]),
+    ];
+    let c = Checkpoint { state, weights, slots };
     let bytes = c.to_bytes();
     assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), c);
     // A weights reader sees the documented names.
