@@ -8,7 +8,7 @@ use runner::config;
 use runner::model::layers::conv2d::Conv2dConfig;
 use runner::model::layers::Activation;
 use runner::model::{Network, Shape};
-use runner::train::{adam::Adam, loss};
+use runner::train::{loss, optimizer::Optimizer};
 
 fn random(n: usize) -> Vec<f32> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -24,7 +24,7 @@ fn train_step(c: &mut Criterion) {
         let plan = config::validate(cfg, source).unwrap();
         let dev = Cpu::default();
         let mut net = Network::new(plan.model.clone(), &dev, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
-        let mut adam = Adam::new(1e-3);
+        let mut optimizer = Optimizer::new(&plan.config.train);
         let batch = 32;
         let input_len = plan.model.input.len();
         let x = random(batch * input_len);
@@ -38,9 +38,9 @@ fn train_step(c: &mut Criterion) {
             b.iter(|| {
                 let input = dev.tensor_from_vec(x.clone(), (batch, input_len));
                 let logits = net.forward(input.traced(Gradients::leaky()), true);
-                let l = loss::loss(plan.config.train.loss, logits, &labels);
+                let l = loss::loss(plan.config.train.loss, logits, &labels, 0.0);
                 let mut grads = l.backward();
-                adam.update(&mut net.params, &mut grads).unwrap();
+                optimizer.update(&mut net.params, &mut grads, 1e-3).unwrap();
             })
         });
     }

@@ -290,6 +290,51 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
         );
     }
     let columns = crate::train::monitor::COLUMNS;
+    let schedule = |key: &'static str| [Key("train"), Key("lr_schedule"), Key(key)];
+    match &train.lr_schedule {
+        Some(LrSchedule::StepDecay(s)) => {
+            if s.every == 0 {
+                err(&schedule("every"), "every must be at least 1 epoch".into());
+            }
+            if !(s.factor > 0.0 && s.factor <= 1.0) {
+                err(&schedule("factor"), format!("factor {} must be above 0 and at most 1", s.factor));
+            }
+        }
+        Some(LrSchedule::Exponential(s)) => {
+            if s.decay_steps == 0 {
+                err(&schedule("decay_steps"), "decay_steps must be at least 1".into());
+            }
+            if !(s.decay_rate > 0.0 && s.decay_rate.is_finite()) {
+                err(&schedule("decay_rate"), format!("decay_rate {} must be a positive number", s.decay_rate));
+            }
+        }
+        Some(LrSchedule::Cosine(s)) => {
+            if !(0.0..=1.0).contains(&s.alpha) {
+                err(&schedule("alpha"), format!("alpha {} must be a fraction from 0 to 1", s.alpha));
+            }
+            if s.warmup_epochs >= train.epochs {
+                err(
+                    &schedule("warmup_epochs"),
+                    format!("warmup_epochs {} must be fewer than the {} epochs", s.warmup_epochs, train.epochs),
+                );
+            }
+        }
+        Some(LrSchedule::ReduceOnPlateau(s)) => {
+            if !columns.contains(&s.monitor.as_str()) {
+                err(
+                    &schedule("monitor"),
+                    format!("monitor `{}` is not a history column; use one of {}", s.monitor, columns.join(", ")),
+                );
+            }
+            if !(s.factor > 0.0 && s.factor < 1.0) {
+                err(&schedule("factor"), format!("factor {} must be between 0 and 1 (such as 0.1)", s.factor));
+            }
+            if !(s.min_lr >= 0.0 && s.min_lr.is_finite()) {
+                err(&schedule("min_lr"), format!("min_lr {} must be 0 or more", s.min_lr));
+            }
+        }
+        Some(LrSchedule::Constant(_)) | None => {}
+    }
     let unknown_column = |m: &str| format!("monitor `{m}` is not a history column; use one of {}", columns.join(", "));
     if !columns.contains(&train.checkpoint.monitor.as_str()) {
         err(&[Key("train"), Key("checkpoint"), Key("monitor")], unknown_column(&train.checkpoint.monitor));

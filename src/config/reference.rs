@@ -41,7 +41,8 @@ pub fn markdown() -> String {
             out += &format!("{d}\n\n");
         }
         if section == "model" {
-            out += &layers(&defs, &resolve);
+            out += "`layers`: the layer list, `[[model.layers]]` entries in order, each with a `type`:\n\n";
+            out += &variants(&defs, "LayerConfig", "###", &resolve);
             continue;
         }
         out += &keys_table(&table, &resolve);
@@ -55,18 +56,21 @@ pub fn markdown() -> String {
             out += &format!("### `[{name}]`\n\n");
             out += &keys_table(&resolve(&json!({ "$ref": format!("#/$defs/{def}") })), &resolve);
         }
+        if section == "train" {
+            out += "### `[train.lr_schedule]`\n\nOne of these, selected by its `type`:\n\n";
+            out += &variants(&defs, "LrSchedule", "####", &resolve);
+        }
     }
     out
 }
 
-/// `[[model.layers]]`: one table per layer kind.
-fn layers(defs: &Map<String, Value>, resolve: &dyn Fn(&Value) -> Value) -> String {
-    let mut out =
-        String::from("`layers`: the layer list, `[[model.layers]]` entries in order, each with a `type`:\n\n");
-    let variants = defs.get("LayerConfig").and_then(|l| l["oneOf"].as_array().cloned()).unwrap_or_default();
+/// A `type`-tagged table (`[[model.layers]]`, `[train.lr_schedule]`): one table per kind.
+fn variants(defs: &Map<String, Value>, def: &str, heading: &str, resolve: &dyn Fn(&Value) -> Value) -> String {
+    let mut out = String::new();
+    let variants = defs.get(def).and_then(|l| l["oneOf"].as_array().cloned()).unwrap_or_default();
     for variant in variants {
         let kind = variant["properties"]["type"]["const"].as_str().unwrap_or("?").to_string();
-        out += &format!("### `type = \"{kind}\"`\n\n");
+        out += &format!("{heading} `type = \"{kind}\"`\n\n");
         if let Some(d) = variant.get("description").and_then(Value::as_str) {
             out += &format!("{d}\n\n");
         }

@@ -183,12 +183,113 @@ pub struct TrainConfig {
     /// Samples per step (default 32).
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// `[train.lr_schedule]`: how the learning rate changes during training (default constant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_schedule: Option<LrSchedule>,
     /// `[train.early_stopping]`: stop when a metric stops improving (Keras `EarlyStopping`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStopping>,
     /// `[train.checkpoint]`: which epoch's weights are the best ones (Keras `ModelCheckpoint`).
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+}
+
+/// `[train.lr_schedule]`, selected by its `type`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// The learning rate throughout.
+    Constant(ConstantSchedule),
+    /// Multiplied by `factor` every `every` epochs.
+    StepDecay(StepDecay),
+    /// Keras `ExponentialDecay`: `lr · decay_rate^(step / decay_steps)` over optimizer steps.
+    Exponential(ExponentialDecay),
+    /// Keras `CosineDecay` over the whole run, after a linear warm-up.
+    Cosine(CosineDecay),
+    /// Keras `ReduceLROnPlateau`: multiplied by `factor` when a metric stops improving.
+    ReduceOnPlateau(ReduceOnPlateau),
+}
+
+/// `type = "constant"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConstantSchedule {}
+
+/// `type = "step_decay"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepDecay {
+    /// Epochs between reductions.
+    pub every: usize,
+    /// Multiplier at each reduction (default 0.5).
+    #[serde(default = "half")]
+    pub factor: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+/// `type = "exponential"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExponentialDecay {
+    /// Multiplier per `decay_steps` optimizer steps.
+    pub decay_rate: f64,
+    /// Optimizer steps per multiplication.
+    pub decay_steps: usize,
+    /// Multiply in whole steps instead of continuously (default false).
+    #[serde(default)]
+    pub staircase: bool,
+}
+
+/// `type = "cosine"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CosineDecay {
+    /// Epochs of linear warm-up from near 0 to the learning rate (default 0).
+    #[serde(default)]
+    pub warmup_epochs: usize,
+    /// Final rate as a fraction of the learning rate (default 0).
+    #[serde(default)]
+    pub alpha: f64,
+}
+
+/// `type = "reduce_on_plateau"`, Keras' `ReduceLROnPlateau` arguments and defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReduceOnPlateau {
+    /// History column to watch (default `val_loss`).
+    #[serde(default = "default_monitor")]
+    pub monitor: String,
+    /// `"auto"` (default), `"min"` or `"max"`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Multiplier at each reduction (default 0.1).
+    #[serde(default = "tenth")]
+    pub factor: f64,
+    /// Epochs without improvement before reducing (default 10).
+    #[serde(default = "ten")]
+    pub patience: usize,
+    /// The least change that counts as an improvement (default 0.0001).
+    #[serde(default = "small_delta")]
+    pub min_delta: f64,
+    /// Epochs to wait after a reduction before counting again (default 0).
+    #[serde(default)]
+    pub cooldown: usize,
+    /// The rate never goes below this (default 0).
+    #[serde(default)]
+    pub min_lr: f64,
+}
+
+fn tenth() -> f64 {
+    0.1
+}
+fn ten() -> usize {
+    10
+}
+fn small_delta() -> f64 {
+    1e-4
 }
 
 /// `[train.early_stopping]`, Keras' `EarlyStopping` arguments and defaults.

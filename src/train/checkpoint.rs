@@ -48,6 +48,9 @@ pub struct State {
     pub best: Monitor,
     /// Early-stopping monitor (when `train.early_stopping` is set).
     pub early: Monitor,
+    /// `reduce_on_plateau` state (when that schedule is set).
+    #[serde(default)]
+    pub plateau: super::schedule::Plateau,
 }
 
 const KEY: &str = "runner_checkpoint";

@@ -7,23 +7,28 @@ use crate::config::Loss;
 use crate::model::layers::Batch;
 use crate::ops::Backend;
 
-/// Mean loss of a batch of logits against class indices.
+/// Mean loss of a batch of logits against class indices, with the targets smoothed by
+/// `smoothing` as Keras does: a one-hot target becomes `(1 - s)·onehot + s/classes`, a binary
+/// one `(1 - s)·y + s/2`.
 pub fn loss<D: Backend, T: Tape<f32, D>>(
     kind: Loss,
     logits: Batch<D, T>,
     labels: &[usize],
+    smoothing: f64,
 ) -> Tensor<Rank0, f32, D, T> {
     let (batch, units) = *logits.shape();
     let dev = logits.device().clone();
+    let s = smoothing as f32;
     match kind {
         Loss::BinaryCrossentropy => {
-            let targets = labels.iter().map(|&l| l as f32).collect();
+            let targets = labels.iter().map(|&l| l as f32 * (1.0 - s) + 0.5 * s).collect();
             binary_cross_entropy_with_logits_loss(logits, dev.tensor_from_vec(targets, (batch, units)))
         }
         Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy => {
-            let mut onehot = vec![0.0; batch * units];
-            labels.iter().enumerate().for_each(|(i, &l)| onehot[i * units + l] = 1.0);
-            cross_entropy_with_logits_loss(logits, dev.tensor_from_vec(onehot, (batch, units)))
+            let off = s / units as f32;
+            let mut targets = vec![off; batch * units];
+            labels.iter().enumerate().for_each(|(i, &l)| targets[i * units + l] = 1.0 - s + off);
+            cross_entropy_with_logits_loss(logits, dev.tensor_from_vec(targets, (batch, units)))
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod loss;
 pub mod monitor;
 pub mod optimizer;
 pub mod progress;
+pub mod schedule;
 
 pub use history::{EpochRecord, History};
 
@@ -78,7 +79,8 @@ pub fn fit<D: Backend>(
         let slots = optimizer.slot_names().iter().map(|s| s.to_string()).zip(buffers).collect();
         Checkpoint { state: State { optimizer_step, ..state.clone() }, weights: net.weights(), slots }
     };
-    let (batch_size, epochs) = (cfg.train.batch_size, cfg.train.epochs);
+    let train = &cfg.train;
+    let (batch_size, epochs) = (train.batch_size, train.epochs);
     let steps = split.train.len().div_ceil(batch_size);
     let mut validation = None;
     let mut stopped_early = None;
@@ -111,7 +113,7 @@ pub fn fit<D: Backend>(
                 let at = crate::model::layers::Training { seed: cfg.experiment.seed, epoch, step };
                 let (logits, state_updates) = net.forward_train(input.traced(Gradients::leaky()), at);
                 let host_logits = logits.retaped::<NoneTape>().as_vec();
-                let loss = loss::loss(cfg.train.loss, logits, &labels);
+                let loss = loss::loss(cfg.train.loss, logits, &labels, cfg.train.label_smoothing);
                 let value = f64::from(loss.as_vec()[0]);
                 if !value.is_finite() {
                     return Err(Error::Train(format!(
@@ -124,7 +126,9 @@ pub fn fit<D: Backend>(
                     )));
                 }
                 let mut grads = loss.backward();
-                let lr = cfg.train.learning_rate;
+                let position = schedule::Position { epoch, step, steps, epochs };
+                let lr =
+                    schedule::learning_rate(train.learning_rate, train.lr_schedule.as_ref(), position, &state.plateau);
                 optimizer.update(&mut net.params, &mut grads, lr).map_err(optimizer_failed)?;
                 net.set_state(dev, state_updates);
                 loss_sum += value * n as f64;
@@ -151,8 +155,12 @@ pub fn fit<D: Backend>(
         let watched = &cfg.train.checkpoint;
         let current = monitor::value(&record, &watched.monitor).unwrap_or(f64::NAN);
         let best = state.best.update(epoch, current, monitor::maximize(&watched.monitor, watched.mode), 0.0);
-        let stop =
-            cfg.train.early_stopping.as_ref().is_some_and(|e| monitor::should_stop(e, &mut state.early, &record));
+        let stop = train.early_stopping.as_ref().is_some_and(|e| monitor::should_stop(e, &mut state.early, &record));
+        if let Some(crate::config::LrSchedule::ReduceOnPlateau(p)) = &train.lr_schedule {
+            if let Some(lr) = state.plateau.update(p, train.learning_rate, &record) {
+                tracing::info!("{} stopped improving: learning rate reduced to {lr:.3e}", p.monitor);
+            }
+        }
         state.history.epochs.push(record);
         state.epoch = epoch + 1;
         save(&checkpoint(&net, &optimizer, &state), Saved::Epoch { best })?;
@@ -204,7 +212,9 @@ pub fn evaluate<D: Backend>(dev: &D, net: &Network<D>, plan: &Plan, images: &Ima
         let logits = net.forward(input, true);
         let host = logits.as_vec();
         predictions.extend(host.chunks(host.len() / chunk.len()).map(loss::prediction));
-        loss_sum += f64::from(loss::loss(plan.config.train.loss, logits, &labels).as_vec()[0]) * chunk.len() as f64;
+        let train = &plan.config.train;
+        loss_sum +=
+            f64::from(loss::loss(train.loss, logits, &labels, train.label_smoothing).as_vec()[0]) * chunk.len() as f64;
     }
     let correct = indices.iter().zip(&predictions).filter(|(&i, p)| images.labels[i] == p.class).count();
     let n = indices.len().max(1) as f64;

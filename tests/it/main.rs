@@ -9,6 +9,7 @@ mod layering;
 mod layers;
 mod model;
 mod ops;
+mod optim;
 mod pipeline;
 mod report;
 mod sweep;

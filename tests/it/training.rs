@@ -62,6 +62,7 @@ fn a_checkpoint_reads_back_exactly() {
         history: History { epochs: vec![record(0, 0.1 + 0.2, 1.0 / 3.0), record(1, 1e-300, 0.7)] },
         best: Monitor { best: Some(0.1 + 0.2), best_epoch: 0, wait: 1 },
         early: Monitor::default(),
+        plateau: runner::train::schedule::Plateau { lr: Some(0.1 / 3.0), best: Some(0.25), wait: 2, cooldown: 1 },
     };
     let weights = vec![
         ("conv2d/kernel".to_string(), vec![2, 1, 3, 3], (0..18).map(|i| i as f32 * 0.1 - 0.7).collect::<Vec<_>>()),
@@ -274,7 +275,7 @@ fn predict_on_the_validation_images_agrees_with_evaluate() {
 }
 
 #[test]
-fn a_model_using_every_layer_kind_learns_and_resumes_exactly() {
+fn a_model_using_every_layer_kind_and_many_training_settings_learns_and_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let data = root.join("data");
@@ -328,9 +329,19 @@ units = 1
 activation = "sigmoid"
 [train]
 loss = "binary_crossentropy"
+label_smoothing = 0.1
 epochs = 3
 batch_size = 16
-learning_rate = 0.01
+optimizer = "sgd"
+momentum = 0.9
+nesterov = true
+global_clipnorm = 5.0
+learning_rate = 0.05
+[train.lr_schedule]
+type = "reduce_on_plateau"
+monitor = "val_accuracy"
+patience = 1
+factor = 0.5
 [output]
 dir = "{}"
 "#,
