@@ -289,7 +289,19 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
             format!("label_smoothing {} must be from 0 up to, not including, 1 (such as 0.1)", train.label_smoothing),
         );
     }
-    let columns = crate::train::monitor::COLUMNS;
+    let columns = crate::train::monitor::columns(&train.metrics);
+    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    if train.metrics.contains(&Metric::TopKAccuracy) {
+        if train.top_k == 0 {
+            err(&t("top_k"), "top_k must be at least 1".into());
+        }
+        if train.loss == Loss::BinaryCrossentropy {
+            err(
+                &t("metrics"),
+                "top_k_accuracy needs several output classes; with binary_crossentropy it is always 1".into(),
+            );
+        }
+    }
     let schedule = |key: &'static str| [Key("train"), Key("lr_schedule"), Key(key)];
     match &train.lr_schedule {
         Some(LrSchedule::StepDecay(s)) => {

@@ -175,9 +175,14 @@ pub struct TrainConfig {
     /// Soften the targets: 1 becomes 1 - s + s/classes and 0 becomes s/classes (default 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub label_smoothing: f64,
-    /// Metrics reported each epoch besides the loss (default `["accuracy"]`).
+    /// Metrics reported each epoch besides the loss, for training and validation (default
+    /// `["accuracy"]`, which is always reported): `precision`, `recall`, `f1_score`,
+    /// `top_k_accuracy`.
     #[serde(default = "default_metrics")]
     pub metrics: Vec<Metric>,
+    /// The k of `top_k_accuracy` (default 5).
+    #[serde(default = "five")]
+    pub top_k: usize,
     /// Passes over the training split.
     pub epochs: usize,
     /// Samples per step (default 32).
@@ -357,6 +362,9 @@ fn default_learning_rate() -> f64 {
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
+fn five() -> usize {
+    5
+}
 fn default_metrics() -> Vec<Metric> {
     vec![Metric::Accuracy]
 }
@@ -398,6 +406,15 @@ pub enum Loss {
 pub enum Metric {
     /// Fraction of samples whose predicted class is right.
     Accuracy,
+    /// Of the samples predicted as a class, the fraction that are (two classes: of the
+    /// second class; more: the mean over classes).
+    Precision,
+    /// Of the samples of a class, the fraction predicted as it (averaged as precision).
+    Recall,
+    /// Harmonic mean of precision and recall, per class, then averaged as precision.
+    F1Score,
+    /// The true class is among the `top_k` highest outputs.
+    TopKAccuracy,
 }
 
 /// `[output]`

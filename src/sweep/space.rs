@@ -37,8 +37,9 @@ pub struct SweepConfig {
     /// Random search: `trials` draws from distributions, seeded by `experiment.seed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub random: Option<RandomSearch>,
-    /// History column that ranks the trials: `val_accuracy` (default), `val_loss`, `accuracy`
-    /// or `loss`; each trial counts with its best epoch.
+    /// History column that ranks the trials: `val_accuracy` (default), `val_loss`, or any
+    /// other column the trials write (`val_f1_score` when `train.metrics` has `f1_score`);
+    /// each trial counts with its best epoch.
     #[serde(default = "default_metric")]
     pub metric: String,
     /// `"maximize"` or `"minimize"` the metric (default: minimize losses, maximize the rest).
@@ -182,13 +183,12 @@ impl SweepConfig {
                 }
             }
         }
-        if !["val_accuracy", "val_loss", "accuracy", "loss"].contains(&self.metric.as_str()) {
+        use crate::config::Metric::*;
+        let columns = crate::train::monitor::columns(&[Precision, Recall, F1Score, TopKAccuracy]);
+        if !columns.contains(&self.metric) {
             out.push((
                 at(&["metric"]),
-                format!(
-                    "metric `{}` is not a history column; use val_accuracy, val_loss, accuracy or loss",
-                    self.metric
-                ),
+                format!("metric `{}` is not a history column; use one of {}", self.metric, columns.join(", ")),
             ));
         }
         let size = self.size();

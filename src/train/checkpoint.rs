@@ -40,6 +40,9 @@ pub struct State {
     pub step: usize,
     /// Running sums of the unfinished epoch: loss × samples, correct, samples.
     pub partial: (f64, usize, usize),
+    /// Metric counts of the unfinished epoch.
+    #[serde(default)]
+    pub counter: Option<super::metrics::Counter>,
     /// Optimizer updates made so far.
     pub optimizer_step: i32,
     /// Finished epochs.

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod history;
 pub mod loss;
+pub mod metrics;
 pub mod monitor;
 pub mod optimizer;
 pub mod progress;
@@ -89,6 +90,8 @@ pub fn fit<D: Backend>(
         // Resuming mid-epoch: skip the batches already done, carry their sums.
         let first = std::mem::take(&mut state.step);
         let (mut loss_sum, mut correct, mut seen) = std::mem::take(&mut state.partial);
+        let classes = images.classes.len();
+        let mut counter = state.counter.take().unwrap_or_else(|| metrics::Counter::new(classes, train.top_k));
         // Batches are assembled on another thread, one or two steps ahead of the model.
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<usize>)>(2);
@@ -133,10 +136,17 @@ pub fn fit<D: Backend>(
                 net.set_state(dev, state_updates);
                 loss_sum += value * n as f64;
                 correct += loss::correct(&host_logits, host_logits.len() / n, &labels);
+                counter.add(&host_logits, &labels);
                 seen += n;
                 progress.step(step + 1, loss_sum / seen as f64, correct as f64 / seen as f64);
                 if crate::interrupt::requested() && step + 1 < steps {
-                    let at = State { epoch, step: step + 1, partial: (loss_sum, correct, seen), ..state.clone() };
+                    let at = State {
+                        epoch,
+                        step: step + 1,
+                        partial: (loss_sum, correct, seen),
+                        counter: Some(counter.clone()),
+                        ..state.clone()
+                    };
                     save(&checkpoint(&net, &optimizer, &at), Saved::Interrupted)?;
                     return Err(Error::Interrupted(format!("epoch {}, batch {}", epoch + 1, step + 1)));
                 }
@@ -150,6 +160,11 @@ pub fn fit<D: Backend>(
             loss: loss_sum / seen as f64,
             val_accuracy: val.accuracy,
             val_loss: val.loss,
+            metrics: counter
+                .values(&train.metrics, "")
+                .into_iter()
+                .chain(val.counter.values(&train.metrics, "val_"))
+                .collect(),
         };
         progress.finish(&record);
         let watched = &cfg.train.checkpoint;
@@ -200,23 +215,27 @@ pub struct Evaluation {
     pub accuracy: f64,
     /// One per sample, in the order given.
     pub predictions: Vec<Prediction>,
+    /// Counts for the other metrics.
+    pub counter: metrics::Counter,
 }
 
 /// Evaluates `net` on the samples `indices`.
 pub fn evaluate<D: Backend>(dev: &D, net: &Network<D>, plan: &Plan, images: &Images, indices: &[usize]) -> Evaluation {
     let mut loss_sum = 0.0f64;
     let mut predictions = Vec::with_capacity(indices.len());
+    let mut counter = metrics::Counter::new(images.classes.len(), plan.config.train.top_k);
     for chunk in indices.chunks(plan.config.train.batch_size) {
         let labels = images.labels_of(chunk);
         let input = dev.tensor_from_vec(images.batch(chunk), (chunk.len(), images.image_len()));
         let logits = net.forward(input, true);
         let host = logits.as_vec();
         predictions.extend(host.chunks(host.len() / chunk.len()).map(loss::prediction));
+        counter.add(&host, &labels);
         let train = &plan.config.train;
         loss_sum +=
             f64::from(loss::loss(train.loss, logits, &labels, train.label_smoothing).as_vec()[0]) * chunk.len() as f64;
     }
     let correct = indices.iter().zip(&predictions).filter(|(&i, p)| images.labels[i] == p.class).count();
     let n = indices.len().max(1) as f64;
-    Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, predictions }
+    Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, predictions, counter }
 }

@@ -227,7 +227,14 @@ fn schedules_give_keras_rates_and_reduce_on_plateau_decides_as_keras() {
         panic!("parsed as another schedule")
     };
     let mut state = Plateau::default();
-    let record = |epoch, val_loss| EpochRecord { epoch, accuracy: 0.0, loss: 0.0, val_accuracy: 0.0, val_loss };
+    let record = |epoch, val_loss| EpochRecord {
+        epoch,
+        accuracy: 0.0,
+        loss: 0.0,
+        val_accuracy: 0.0,
+        val_loss,
+        metrics: Default::default(),
+    };
     let losses = [1.0, 0.9, 0.9, 0.9, 0.95, 0.8, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85];
     let reductions: Vec<(usize, f64)> = losses
         .iter()
@@ -239,4 +246,39 @@ fn schedules_give_keras_rates_and_reduce_on_plateau_decides_as_keras() {
     // held at min_lr 0.02; at min_lr nothing more happens.
     assert_eq!(reductions, [(3, 0.05), (7, 0.025), (9, 0.02)]);
     assert_eq!(learning_rate(0.1, Some(&LrSchedule::ReduceOnPlateau(p)), at(2, 0), &state), 0.02);
+}
+
+#[test]
+fn precision_recall_f1_and_top_k_are_counted_over_the_whole_pass() {
+    use runner::config::Metric;
+    use runner::train::metrics::Counter;
+    // Three classes; logits whose arg-max is the prediction. Truth → prediction:
+    // 0→0, 0→1, 1→1, 1→1, 2→0, 2→2.
+    let rows = [[3.0, 1.0, 0.0], [1.0, 2.0, 1.5], [0.0, 5.0, 1.0], [1.0, 3.0, 2.0], [4.0, 0.0, 3.0], [0.0, 1.0, 2.0]];
+    let labels = [0, 0, 1, 1, 2, 2];
+    let mut counter = Counter::new(3, 2);
+    // In two batches: counts add up, nothing is averaged per batch.
+    counter.add(&rows[..2].concat(), &labels[..2]);
+    counter.add(&rows[2..].concat(), &labels[2..]);
+    // Per class: precision 1/2, 2/3, 1/1; recall 1/2, 2/2, 1/2.
+    let macro_mean = |v: [f64; 3]| v.iter().sum::<f64>() / 3.0;
+    let close = |m: Metric, want: f64| {
+        let got = counter.value(m).unwrap();
+        assert!((got - want).abs() < 1e-12, "{m:?}: {got} vs {want}");
+    };
+    close(Metric::Precision, macro_mean([0.5, 2.0 / 3.0, 1.0]));
+    close(Metric::Recall, macro_mean([0.5, 1.0, 0.5]));
+    let f1 = |p: f64, r: f64| 2.0 * p * r / (p + r);
+    close(Metric::F1Score, macro_mean([f1(0.5, 0.5), f1(2.0 / 3.0, 1.0), f1(1.0, 0.5)]));
+    // Top 2: every truth is in its row's two highest, except row 1's class 0 (third).
+    close(Metric::TopKAccuracy, 5.0 / 6.0);
+    assert_eq!(counter.value(Metric::Accuracy), None, "accuracy is counted by the trainer");
+    let names: Vec<String> = counter.values(&[Metric::Precision, Metric::F1Score], "val_").into_keys().collect();
+    assert_eq!(names, ["val_f1_score", "val_precision"]);
+
+    // Two classes: the positive (second) class only. Truth → prediction: 1→1, 1→0, 0→1, 0→0.
+    let mut binary = Counter::new(2, 5);
+    binary.add(&[2.0, -1.0, 0.5, -3.0], &[1, 1, 0, 0]);
+    assert_eq!(binary.value(Metric::Precision), Some(0.5));
+    assert_eq!(binary.value(Metric::Recall), Some(0.5));
 }

@@ -14,7 +14,7 @@ use runner::train::{EpochRecord, History};
 use crate::util::{assert_exit, fashion_subset, runner, small_config, stderr};
 
 fn record(epoch: usize, val_loss: f64, val_accuracy: f64) -> EpochRecord {
-    EpochRecord { epoch, accuracy: 0.5, loss: 1.0, val_accuracy, val_loss }
+    EpochRecord { epoch, accuracy: 0.5, loss: 1.0, val_accuracy, val_loss, metrics: Default::default() }
 }
 
 fn early(monitor: &str, mode: Mode, patience: usize, min_delta: f64) -> EarlyStopping {
@@ -58,6 +58,7 @@ fn a_checkpoint_reads_back_exactly() {
         epoch: 3,
         step: 17,
         partial: (12.375, 40, 64),
+        counter: None,
         optimizer_step: 205,
         history: History { epochs: vec![record(0, 0.1 + 0.2, 1.0 / 3.0), record(1, 1e-300, 0.7)] },
         best: Monitor { best: Some(0.1 + 0.2), best_epoch: 0, wait: 1 },
@@ -329,6 +330,7 @@ units = 1
 activation = "sigmoid"
 [train]
 loss = "binary_crossentropy"
+metrics = ["accuracy", "precision", "recall", "f1_score"]
 label_smoothing = 0.1
 epochs = 3
 batch_size = 16
@@ -339,7 +341,7 @@ global_clipnorm = 5.0
 learning_rate = 0.05
 [train.lr_schedule]
 type = "reduce_on_plateau"
-monitor = "val_accuracy"
+monitor = "val_f1_score"
 patience = 1
 factor = 0.5
 [output]
@@ -353,8 +355,13 @@ dir = "{}"
     assert_exit(&out, 0);
     let run = root.join("results/every/run-001");
     let history = String::from_utf8(file(&run, "history.csv")).unwrap();
+    assert_eq!(
+        history.lines().next().unwrap(),
+        "epoch,accuracy,f1_score,loss,precision,recall,val_accuracy,val_f1_score,val_loss,val_precision,val_recall",
+        "Keras' CSVLogger columns, sorted"
+    );
     let last: Vec<f64> = history.lines().last().unwrap().split(',').map(|v| v.parse().unwrap()).collect();
-    assert!(last[3] > 0.8, "bags and trousers are told apart: {history}");
+    assert!(last[6] > 0.8 && last[7] > 0.8, "bags and trousers are told apart: {history}");
     let summary = String::from_utf8(file(&run, "summary.txt")).unwrap();
     assert!(summary.contains("Non-trainable params: 16"), "batch norm's moving averages:\n{summary}");
     let weights = runner::results::safetensors::from_bytes(&file(&run, "weights.safetensors")).unwrap();

@@ -1,0 +1,84 @@
+//! Metrics beyond loss and accuracy (`train.metrics`), counted over a whole epoch (training)
+//! or pass (validation), never averaged over batches:
+//!
+//! - `precision`, `recall`, `f1_score`: with two classes, of the second class (the positive
+//!   one, as Keras' binary metrics take label 1); with more, the unweighted mean over classes
+//!   ("macro"), a class that is never predicted (or never present) counting 0.
+//! - `top_k_accuracy`: the true class is among the `train.top_k` highest outputs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Metric;
+
+/// Counts for the metrics of one epoch or pass (saved in mid-epoch checkpoints).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counter {
+    classes: usize,
+    top_k: usize,
+    /// Per class: true positives, false positives, false negatives.
+    counts: Vec<[u64; 3]>,
+    top_k_hits: u64,
+    seen: u64,
+}
+
+impl Counter {
+    /// A counter for `classes` classes and top-`top_k` accuracy.
+    pub fn new(classes: usize, top_k: usize) -> Self {
+        Counter { classes, top_k, counts: vec![[0; 3]; classes.max(2)], top_k_hits: 0, seen: 0 }
+    }
+
+    /// Adds a batch: host logits `(batch, units)` and the labels.
+    pub fn add(&mut self, logits: &[f32], labels: &[usize]) {
+        let units = logits.len() / labels.len().max(1);
+        for (row, &label) in logits.chunks(units).zip(labels) {
+            let predicted = super::loss::predicted(row);
+            if predicted == label {
+                self.counts[label][0] += 1;
+            } else {
+                self.counts[predicted][1] += 1;
+                self.counts[label][2] += 1;
+            }
+            let higher = row.iter().filter(|&&v| v > row[label.min(row.len() - 1)]).count();
+            self.top_k_hits += u64::from(units > 1 && higher < self.top_k || units == 1);
+            self.seen += 1;
+        }
+    }
+
+    /// The value of `metric` (accuracy is counted elsewhere; `None` for it).
+    pub fn value(&self, metric: Metric) -> Option<f64> {
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let per_class = |f: &dyn Fn(&[u64; 3]) -> f64| -> f64 {
+            match self.classes {
+                2 => f(&self.counts[1]),
+                n => self.counts.iter().take(n).map(f).sum::<f64>() / n as f64,
+            }
+        };
+        let precision = |c: &[u64; 3]| ratio(c[0], c[0] + c[1]);
+        let recall = |c: &[u64; 3]| ratio(c[0], c[0] + c[2]);
+        Some(match metric {
+            Metric::Accuracy => return None,
+            Metric::Precision => per_class(&precision),
+            Metric::Recall => per_class(&recall),
+            Metric::F1Score => per_class(&|c| {
+                let (p, r) = (precision(c), recall(c));
+                if p + r == 0.0 {
+                    0.0
+                } else {
+                    2.0 * p * r / (p + r)
+                }
+            }),
+            Metric::TopKAccuracy => ratio(self.top_k_hits, self.seen),
+        })
+    }
+
+    /// Every configured metric but accuracy, by its history name, prefixed with `prefix`
+    /// (`""` for training, `"val_"` for validation).
+    pub fn values(&self, metrics: &[Metric], prefix: &str) -> BTreeMap<String, f64> {
+        metrics
+            .iter()
+            .filter_map(|&m| Some((format!("{prefix}{}", crate::config::serde_name(m)), self.value(m)?)))
+            .collect()
+    }
+}
