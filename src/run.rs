@@ -303,14 +303,31 @@ fn train_with(plan: Plan, data: &Prepared, dir: RunDir, resumed: Option<Resumed>
     match plan.config.experiment.device {
         DeviceKind::Cpu => train_on(Cpu::seed_from_u64(device_seed(&plan)), &plan, data, dir, resumed),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => {
-            let dev = Cuda::try_seed_from_u64(device_seed(&plan))
-                .map_err(|e| Error::Train(format!("cannot start CUDA device 0: {e:?}")))?;
+        DeviceKind::Cuda(n) => {
+            let dev = Cuda::try_build(n, device_seed(&plan)).map_err(|e| {
+                Error::Train(format!("cannot start CUDA device {n}: {e:?}; check nvidia-smi, or set device = \"cpu\""))
+            })?;
             train_on(dev, &plan, data, dir, resumed)
+        }
+        #[cfg(feature = "cuda")]
+        DeviceKind::Auto => match Cuda::try_build(0, device_seed(&plan)) {
+            Ok(dev) => {
+                tracing::info!("device auto: training on CUDA device 0");
+                train_on(dev, &plan, data, dir, resumed)
+            }
+            Err(e) => {
+                tracing::info!("device auto: no usable GPU ({e:?}); training on the CPU");
+                train_on(Cpu::seed_from_u64(device_seed(&plan)), &plan, data, dir, resumed)
+            }
+        },
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Auto => {
+            tracing::info!("device auto: this build has no CUDA; training on the CPU");
+            train_on(Cpu::seed_from_u64(device_seed(&plan)), &plan, data, dir, resumed)
         }
         // `config::validate` already rejects this in builds without CUDA.
         #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => Err(Error::Config("device = \"cuda\" needs a build with --features cuda".into())),
+        DeviceKind::Cuda(_) => Err(Error::Config("device = \"cuda\" needs a build with --features cuda".into())),
     }
 }
 
@@ -366,7 +383,10 @@ fn train_on<D: Backend>(
                 config_file: plan.sources.main().path.display().to_string(),
                 working_dir: std::env::current_dir().ok().map(|d| d.display().to_string()),
                 host: manifest::hostname(),
-                device: config::serde_name(cfg.experiment.device),
+                device: match cfg.experiment.device {
+                    DeviceKind::Auto => D::NAME.to_string(),
+                    chosen => config::serde_name(chosen),
+                },
                 git: manifest::GitState::of(&plan.sources.main().path),
                 threads: rayon::current_num_threads(),
                 seed: cfg.experiment.seed,

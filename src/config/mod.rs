@@ -194,7 +194,7 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
         );
     }
     #[cfg(not(feature = "cuda"))]
-    if config.experiment.device == DeviceKind::Cuda {
+    if let DeviceKind::Cuda(_) = config.experiment.device {
         err(
             &[Key("experiment"), Key("device")],
             "this runner was built without CUDA; rebuild with \

@@ -39,7 +39,9 @@ pub struct ExperimentConfig {
     /// The one seed all randomness derives from (split, shuffle, initial weights).
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// `"cpu"` (default) or `"cuda"` (needs a build with `--features cuda`).
+    /// `"cpu"` (default), `"cuda"` (the first GPU), `"cuda:N"` (GPU N) or `"auto"` (the
+    /// first GPU when this build has CUDA and the machine a GPU, else the CPU). CUDA needs a
+    /// build with `--features cuda`.
     #[serde(default)]
     pub device: DeviceKind,
 }
@@ -49,14 +51,53 @@ fn default_seed() -> u64 {
 }
 
 /// Where training runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DeviceKind {
     /// All CPU cores.
     #[default]
     Cpu,
-    /// The first NVIDIA GPU.
-    Cuda,
+    /// NVIDIA GPU number N (`"cuda"` is `"cuda:0"`).
+    Cuda(usize),
+    /// The first GPU if there is one (and the build has CUDA), else the CPU.
+    Auto,
+}
+
+impl TryFrom<String> for DeviceKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "cpu" => Ok(DeviceKind::Cpu),
+            "cuda" => Ok(DeviceKind::Cuda(0)),
+            "auto" => Ok(DeviceKind::Auto),
+            other => other.strip_prefix("cuda:").and_then(|n| n.parse().ok()).map(DeviceKind::Cuda).ok_or_else(|| {
+                format!("unknown device `{other}`, expected `cpu`, `cuda`, `cuda:N` (such as `cuda:1`) or `auto`")
+            }),
+        }
+    }
+}
+
+impl From<DeviceKind> for String {
+    fn from(d: DeviceKind) -> String {
+        match d {
+            DeviceKind::Cpu => "cpu".into(),
+            DeviceKind::Cuda(n) => format!("cuda:{n}"),
+            DeviceKind::Auto => "auto".into(),
+        }
+    }
+}
+
+impl schemars::JsonSchema for DeviceKind {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DeviceKind".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`cpu`, `cuda`, `cuda:N` or `auto`.",
+            "type": "string",
+            "pattern": "^(cpu|auto|cuda(:[0-9]+)?)$"
+        })
+    }
 }
 
 /// `[data]`, like Keras' `image_dataset_from_directory`.

@@ -17,6 +17,9 @@ use dfdx::prelude::*;
 /// A dfdx device our ops can run on: dfdx's own kernels plus a way to add a host-computed
 /// gradient into the tape's gradient store.
 pub trait Backend: Device<f32> {
+    /// `cpu` or `cuda`, for the manifest.
+    const NAME: &'static str;
+
     /// Adds `delta` (same length as `t`) into the gradient of `t`, allocating it if needed.
     fn add_grad<S: Shape>(
         grads: &mut Gradients<f32, Self>,
@@ -33,6 +36,8 @@ pub trait Backend: Device<f32> {
 }
 
 impl Backend for Cpu {
+    const NAME: &'static str = "cpu";
+
     fn add_grad<S: Shape>(
         grads: &mut Gradients<f32, Self>,
         t: &Tensor<S, f32, Self>,
@@ -58,6 +63,8 @@ impl Backend for Cpu {
 /// and gradients are added through a host copy. Correct but slow; CUDA kernels are future work.
 #[cfg(feature = "cuda")]
 impl Backend for Cuda {
+    const NAME: &'static str = "cuda";
+
     fn add_grad<S: Shape>(
         grads: &mut Gradients<f32, Self>,
         t: &Tensor<S, f32, Self>,

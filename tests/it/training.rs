@@ -376,3 +376,25 @@ dir = "{}"
         assert!(file(&run, name) == file(&root.join("results/every/run-002"), name), "{name} differs after resume");
     }
 }
+
+#[test]
+fn devices_are_named_cpu_cuda_cuda_n_or_auto() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let config = experiment(root, 1, "");
+    let config = config.to_str().unwrap();
+    let out = runner(root, &["check", config, "--set", "experiment.device=\"gpu\""]);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("expected `cpu`, `cuda`, `cuda:N` (such as `cuda:1`) or `auto`"), "{}", stderr(&out));
+    if cfg!(not(feature = "cuda")) {
+        let out = runner(root, &["check", config, "--set", "experiment.device=\"cuda:1\""]);
+        assert_exit(&out, 78);
+        assert!(stderr(&out).contains("built without CUDA"), "{}", stderr(&out));
+    }
+    let out = runner(root, &[config, "--set", "experiment.device=\"auto\"", "--set", "train.epochs=1"]);
+    assert_exit(&out, 0);
+    let run = root.join("results/resume/run-001");
+    let manifest: serde_json::Value = serde_json::from_slice(&file(&run, "manifest.json")).unwrap();
+    assert_eq!(manifest["device"], if cfg!(feature = "cuda") { "cuda" } else { "cpu" }, "the device actually used");
+    assert!(String::from_utf8(file(&run, "config.toml")).unwrap().contains("device = \"auto\""));
+}
