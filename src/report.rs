@@ -81,9 +81,18 @@ pub fn run_page(dir: &Path) -> String {
             manifest["dataset"]["test"],
         );
     }
+    if let Some(m) = read(dir, files::MANIFEST).and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok()) {
+        if let Some(best) = m["best_epoch"].as_u64() {
+            let stopped = m["stopped_early_after"].as_u64().map(|e| format!("; early stopping after epoch {e}"));
+            body += &format!("<p>Best epoch: {best}{}.</p>\n", stopped.unwrap_or_default());
+        }
+    }
     if let Some(test) = read(dir, files::TEST_METRICS).and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
     {
-        body += &format!("<p>Test split: accuracy {}, loss {}.</p>\n", test["accuracy"], test["loss"]);
+        body += &format!(
+            "<p>Test split (weights of epoch {}): accuracy {}, loss {}.</p>\n",
+            test["epoch"], test["accuracy"], test["loss"]
+        );
     }
     body += "<h2>Training</h2>\n";
     body += &figure(dir, "accuracy", "Accuracy");
@@ -91,6 +100,7 @@ pub fn run_page(dir: &Path) -> String {
     body += "<h2>Validation</h2>\n";
     body += &figure(dir, files::CONFUSION, "Confusion matrix");
     body += &figure(dir, files::PREDICTIONS, "Predictions (mistakes first, in red)");
+    body += &figure(dir, files::TEST_CONFUSION, "Confusion matrix (test)");
     body += "<h2>Data</h2>\n";
     body += &figure(dir, files::SAMPLES, "Samples per class");
     body += &figure(dir, files::CLASS_COUNTS, "Images per class and split");
@@ -125,5 +135,20 @@ pub fn comparison_page(dir: &Path) -> String {
     body += "<h2>Curves</h2>\n";
     body += &figure(dir, "compare_accuracy", "Accuracy (validation solid, training dashed)");
     body += &figure(dir, "compare_loss", "Loss (validation solid, training dashed)");
+    // A sweep's folder also has the metric against each swept key.
+    let mut sweep_plots: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".svg").map(str::to_string))
+        .filter(|stem| stem.starts_with("sweep_"))
+        .collect();
+    sweep_plots.sort();
+    if !sweep_plots.is_empty() {
+        body += "<h2>Sweep</h2>\n";
+        for stem in sweep_plots {
+            body += &figure(dir, &stem, &stem);
+        }
+    }
     page("runner: comparison", &body)
 }
