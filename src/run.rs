@@ -461,11 +461,14 @@ fn train_on<D: Backend>(
     }
 
     // The best epoch's weights: for the test split, and as the final weights when asked.
-    let best_weights = std::fs::read(dir.path.join(files::BEST_WEIGHTS))
-        .map_err(|e| Error::io("reading", &dir.path.join(files::BEST_WEIGHTS), e))
-        .and_then(|bytes| safetensors::from_bytes(&bytes).map_err(Error::Train))?;
+    // (No epoch is the best when the monitored value was never finite: then the last is.)
     let mut best_net = net.clone();
-    best_net.load_weights(&dev, &best_weights).map_err(|e| Error::Train(format!("best weights: {e}")))?;
+    let best_path = dir.path.join(files::BEST_WEIGHTS);
+    if best_path.is_file() {
+        let bytes = std::fs::read(&best_path).map_err(|e| Error::io("reading", &best_path, e))?;
+        let best_weights = safetensors::from_bytes(&bytes).map_err(Error::Train)?;
+        best_net.load_weights(&dev, &best_weights).map_err(|e| Error::Train(format!("best weights: {e}")))?;
+    }
     if cfg.train.early_stopping.as_ref().is_some_and(|e| e.restore_best_weights) {
         tracing::info!("restoring the weights of epoch {} (restore_best_weights)", best_epoch + 1);
         net = best_net.clone();

@@ -41,10 +41,18 @@ fn run(
     let dev = Cpu::default();
     let xt = dev.tensor_from_vec(x.to_vec(), (batch, input.len()));
     let params: Vec<_> = params.iter().map(|p| dev.tensor_from_vec(p.clone(), (p.len(),))).collect();
+    with_ctx(input, &params, training, |ctx| (layer.forward(xt, ctx).as_vec(), ctx.updates.borrow().clone()))
+}
+
+/// Calls `f` with the context a network gives layer 3 of a model.
+fn with_ctx<R>(
+    input: Shape,
+    params: &[Tensor<(usize,), f32, Cpu>],
+    training: Option<Training>,
+    f: impl FnOnce(&Ctx<Cpu>) -> R,
+) -> R {
     let updates = RefCell::new(Vec::new());
-    let ctx =
-        Ctx { input, params: &params, skip_activation: false, input_grad: true, training, layer: 3, updates: &updates };
-    (layer.forward(xt, &ctx).as_vec(), updates.into_inner())
+    f(&Ctx { input, params, skip_activation: false, input_grad: true, training, layer: 3, updates: &updates })
 }
 
 /// Checks the gradients of Σ y·r with respect to the input and every trainable parameter
@@ -77,10 +85,7 @@ fn check_gradients(layer: &LayerConfig, input: Shape, batch: usize, training: Op
     let dev = Cpu::default();
     let xt = dev.tensor_from_vec(x.clone(), (batch, input.len()));
     let pt: Vec<_> = params.iter().map(|p| dev.tensor_from_vec(p.clone(), (p.len(),))).collect();
-    let updates = RefCell::new(Vec::new());
-    let ctx =
-        Ctx { input, params: &pt, skip_activation: false, input_grad: true, training, layer: 3, updates: &updates };
-    let y = layer.forward(xt.leaky_trace(), &ctx);
+    let y = with_ctx(input, &pt, training, |ctx| layer.forward(xt.leaky_trace(), ctx));
     let shape = *y.shape();
     let grads = (y * dev.tensor_from_vec(r.clone(), shape)).sum::<Rank0, _>().backward();
 

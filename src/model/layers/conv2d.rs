@@ -30,15 +30,11 @@ pub struct Conv2dConfig {
     #[serde(default)]
     pub activation: Activation,
     /// Add a bias per filter (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub use_bias: bool,
     /// How the kernel starts (default `glorot_uniform`).
     #[serde(default)]
     pub kernel_initializer: Initializer,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn one() -> Pair {

@@ -17,15 +17,11 @@ pub struct DenseConfig {
     #[serde(default)]
     pub activation: Activation,
     /// Add a bias per unit (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub use_bias: bool,
     /// How the kernel starts (default `glorot_uniform`).
     #[serde(default)]
     pub kernel_initializer: Initializer,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Layer for DenseConfig {

@@ -268,6 +268,11 @@ impl<'de> Deserialize<'de> for Pair {
     }
 }
 
+/// Serde default for flags that are on unless turned off (`use_bias`).
+pub(crate) fn yes() -> bool {
+    true
+}
+
 fn positive(v: i64) -> Option<usize> {
     usize::try_from(v).ok().filter(|&n| n > 0)
 }
