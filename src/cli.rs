@@ -50,6 +50,22 @@ enum Command {
         #[command(flatten)]
         launch: Launch,
     },
+    /// Measure how fast CONFIG's model trains and predicts here: images per second for a
+    /// training step (forward, backward, optimizer) and for inference, on random data of the
+    /// config's shapes (`RAYON_NUM_THREADS` sets the threads).
+    Bench {
+        /// Experiment file.
+        config: PathBuf,
+        /// Images per step (default: the config's batch_size).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Timed steps of each kind, after two warm-up steps.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Go on with an interrupted, failed or killed run from its last checkpoint, in its folder;
     /// the final history is the one an uninterrupted run would have written.
     Resume {
@@ -282,6 +298,14 @@ impl Cli {
                 launch.run(&config, overrides)
             }
             Some(Command::Resume { run }) => crate::run::resume(&run).map(|_| ()),
+            Some(Command::Bench { config, batch, steps, json }) => {
+                let t = crate::bench::bench(&config, overrides, batch, steps)?;
+                match json {
+                    true => println!("{}", serde_json::to_string_pretty(&t).expect("plain data")),
+                    false => print!("{}", crate::bench::report(&config.display().to_string(), &t)),
+                }
+                Ok(())
+            }
             Some(Command::Evaluate { run, json }) => {
                 let metrics = crate::predict::evaluate(&run)?;
                 match json {

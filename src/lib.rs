@@ -10,6 +10,7 @@
 //!
 //! Only `model`, `ops` and `train` touch dfdx; everything else is plain Rust.
 
+pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod config;

@@ -497,3 +497,20 @@ fn the_manifest_records_completed_interrupted_and_failed_runs() {
     assert_eq!(m["status"]["state"], "failed", "{m}");
     assert!(m["status"]["reason"].as_str().unwrap().contains("loss became"), "{m}");
 }
+
+#[test]
+fn bench_reports_training_and_inference_speed_on_random_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The dataset folder is never read: the bench uses random data of the config's shapes.
+    let config = tmp.path().join("exp.toml");
+    std::fs::write(&config, small_config("b", &tmp.path().join("absent"), &tmp.path().join("r"), 1, 1, 3)).unwrap();
+    let out = runner(tmp.path(), &["bench", config.to_str().unwrap(), "--steps", "2", "--batch", "8", "--json"]);
+    assert_exit(&out, 0);
+    let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(t["batch"], 8);
+    assert_eq!(t["threads"], 2);
+    for key in ["train_images_per_second", "inference_images_per_second"] {
+        assert!(t[key].as_f64().unwrap() > 0.0, "{key}: {t}");
+    }
+    assert!(!tmp.path().join("r").exists(), "a bench writes no run folder");
+}

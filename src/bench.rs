@@ -1,0 +1,133 @@
+//! `runner bench <config>`: how fast the config's model trains and predicts on this machine,
+//! on random data of the config's shapes (nothing is read from disk), like `caffe time`. A
+//! training step is forward, backward and the optimizer update; inference is a forward pass
+//! without a tape. Each figure is the median of the timed steps, after warm-up steps.
+
+use std::time::{Duration, Instant};
+
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+
+use crate::config::{Overrides, Plan};
+use crate::model::layers::Training;
+use crate::model::{Network, Shape};
+use crate::train::{loss, optimizer::Optimizer};
+use crate::{Error, Result};
+
+/// Throughput of one config.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Throughput {
+    /// Images per step.
+    pub batch: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// Median seconds per training step.
+    pub train_step_seconds: f64,
+    /// Training images per second.
+    pub train_images_per_second: f64,
+    /// Median seconds per inference batch.
+    pub inference_step_seconds: f64,
+    /// Inference images per second.
+    pub inference_images_per_second: f64,
+    /// Peak resident memory of the process, MiB (Linux), after the benchmark.
+    pub peak_memory_mib: Option<f64>,
+}
+
+/// Times `steps` training steps and `steps` inference batches of the config at `config_path`
+/// (after `warmup` of each), with `batch` images per step (default: the config's).
+pub fn bench(
+    config_path: &std::path::Path,
+    overrides: &Overrides,
+    batch: Option<usize>,
+    steps: usize,
+) -> Result<Throughput> {
+    let plan = crate::run::plan(config_path, overrides)?;
+    let batch = batch.unwrap_or(plan.config.train.batch_size);
+    if batch == 0 || steps == 0 {
+        return Err(Error::Usage("--batch and --steps must be at least 1".into()));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .build()
+        .map_err(|e| Error::Train(format!("cannot start worker threads: {e}")))?;
+    pool.install(|| measure(&plan, batch, steps))
+}
+
+fn measure(plan: &Plan, batch: usize, steps: usize) -> Result<Throughput> {
+    let dev = Cpu::default();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(plan.config.experiment.seed);
+    let mut net = Network::new(plan.model.clone(), &dev, &mut rng);
+    let mut optimizer = Optimizer::new(&plan.config.train);
+    let input_len = plan.model.input.len();
+    let x: Vec<f32> = (0..batch * input_len).map(|_| rng.gen_range(0.0..1.0)).collect();
+    let classes = match plan.model.output() {
+        Shape::Flat(1) => 2,
+        other => other.len(),
+    };
+    let labels: Vec<usize> = (0..batch).map(|_| rng.gen_range(0..classes)).collect();
+    let train = &plan.config.train;
+    let failed = |e| Error::Train(format!("optimizer step failed: {e:?}"));
+    let warmup = 2;
+
+    let mut train_times = Vec::new();
+    for step in 0..warmup + steps {
+        let started = Instant::now();
+        let input = dev.tensor_from_vec(x.clone(), (batch, input_len));
+        let at = Training { seed: plan.config.experiment.seed, epoch: 0, step };
+        let (logits, updates) = net.forward_train(input.traced(Gradients::leaky()), at);
+        let mut grads = loss::loss(train.loss, logits, &labels, train.label_smoothing).backward();
+        optimizer.update(&mut net.params, &mut grads, train.learning_rate).map_err(failed)?;
+        net.set_state(&dev, updates);
+        if step >= warmup {
+            train_times.push(started.elapsed());
+        }
+    }
+    let mut inference_times = Vec::new();
+    for step in 0..warmup + steps {
+        let started = Instant::now();
+        let y = net.forward(dev.tensor_from_vec(x.clone(), (batch, input_len)), false);
+        std::hint::black_box(y.as_vec());
+        if step >= warmup {
+            inference_times.push(started.elapsed());
+        }
+    }
+    let (train_step, inference_step) = (median(&mut train_times), median(&mut inference_times));
+    Ok(Throughput {
+        batch,
+        threads: rayon::current_num_threads(),
+        train_step_seconds: train_step,
+        train_images_per_second: batch as f64 / train_step,
+        inference_step_seconds: inference_step,
+        inference_images_per_second: batch as f64 / inference_step,
+        peak_memory_mib: peak_memory_mib(),
+    })
+}
+
+fn median(times: &mut [Duration]) -> f64 {
+    times.sort();
+    times[times.len() / 2].as_secs_f64()
+}
+
+/// `VmHWM` of this process, in MiB.
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The report for the terminal.
+pub fn report(name: &str, t: &Throughput) -> String {
+    let memory = t.peak_memory_mib.map_or("-".into(), |m| format!("{m:.0} MiB"));
+    format!(
+        "{name}: batch {}, {} threads (random data, median of the timed steps)\n\
+         training:  {:>9.1} images/s  ({:.1} ms per step: forward, backward, optimizer)\n\
+         inference: {:>9.1} images/s  ({:.1} ms per batch)\n\
+         peak memory: {memory}\n",
+        t.batch,
+        t.threads,
+        t.train_images_per_second,
+        t.train_step_seconds * 1e3,
+        t.inference_images_per_second,
+        t.inference_step_seconds * 1e3,
+    )
+}
