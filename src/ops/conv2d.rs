@@ -60,26 +60,45 @@ impl ConvGeom {
         self.oh * self.ow
     }
 
-    /// Visits every (col row, output position, input index) triple that reads the input.
+    /// For kernel tap (ki, kj): the output columns whose input column lies inside the image,
+    /// as `lo..hi`, and the input column of output column 0 (which may be negative).
     #[inline]
-    fn for_each_tap(&self, mut visit: impl FnMut(usize, usize, usize)) {
+    fn columns(&self, kj: usize) -> (usize, usize, isize) {
+        let start = (kj * self.dw) as isize - self.pad_left as isize;
+        let (s, w) = (self.sw as isize, self.w as isize);
+        // ox·s + start in [0, w)  ⇔  ox in [ceil(-start / s), ceil((w - start) / s)).
+        let lo = if start >= 0 { 0 } else { ((-start) + s - 1) / s };
+        let hi = if w - start <= 0 { 0 } else { ((w - start) + s - 1) / s };
+        (lo.clamp(0, self.ow as isize) as usize, hi.clamp(0, self.ow as isize) as usize, start)
+    }
+
+    /// Row `(ch, ki, kj)` of `col` holds, for every output position, the input value under
+    /// that kernel tap (zero where it falls in the padding). Every element is written.
+    fn im2col(&self, x: &[f32], col: &mut [f32]) {
         let p = self.p();
+        let mut rows = col.chunks_mut(p);
         for ch in 0..self.c {
+            let plane = &x[ch * self.h * self.w..(ch + 1) * self.h * self.w];
             for ki in 0..self.kh {
                 for kj in 0..self.kw {
-                    let row = (ch * self.kh + ki) * self.kw + kj;
-                    for oy in 0..self.oh {
-                        let Some(iy) = (oy * self.sh + ki * self.dh).checked_sub(self.pad_top).filter(|&y| y < self.h)
-                        else {
+                    let row = rows.next().expect("c·kh·kw rows");
+                    let (lo, hi, start) = self.columns(kj);
+                    for (oy, out) in row.chunks_mut(self.ow).enumerate() {
+                        let iy = (oy * self.sh + ki * self.dh) as isize - self.pad_top as isize;
+                        if iy < 0 || iy >= self.h as isize || lo >= hi {
+                            out.fill(0.0);
                             continue;
-                        };
-                        for ox in 0..self.ow {
-                            let Some(ix) =
-                                (ox * self.sw + kj * self.dw).checked_sub(self.pad_left).filter(|&x| x < self.w)
-                            else {
-                                continue;
-                            };
-                            visit(row * p, oy * self.ow + ox, (ch * self.h + iy) * self.w + ix);
+                        }
+                        let line = &plane[iy as usize * self.w..(iy as usize + 1) * self.w];
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
+                        let first = (lo as isize * self.sw as isize + start) as usize;
+                        if self.sw == 1 {
+                            out[lo..hi].copy_from_slice(&line[first..first + (hi - lo)]);
+                        } else {
+                            for (o, i) in out[lo..hi].iter_mut().zip(line[first..].iter().step_by(self.sw)) {
+                                *o = *i;
+                            }
                         }
                     }
                 }
@@ -87,13 +106,34 @@ impl ConvGeom {
         }
     }
 
-    fn im2col(&self, x: &[f32], col: &mut [f32]) {
-        col.fill(0.0);
-        self.for_each_tap(|base, pos, i| col[base + pos] = x[i]);
-    }
-
+    /// Adds each element of `col` back onto the input position it was read from (the
+    /// transpose of `im2col`).
     fn col2im(&self, col: &[f32], dx: &mut [f32]) {
-        self.for_each_tap(|base, pos, i| dx[i] += col[base + pos]);
+        let p = self.p();
+        let mut rows = col.chunks(p);
+        for ch in 0..self.c {
+            let plane = &mut dx[ch * self.h * self.w..(ch + 1) * self.h * self.w];
+            for ki in 0..self.kh {
+                for kj in 0..self.kw {
+                    let row = rows.next().expect("c·kh·kw rows");
+                    let (lo, hi, start) = self.columns(kj);
+                    if lo >= hi {
+                        continue;
+                    }
+                    for (oy, out) in row.chunks(self.ow).enumerate() {
+                        let iy = (oy * self.sh + ki * self.dh) as isize - self.pad_top as isize;
+                        if iy < 0 || iy >= self.h as isize {
+                            continue;
+                        }
+                        let line = &mut plane[iy as usize * self.w..(iy as usize + 1) * self.w];
+                        let first = (lo as isize * self.sw as isize + start) as usize;
+                        for (i, o) in line[first..].iter_mut().step_by(self.sw).zip(&out[lo..hi]) {
+                            *i += *o;
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -101,13 +141,14 @@ impl ConvGeom {
 pub fn forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, g: &ConvGeom) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
     let mut y = vec![0.0; batch * g.out_len()];
-    y.par_chunks_mut(g.out_len()).zip(x.par_chunks(g.in_len())).for_each(|(y, x)| {
-        let mut col = vec![0.0; k * p];
-        g.im2col(x, &mut col);
+    y.par_chunks_mut(g.out_len()).zip(x.par_chunks(g.in_len())).for_each_init(Vec::new, |col, (y, x)| {
+        // One im2col buffer per worker thread, reused across its images.
+        col.resize(k * p, 0.0);
+        g.im2col(x, col);
         for (row, &bias) in y.chunks_mut(p).zip(b) {
             row.fill(bias);
         }
-        matmul(g.f, p, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: &col, rs: p, cs: 1 }, y, true);
+        matmul(g.f, p, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: p, cs: 1 }, y, true);
     });
     y
 }
@@ -170,15 +211,15 @@ pub fn conv2d<D: Backend, T: Tape<f32, D>>(
     let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
     let b = bias.map_or_else(|| vec![0.0; g.f], |b| b.as_vec());
-    let y = forward(&x.as_vec(), &kernel.as_vec(), &b, batch, &g);
+    // Host copies, made once and kept for the backward pass.
+    let (xv, wv) = (x.as_vec(), kernel.as_vec());
+    let y = forward(&xv, &wv, &b, batch, &g);
     let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
     if T::OWNS_TAPE {
-        let out_ghost = out.ghost();
+        let out_handle = out.clone();
         let (kernel, bias) = (kernel.clone(), bias.cloned());
         tape.add_backward_op(move |grads| {
-            grads.try_alloc_for(&out_ghost)?;
-            let dy = grads.get(&out_ghost).as_vec();
-            let (dx, dw, db) = backward(&x.as_vec(), &kernel.as_vec(), &dy, batch, &g, input_grad);
+            let (dx, dw, db) = D::with_grad(grads, &out_handle, |dy| backward(&xv, &wv, dy, batch, &g, input_grad))?;
             if let Some(dx) = dx {
                 D::add_grad(grads, &x, &dx)?;
             }

@@ -33,18 +33,17 @@ pub fn gelu<D: Backend, T: Tape<f32, D>>(x: Tensor<(usize, usize), f32, D, T>) -
     let y: Vec<f32> = host.par_iter().map(|&v| (f64::from(v) * cdf_pdf(f64::from(v)).0) as f32).collect();
     let out = x.device().tensor_from_vec(y, *x.shape());
     if T::OWNS_TAPE {
-        let out_ghost = out.ghost();
+        let out_handle = out.clone();
         tape.add_backward_op(move |grads| {
-            grads.try_alloc_for(&out_ghost)?;
-            let dy = grads.get(&out_ghost).as_vec();
-            let dx: Vec<f32> = host
-                .par_iter()
-                .zip(&dy)
-                .map(|(&v, &d)| {
-                    let (cdf, pdf) = cdf_pdf(f64::from(v));
-                    (f64::from(d) * (cdf + f64::from(v) * pdf)) as f32
-                })
-                .collect();
+            let dx: Vec<f32> = D::with_grad(grads, &out_handle, |dy| {
+                host.par_iter()
+                    .zip(dy)
+                    .map(|(&v, &d)| {
+                        let (cdf, pdf) = cdf_pdf(f64::from(v));
+                        (f64::from(d) * (cdf + f64::from(v) * pdf)) as f32
+                    })
+                    .collect()
+            })?;
             D::add_grad(grads, &x, &dx)
         });
     }

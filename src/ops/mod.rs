@@ -27,6 +27,14 @@ pub trait Backend: Device<f32> {
         delta: &[f32],
     ) -> Result<(), Self::Err>;
 
+    /// Calls `f` with the gradient of `t` on the host (allocated as zeros if missing): a
+    /// borrow on the CPU, a copy from a GPU.
+    fn with_grad<S: Shape, R>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        f: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R, Self::Err>;
+
     /// Multiplies the gradient of `t` (which must exist) by `factor`.
     fn scale_grad<S: Shape>(
         grads: &mut Gradients<f32, Self>,
@@ -56,6 +64,14 @@ impl Backend for Cpu {
     ) -> Result<(), Self::Err> {
         grads.get_or_alloc_mut(t)?.iter_mut().for_each(|g| *g *= factor);
         Ok(())
+    }
+
+    fn with_grad<S: Shape, R>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        f: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R, Self::Err> {
+        Ok(f(grads.get_or_alloc_mut(t)?))
     }
 }
 
@@ -89,5 +105,15 @@ impl Backend for Cuda {
         host.iter_mut().for_each(|h| *h *= factor);
         gpu.htod_sync_copy_into(&host, g)?;
         Ok(())
+    }
+
+    fn with_grad<S: Shape, R>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        f: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R, Self::Err> {
+        let g: &mut cudarc::driver::CudaSlice<f32> = grads.get_or_alloc_mut(t)?;
+        let host = g.device().dtoh_sync_copy(g)?;
+        Ok(f(&host))
     }
 }

@@ -96,11 +96,10 @@ pub fn max_pool2d<D: Backend, T: Tape<f32, D>>(
     let (y, arg) = forward(&x.as_vec(), batch, &g);
     let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
     if T::OWNS_TAPE {
-        let out_ghost = out.ghost();
+        let out_handle = out.clone();
         tape.add_backward_op(move |grads| {
-            grads.try_alloc_for(&out_ghost)?;
-            let dy = grads.get(&out_ghost).as_vec();
-            D::add_grad(grads, &x, &backward(&dy, &arg, batch, &g))
+            let dx = D::with_grad(grads, &out_handle, |dy| backward(dy, &arg, batch, &g))?;
+            D::add_grad(grads, &x, &dx)
         });
     }
     out.put_tape(tape)
@@ -165,11 +164,10 @@ pub fn avg_pool2d<D: Backend, T: Tape<f32, D>>(
     let batch = x.shape().0;
     let out = x.device().tensor_from_vec(avg_forward(&x.as_vec(), batch, &g), (batch, g.out_len()));
     if T::OWNS_TAPE {
-        let out_ghost = out.ghost();
+        let out_handle = out.clone();
         tape.add_backward_op(move |grads| {
-            grads.try_alloc_for(&out_ghost)?;
-            let dy = grads.get(&out_ghost).as_vec();
-            D::add_grad(grads, &x, &avg_backward(&dy, batch, &g))
+            let dx = D::with_grad(grads, &out_handle, |dy| avg_backward(dy, batch, &g))?;
+            D::add_grad(grads, &x, &dx)
         });
     }
     out.put_tape(tape)

@@ -176,27 +176,14 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
         let b = if t.bias { random(t.filters, 200 + n as u64) } else { vec![0.0; t.filters] };
         let r = random(t.batch * g.out_len(), 300 + n as u64);
 
-        let dev = Cpu::default();
-        let xt = dev.tensor_from_vec(x.clone(), (t.batch, g.in_len()));
-        let wt = dev.tensor_from_vec(w.clone(), (w.len(),));
-        let bt = dev.tensor_from_vec(b.clone(), (b.len(),));
-        let y = ops::conv2d(xt.leaky_trace(), &wt, t.bias.then_some(&bt), g, true);
-        let y_host = y.as_vec();
-        let grads = weighted_sum(y, &r).backward();
-
-        // Naive float64 reference.
+        // Naive float64 reference: every (output, input, weight) triple the convolution uses.
         let (oh, ow) = (g.oh, g.ow);
-        let mut y_ref = vec![0f64; t.batch * g.out_len()];
-        let mut dx = vec![0f64; x.len()];
-        let mut dw = vec![0f64; w.len()];
-        let mut db = vec![0f64; b.len()];
+        let mut taps = Vec::new(); // (output index, input index, weight index)
         for bi in 0..t.batch {
             for f in 0..t.filters {
                 for oy in 0..oh {
                     for ox in 0..ow {
                         let o = ((bi * t.filters + f) * oh + oy) * ow + ox;
-                        let mut acc = f64::from(b[f]);
-                        db[f] += f64::from(r[o]);
                         for c in 0..t.c {
                             for ki in 0..kh {
                                 for kj in 0..kw {
@@ -206,23 +193,47 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
                                         continue;
                                     }
                                     let xi = ((bi * t.c + c) * t.h + iy as usize) * t.w + ix as usize;
-                                    let wi = ((f * t.c + c) * kh + ki) * kw + kj;
-                                    acc += f64::from(x[xi]) * f64::from(w[wi]);
-                                    dx[xi] += f64::from(r[o]) * f64::from(w[wi]);
-                                    dw[wi] += f64::from(r[o]) * f64::from(x[xi]);
+                                    taps.push((o, xi, ((f * t.c + c) * kh + ki) * kw + kj));
                                 }
                             }
                         }
-                        y_ref[o] = acc;
                     }
                 }
             }
         }
-        assert_close(&format!("case {n} y"), &y_host, &y_ref);
-        assert_close(&format!("case {n} dx"), &grads.get(&xt).as_vec(), &dx);
-        assert_close(&format!("case {n} dw"), &grads.get(&wt).as_vec(), &dw);
-        if t.bias {
-            assert_close(&format!("case {n} db"), &grads.get(&bt).as_vec(), &db);
+        let filter_of = |o: usize| (o / (oh * ow)) % t.filters;
+        let mut pre = vec![0f64; t.batch * g.out_len()];
+        pre.iter_mut().enumerate().for_each(|(o, v)| *v = f64::from(b[filter_of(o)]));
+        for &(o, xi, wi) in &taps {
+            pre[o] += f64::from(x[xi]) * f64::from(w[wi]);
+        }
+
+        // Plain, and followed by ReLU: the gradient passes only where the output is positive.
+        for relu in [false, true] {
+            let dev = Cpu::default();
+            let xt = dev.tensor_from_vec(x.clone(), (t.batch, g.in_len()));
+            let wt = dev.tensor_from_vec(w.clone(), (w.len(),));
+            let bt = dev.tensor_from_vec(b.clone(), (b.len(),));
+            let y = ops::conv2d(xt.leaky_trace(), &wt, t.bias.then_some(&bt), g, true);
+            let y = if relu { y.relu() } else { y };
+            let y_host = y.as_vec();
+            let grads = weighted_sum(y, &r).backward();
+
+            let y_ref: Vec<f64> = pre.iter().map(|&v| if relu { v.max(0.0) } else { v }).collect();
+            let through = |o: usize| if relu && pre[o] <= 0.0 { 0.0 } else { f64::from(r[o]) };
+            let (mut dx, mut dw, mut db) = (vec![0f64; x.len()], vec![0f64; w.len()], vec![0f64; b.len()]);
+            for &(o, xi, wi) in &taps {
+                dx[xi] += through(o) * f64::from(w[wi]);
+                dw[wi] += through(o) * f64::from(x[xi]);
+            }
+            (0..pre.len()).for_each(|o| db[filter_of(o)] += through(o));
+            let name = format!("case {n} relu={relu}");
+            assert_close(&format!("{name} y"), &y_host, &y_ref);
+            assert_close(&format!("{name} dx"), &grads.get(&xt).as_vec(), &dx);
+            assert_close(&format!("{name} dw"), &grads.get(&wt).as_vec(), &dw);
+            if t.bias {
+                assert_close(&format!("{name} db"), &grads.get(&bt).as_vec(), &db);
+            }
         }
     }
 }
