@@ -1,5 +1,6 @@
 //! Training throughput: a full step (forward, backward, Adam) of the baseline model and of the
-//! tutorial model, and the tutorial's first convolution alone. Run with `cargo bench`.
+//! tutorial model, the tutorial's first convolution alone, and each layer of the tutorial model
+//! forward and forward + backward at batch 32 (`cargo bench --bench train_step -- layer/`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dfdx::prelude::*;
@@ -64,5 +65,48 @@ fn tutorial_first_conv(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, train_step, tutorial_first_conv);
+/// Each layer of the tutorial model: forward alone, and forward + backward (the gradient of
+/// Σ y with respect to its input and parameters), at batch 32 on random data.
+fn tutorial_layers(c: &mut Criterion) {
+    use runner::model::layers::{Ctx, Layer};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/cats_vs_dogs.toml");
+    let (cfg, source) = config::load(&path, &Default::default()).unwrap();
+    let plan = config::validate(cfg, source).unwrap();
+    let dev = Cpu::default();
+    let net = Network::new(plan.model.clone(), &dev, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+    let batch = 32;
+    let mut group = c.benchmark_group("layer");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(batch as u64));
+    let mut first_param = 0;
+    for (i, layer) in plan.model.layers.iter().enumerate() {
+        let params: Vec<_> =
+            net.params[first_param..first_param + layer.params.len()].iter().map(|p| p.tensor.clone()).collect();
+        first_param += layer.params.len();
+        let x = random(batch * layer.input.len());
+        let updates = std::cell::RefCell::new(Vec::new());
+        let ctx = Ctx {
+            input: layer.input,
+            params: &params,
+            skip_activation: false,
+            input_grad: i > 0,
+            training: None,
+            layer: i,
+            updates: &updates,
+        };
+        let name = format!("{i}_{}", layer.name);
+        group.bench_function(BenchmarkId::new("forward", &name), |b| {
+            b.iter(|| layer.config.forward(dev.tensor_from_vec(x.clone(), (batch, layer.input.len())), &ctx).as_vec())
+        });
+        group.bench_function(BenchmarkId::new("forward_backward", &name), |b| {
+            b.iter(|| {
+                let input = dev.tensor_from_vec(x.clone(), (batch, layer.input.len())).traced(Gradients::leaky());
+                layer.config.forward(input, &ctx).sum::<Rank0, _>().backward()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, train_step, tutorial_first_conv, tutorial_layers);
 criterion_main!(benches);
