@@ -17,6 +17,7 @@ fn random(n: usize) -> Vec<f32> {
 }
 
 fn train_step(c: &mut Criterion) {
+    runner::ops::keep_freed_memory();
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
     for name in ["baseline", "cats_vs_dogs"] {
@@ -69,6 +70,7 @@ fn tutorial_first_conv(c: &mut Criterion) {
 /// Σ y with respect to its input and parameters), at batch 32 on random data.
 fn tutorial_layers(c: &mut Criterion) {
     use runner::model::layers::{Ctx, Layer};
+    runner::ops::keep_freed_memory();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/cats_vs_dogs.toml");
     let (cfg, source) = config::load(&path, &Default::default()).unwrap();
     let plan = config::validate(cfg, source).unwrap();

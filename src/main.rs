@@ -13,16 +13,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    // Training allocates and frees the same large buffers (activations, gradients, im2col
-    // columns) every step. By default glibc maps each one anew and returns it to the kernel,
-    // and the page faults and TLB shootdowns that follow cost more than the arithmetic of a
-    // step; keeping freed memory in the heap for reuse removes them.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
+    runner::ops::keep_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

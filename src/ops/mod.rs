@@ -14,6 +14,20 @@ pub use pool2d::{avg_pool2d, max_pool2d, PoolGeom};
 
 use dfdx::prelude::*;
 
+/// Training allocates and frees the same large buffers (activations, gradients, im2col
+/// columns) every step. By default glibc maps each one anew and returns it to the kernel, and
+/// the page faults and TLB shootdowns that follow cost more than the arithmetic of a step;
+/// keeping freed memory in the heap for reuse removes them. Call once, before threads start
+/// (the binary and the benchmarks do).
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 /// A dfdx device our ops can run on: dfdx's own kernels plus a way to add a host-computed
 /// gradient into the tape's gradient store.
 pub trait Backend: Device<f32> {
