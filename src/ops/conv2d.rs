@@ -210,9 +210,9 @@ pub fn conv2d<D: Backend, T: Tape<f32, D>>(
 ) -> Tensor<(usize, usize), f32, D, T> {
     let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
-    let b = bias.map_or_else(|| vec![0.0; g.f], |b| b.as_vec());
+    let b = bias.map_or_else(|| vec![0.0; g.f], super::host);
     // Host copies, made once and kept for the backward pass.
-    let (xv, wv) = (x.as_vec(), kernel.as_vec());
+    let (xv, wv) = (super::host(&x), super::host(kernel));
     let y = forward(&xv, &wv, &b, batch, &g);
     let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
     if T::OWNS_TAPE {

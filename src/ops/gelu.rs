@@ -29,7 +29,7 @@ fn cdf_pdf(x: f64) -> (f64, f64) {
 /// x·Φ(x) elementwise, recorded on `x`'s tape.
 pub fn gelu<D: Backend, T: Tape<f32, D>>(x: Tensor<(usize, usize), f32, D, T>) -> Tensor<(usize, usize), f32, D, T> {
     let (x, mut tape) = x.split_tape();
-    let host = x.as_vec();
+    let host = super::host(&x);
     let y: Vec<f32> = host.par_iter().map(|&v| (f64::from(v) * cdf_pdf(f64::from(v)).0) as f32).collect();
     let out = x.device().tensor_from_vec(y, *x.shape());
     if T::OWNS_TAPE {

@@ -28,6 +28,18 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// The values of `t` in a new host vector, in logical order. dfdx's `as_vec` walks the tensor
+/// element by element through its strides (several nanoseconds each, a tenth of a training
+/// step); this reshapes to a flat vector, which is a view for the contiguous tensors our ops
+/// receive and a copy otherwise, and copies that physical buffer in one go.
+pub fn host<S: Shape, D: Backend>(t: &Tensor<S, f32, D>) -> Vec<f32> {
+    let n = t.shape().num_elements();
+    let flat = t.clone().reshape_like(&(n,));
+    let mut out = vec![0.0; n];
+    flat.copy_into(&mut out);
+    out
+}
+
 /// A dfdx device our ops can run on: dfdx's own kernels plus a way to add a host-computed
 /// gradient into the tape's gradient store.
 pub trait Backend: Device<f32> {

@@ -93,7 +93,7 @@ pub fn max_pool2d<D: Backend, T: Tape<f32, D>>(
 ) -> Tensor<(usize, usize), f32, D, T> {
     let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
-    let (y, arg) = forward(&x.as_vec(), batch, &g);
+    let (y, arg) = forward(&super::host(&x), batch, &g);
     let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
     if T::OWNS_TAPE {
         let out_handle = out.clone();
@@ -162,7 +162,7 @@ pub fn avg_pool2d<D: Backend, T: Tape<f32, D>>(
 ) -> Tensor<(usize, usize), f32, D, T> {
     let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
-    let out = x.device().tensor_from_vec(avg_forward(&x.as_vec(), batch, &g), (batch, g.out_len()));
+    let out = x.device().tensor_from_vec(avg_forward(&super::host(&x), batch, &g), (batch, g.out_len()));
     if T::OWNS_TAPE {
         let out_handle = out.clone();
         tape.add_backward_op(move |grads| {

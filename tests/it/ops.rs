@@ -388,3 +388,16 @@ fn first_layer_skips_the_input_gradient_but_keeps_weight_gradients() {
     // The input's gradient was never written: allocating it now gives zeros.
     assert!(grads.get_or_alloc_mut(&xt).unwrap().iter().all(|&v| v == 0.0));
 }
+
+#[test]
+fn host_copies_give_logical_order_for_views_too() {
+    let dev = Cpu::default();
+    let t = dev.tensor_from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], (2usize, 3usize));
+    assert_eq!(ops::host(&t), t.as_vec());
+    // A broadcast view has less physical data than logical values.
+    let row = dev.tensor_from_vec(vec![7.0f32, 8.0, 9.0], (3usize,));
+    let view: Tensor<(usize, usize), f32, Cpu> = row.broadcast_like::<_, Axis<0>>(&(2, 3));
+    assert_eq!(ops::host(&view), [7.0, 8.0, 9.0, 7.0, 8.0, 9.0]);
+    let transposed = t.clone().permute::<_, Axes2<1, 0>>();
+    assert_eq!(ops::host(&transposed), transposed.as_vec());
+}
