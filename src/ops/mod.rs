@@ -40,18 +40,11 @@ pub fn host<S: Shape, D: Backend>(t: &Tensor<S, f32, D>) -> Vec<f32> {
     out
 }
 
-/// A dfdx device our ops can run on: dfdx's own kernels plus a way to add a host-computed
-/// gradient into the tape's gradient store.
+/// A dfdx device our ops can run on: dfdx's own kernels plus host access to the tape's
+/// gradient store, so a host-computed gradient can be read, added or scaled.
 pub trait Backend: Device<f32> {
     /// `cpu` or `cuda`, for the manifest.
     const NAME: &'static str;
-
-    /// Adds `delta` (same length as `t`) into the gradient of `t`, allocating it if needed.
-    fn add_grad<S: Shape>(
-        grads: &mut Gradients<f32, Self>,
-        t: &Tensor<S, f32, Self>,
-        delta: &[f32],
-    ) -> Result<(), Self::Err>;
 
     /// Calls `f` with the gradient of `t` on the host (allocated as zeros if missing): a
     /// borrow on the CPU, a copy from a GPU.
@@ -61,36 +54,38 @@ pub trait Backend: Device<f32> {
         f: impl FnOnce(&[f32]) -> R,
     ) -> Result<R, Self::Err>;
 
-    /// Multiplies the gradient of `t` (which must exist) by `factor`.
-    fn scale_grad<S: Shape>(
+    /// Lets `f` change the gradient of `t` in place (allocated as zeros if missing): on the
+    /// CPU directly, on a GPU through a host copy written back.
+    fn update_grad<S: Shape>(
         grads: &mut Gradients<f32, Self>,
         t: &Tensor<S, f32, Self>,
-        factor: f32,
+        f: impl FnOnce(&mut [f32]),
     ) -> Result<(), Self::Err>;
-}
 
-impl Backend for Cpu {
-    const NAME: &'static str = "cpu";
-
+    /// Adds `delta` (same length as `t`) into the gradient of `t`, allocating it if needed.
     fn add_grad<S: Shape>(
         grads: &mut Gradients<f32, Self>,
         t: &Tensor<S, f32, Self>,
         delta: &[f32],
     ) -> Result<(), Self::Err> {
-        let g = grads.get_or_alloc_mut(t)?;
-        debug_assert_eq!(g.len(), delta.len());
-        g.iter_mut().zip(delta).for_each(|(g, d)| *g += d);
-        Ok(())
+        Self::update_grad(grads, t, |g| {
+            debug_assert_eq!(g.len(), delta.len());
+            g.iter_mut().zip(delta).for_each(|(g, d)| *g += d);
+        })
     }
 
+    /// Multiplies the gradient of `t` by `factor`.
     fn scale_grad<S: Shape>(
         grads: &mut Gradients<f32, Self>,
         t: &Tensor<S, f32, Self>,
         factor: f32,
     ) -> Result<(), Self::Err> {
-        grads.get_or_alloc_mut(t)?.iter_mut().for_each(|g| *g *= factor);
-        Ok(())
+        Self::update_grad(grads, t, |g| g.iter_mut().for_each(|g| *g *= factor))
     }
+}
+
+impl Backend for Cpu {
+    const NAME: &'static str = "cpu";
 
     fn with_grad<S: Shape, R>(
         grads: &mut Gradients<f32, Self>,
@@ -99,39 +94,23 @@ impl Backend for Cpu {
     ) -> Result<R, Self::Err> {
         Ok(f(grads.get_or_alloc_mut(t)?))
     }
+
+    fn update_grad<S: Shape>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        f: impl FnOnce(&mut [f32]),
+    ) -> Result<(), Self::Err> {
+        f(grads.get_or_alloc_mut(t)?);
+        Ok(())
+    }
 }
 
-/// On CUDA our kernels run on the host: inputs come down with `as_vec`, results go back up,
-/// and gradients are added through a host copy. Correct but slow; CUDA kernels are future work.
+/// On CUDA our kernels run on the host: inputs come down with [`host`], results go back up,
+/// and gradients are changed through a host copy. Correct but slow; CUDA kernels are future
+/// work.
 #[cfg(feature = "cuda")]
 impl Backend for Cuda {
     const NAME: &'static str = "cuda";
-
-    fn add_grad<S: Shape>(
-        grads: &mut Gradients<f32, Self>,
-        t: &Tensor<S, f32, Self>,
-        delta: &[f32],
-    ) -> Result<(), Self::Err> {
-        let g: &mut cudarc::driver::CudaSlice<f32> = grads.get_or_alloc_mut(t)?;
-        let gpu = g.device();
-        let mut host = gpu.dtoh_sync_copy(g)?;
-        host.iter_mut().zip(delta).for_each(|(h, d)| *h += d);
-        gpu.htod_sync_copy_into(&host, g)?;
-        Ok(())
-    }
-
-    fn scale_grad<S: Shape>(
-        grads: &mut Gradients<f32, Self>,
-        t: &Tensor<S, f32, Self>,
-        factor: f32,
-    ) -> Result<(), Self::Err> {
-        let g: &mut cudarc::driver::CudaSlice<f32> = grads.get_or_alloc_mut(t)?;
-        let gpu = g.device();
-        let mut host = gpu.dtoh_sync_copy(g)?;
-        host.iter_mut().for_each(|h| *h *= factor);
-        gpu.htod_sync_copy_into(&host, g)?;
-        Ok(())
-    }
 
     fn with_grad<S: Shape, R>(
         grads: &mut Gradients<f32, Self>,
@@ -141,5 +120,18 @@ impl Backend for Cuda {
         let g: &mut cudarc::driver::CudaSlice<f32> = grads.get_or_alloc_mut(t)?;
         let host = g.device().dtoh_sync_copy(g)?;
         Ok(f(&host))
+    }
+
+    fn update_grad<S: Shape>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        f: impl FnOnce(&mut [f32]),
+    ) -> Result<(), Self::Err> {
+        let g: &mut cudarc::driver::CudaSlice<f32> = grads.get_or_alloc_mut(t)?;
+        let gpu = g.device();
+        let mut host = gpu.dtoh_sync_copy(g)?;
+        f(&mut host);
+        gpu.htod_sync_copy_into(&host, g)?;
+        Ok(())
     }
 }
