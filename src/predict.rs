@@ -11,6 +11,7 @@ use crate::config::Plan;
 use crate::model::Network;
 use crate::results::{files, safetensors};
 use crate::run::{open, prepare_same};
+use crate::train::loss;
 use crate::{Error, Result};
 
 /// The run's network with its final weights, on the CPU.
@@ -114,14 +115,17 @@ pub fn predict(run_dir: &Path, inputs: &[PathBuf]) -> Result<Vec<ImagePrediction
         if !good.is_empty() {
             let x: Vec<f32> = good.iter().flat_map(|px| px.iter().map(|&p| f32::from(p) / 255.0)).collect();
             let logits = net.forward(dev.tensor_from_vec(x, (good.len(), len)), true).as_vec();
-            rows = logits.chunks(logits.len() / good.len()).map(probabilities).collect();
+            // The class as training and evaluation pick it, and every class's probability.
+            rows = logits
+                .chunks(logits.len() / good.len())
+                .map(|r| (loss::predicted(r), loss::probabilities(r)))
+                .collect();
         }
         let mut rows = rows.into_iter();
         for (path, result) in chunk.iter().zip(decoded) {
             out.push(match result {
                 Ok(_) => {
-                    let p = rows.next().unwrap_or_default();
-                    let best = p.iter().enumerate().fold(0, |b, (i, &v)| if v > p[b] { i } else { b });
+                    let (best, p) = rows.next().unwrap_or_default();
                     ImagePrediction {
                         path: path.clone(),
                         class: classes.get(best).cloned(),
@@ -139,22 +143,6 @@ pub fn predict(run_dir: &Path, inputs: &[PathBuf]) -> Result<Vec<ImagePrediction
         }
     }
     Ok(out)
-}
-
-/// Class probabilities from one row of logits: softmax, or (1 - p, p) for one sigmoid unit.
-fn probabilities(row: &[f32]) -> Vec<f32> {
-    match row {
-        [logit] => {
-            let p = 1.0 / (1.0 + (-logit).exp());
-            vec![1.0 - p, p]
-        }
-        _ => {
-            let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let exp: Vec<f32> = row.iter().map(|&l| (l - top).exp()).collect();
-            let sum: f32 = exp.iter().sum();
-            exp.into_iter().map(|e| e / sum).collect()
-        }
-    }
 }
 
 /// `path` itself, or every file under it (sorted, recursively).

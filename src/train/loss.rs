@@ -50,15 +50,22 @@ pub fn predicted(row: &[f32]) -> usize {
 /// the output activation (sigmoid for one unit, softmax otherwise) gives it.
 pub fn prediction(row: &[f32]) -> super::Prediction {
     let class = predicted(row);
-    let confidence = match row {
+    super::Prediction { class, confidence: probabilities(row)[class] }
+}
+
+/// Every class's probability from one row of logits: softmax, or (1 - p, p) for one sigmoid
+/// unit.
+pub fn probabilities(row: &[f32]) -> Vec<f32> {
+    match row {
         [logit] => {
             let p = 1.0 / (1.0 + (-logit).exp());
-            p.max(1.0 - p)
+            vec![1.0 - p, p]
         }
         _ => {
-            let top = row[class];
-            1.0 / row.iter().map(|&l| (l - top).exp()).sum::<f32>()
+            let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exp: Vec<f32> = row.iter().map(|&l| (l - top).exp()).collect();
+            let sum: f32 = exp.iter().sum();
+            exp.into_iter().map(|e| e / sum).collect()
         }
-    };
-    super::Prediction { class, confidence }
+    }
 }
