@@ -188,9 +188,7 @@ pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Sweep> {
                 }
             }
             Err(Error::Config(rendered)) => {
-                // Drop the count line; the sweep gives its own.
-                let body = rendered.rsplit_once("\n\n").map_or(rendered.as_str(), |(body, _)| body).to_string();
-                failures.entry(body).or_default().push(index);
+                failures.entry(without_count(&rendered)).or_default().push(index);
             }
             Err(other) => return Err(other),
         }
@@ -248,8 +246,7 @@ pub fn check_data(sweep: &Sweep) -> Result<()> {
             Ok(names) => config::check_classes(&trial.plan, names).err().map(|e| e.to_string()),
         };
         if let Some(problem) = problem {
-            let body = problem.rsplit_once("\n\n").map_or(problem.as_str(), |(body, _)| body).to_string();
-            failures.entry(body).or_default().push(trial.index);
+            failures.entry(without_count(&problem)).or_default().push(trial.index);
         }
     }
     if failures.is_empty() {
@@ -263,6 +260,15 @@ pub fn check_data(sweep: &Sweep) -> Result<()> {
         failures.values().map(Vec::len).sum::<usize>()
     ));
     Err(Error::Data(out.join("\n\n")))
+}
+
+/// A config error's text without its closing "N problems in FILE; nothing was run" line: the
+/// sweep reports problems of many trials and gives its own count.
+fn without_count(rendered: &str) -> String {
+    match rendered.rsplit_once("\n\n") {
+        Some((body, last)) if last.ends_with("; nothing was run") => body.to_string(),
+        _ => rendered.to_string(),
+    }
 }
 
 /// `in trials 0, 3 of the sweep`, `in every trial of the sweep`.
@@ -507,6 +513,27 @@ pub fn run_trial(sweep_dir: &Path, index: usize) -> Result<()> {
     result.map(|_| ())
 }
 
+/// The trials of the sweep in `dir` that are to run (or be submitted): all but the completed
+/// ones (counted, second) and those whose process is still alive (warned about: if its job is
+/// gone on another machine, deleting its `trial.json` lets it run again).
+pub fn to_run(dir: &Path, definition: &Definition) -> (Vec<usize>, usize) {
+    let mut todo = Vec::new();
+    let mut completed = 0;
+    for entry in &definition.trials {
+        match TrialState::of(&dir.join(&entry.name)) {
+            TrialState::Completed => completed += 1,
+            state @ TrialState::Running { .. } if !state.died() => tracing::warn!(
+                "trial {} ({}) says it is running; leaving it alone (if its process is gone, delete {} and run again)",
+                entry.index,
+                entry.name,
+                dir.join(&entry.name).join(TRIAL_STATE).display()
+            ),
+            _ => todo.push(entry.index),
+        }
+    }
+    (todo, completed)
+}
+
 /// One trial's standing, for reports.
 pub struct Standing {
     /// The trial.
@@ -654,21 +681,7 @@ pub fn run_local(config_path: &Path, overrides: &Overrides, jobs: usize) -> Resu
     } else {
         jobs
     };
-    let mut todo = Vec::new();
-    let mut skipped = 0;
-    for entry in &definition.trials {
-        match TrialState::of(&sweep.dir.join(&entry.name)) {
-            TrialState::Completed => skipped += 1,
-            state @ TrialState::Running { .. } if !state.died() => {
-                tracing::warn!(
-                    "trial {} ({}) is running in another process; leaving it alone",
-                    entry.index,
-                    entry.name
-                );
-            }
-            _ => todo.push(entry.index),
-        }
-    }
+    let (todo, skipped) = to_run(&sweep.dir, &definition);
     tracing::info!(
         "sweep of {} trials in {}: {skipped} already completed, {} to run, {jobs} at a time with {} threads each",
         definition.trials.len(),

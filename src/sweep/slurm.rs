@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{write_definition, TrialState, LOGS};
+use super::{write_definition, LOGS};
 use crate::config::Overrides;
 use crate::results::write_atomic;
 use crate::{Error, Result};
@@ -46,23 +46,7 @@ pub fn submit(config_path: &Path, overrides: &Overrides, options: &SlurmOptions)
     super::check_data(&sweep)?;
     let definition = write_definition(&sweep)?;
     let dir = std::fs::canonicalize(&sweep.dir).map_err(|e| Error::io("opening sweep folder", &sweep.dir, e))?;
-    let mut todo = Vec::new();
-    for entry in &definition.trials {
-        match TrialState::of(&dir.join(&entry.name)) {
-            TrialState::Completed => {}
-            state @ TrialState::Running { .. } if !state.died() => {
-                tracing::warn!(
-                    "trial {} ({}) says it is running; not sending it again (if its job is gone, delete {}/{}/{} and submit again)",
-                    entry.index,
-                    entry.name,
-                    dir.display(),
-                    entry.name,
-                    super::TRIAL_STATE
-                );
-            }
-            _ => todo.push(entry.index),
-        }
-    }
+    let (todo, _) = super::to_run(&dir, &definition);
     if todo.is_empty() {
         tracing::info!("every trial of {} is completed or running; nothing to submit", dir.display());
         return Ok(Submitted { array_job: None, compare_job: None, trials: todo, dir });
