@@ -60,16 +60,11 @@ impl ConvGeom {
         self.oh * self.ow
     }
 
-    /// For kernel tap (ki, kj): the output columns whose input column lies inside the image,
-    /// as `lo..hi`, and the input column of output column 0 (which may be negative).
+    /// For kernel column kj: the output columns whose input column lies inside the image, as
+    /// `lo..hi`, and the input column of output column 0 (which may be negative).
     #[inline]
     fn columns(&self, kj: usize) -> (usize, usize, isize) {
-        let start = (kj * self.dw) as isize - self.pad_left as isize;
-        let (s, w) = (self.sw as isize, self.w as isize);
-        // ox·s + start in [0, w)  ⇔  ox in [ceil(-start / s), ceil((w - start) / s)).
-        let lo = if start >= 0 { 0 } else { ((-start) + s - 1) / s };
-        let hi = if w - start <= 0 { 0 } else { ((w - start) + s - 1) / s };
-        (lo.clamp(0, self.ow as isize) as usize, hi.clamp(0, self.ow as isize) as usize, start)
+        super::tap_span(kj * self.dw, self.pad_left, self.sw, self.w, self.ow)
     }
 
     /// Row `(ch, ki, kj)` of `col` holds, for every output position, the input value under

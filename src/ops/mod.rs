@@ -28,6 +28,19 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// For a window tap `offset` pixels from the window's start, along one axis: the outputs
+/// whose tap falls inside the input (`lo..hi`), and the input position of output 0 (negative
+/// when it lies in the padding). Output `o` reads input `o·stride + start`.
+#[inline]
+fn tap_span(offset: usize, pad: usize, stride: usize, size: usize, out: usize) -> (usize, usize, isize) {
+    let start = offset as isize - pad as isize;
+    let (s, n) = (stride as isize, size as isize);
+    // o·s + start in [0, n)  ⇔  o in [ceil(-start / s), ceil((n - start) / s)).
+    let lo = if start >= 0 { 0 } else { ((-start) + s - 1) / s };
+    let hi = if n - start <= 0 { 0 } else { ((n - start) + s - 1) / s };
+    (lo.clamp(0, out as isize) as usize, hi.clamp(0, out as isize) as usize, start)
+}
+
 /// The values of `t` in a new host vector, in logical order. dfdx's `as_vec` walks the tensor
 /// element by element through its strides (several nanoseconds each, a tenth of a training
 /// step); this reshapes to a flat vector, which is a view for the contiguous tensors our ops
@@ -52,6 +65,16 @@ pub trait Backend: Device<f32> {
         grads: &mut Gradients<f32, Self>,
         t: &Tensor<S, f32, Self>,
         f: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R, Self::Err>;
+
+    /// Calls `f` with the gradient of an op's output `out` (read) and of its input `inp`
+    /// (changed in place, allocated as zeros if missing), so a backward kernel accumulates
+    /// straight into the input's gradient without a temporary of its size.
+    fn with_grads<S1: Shape, S2: Shape, R>(
+        grads: &mut Gradients<f32, Self>,
+        out: &Tensor<S1, f32, Self>,
+        inp: &Tensor<S2, f32, Self>,
+        f: impl FnOnce(&[f32], &mut [f32]) -> R,
     ) -> Result<R, Self::Err>;
 
     /// Lets `f` change the gradient of `t` in place (allocated as zeros if missing): on the
@@ -95,6 +118,19 @@ impl Backend for Cpu {
         Ok(f(grads.get_or_alloc_mut(t)?))
     }
 
+    fn with_grads<S1: Shape, S2: Shape, R>(
+        grads: &mut Gradients<f32, Self>,
+        out: &Tensor<S1, f32, Self>,
+        inp: &Tensor<S2, f32, Self>,
+        f: impl FnOnce(&[f32], &mut [f32]) -> R,
+    ) -> Result<R, Self::Err> {
+        // dfdx lends one gradient at a time, so the output's is moved out and back in.
+        let dy = std::mem::take::<Vec<f32>>(grads.get_or_alloc_mut(out)?);
+        let result = grads.get_or_alloc_mut(inp).map(|dx| f(&dy, dx));
+        **grads.get_or_alloc_mut(out)? = dy;
+        result
+    }
+
     fn update_grad<S: Shape>(
         grads: &mut Gradients<f32, Self>,
         t: &Tensor<S, f32, Self>,
@@ -120,6 +156,18 @@ impl Backend for Cuda {
         let g: &mut cudarc::driver::CudaSlice<f32> = grads.get_or_alloc_mut(t)?;
         let host = g.device().dtoh_sync_copy(g)?;
         Ok(f(&host))
+    }
+
+    fn with_grads<S1: Shape, S2: Shape, R>(
+        grads: &mut Gradients<f32, Self>,
+        out: &Tensor<S1, f32, Self>,
+        inp: &Tensor<S2, f32, Self>,
+        f: impl FnOnce(&[f32], &mut [f32]) -> R,
+    ) -> Result<R, Self::Err> {
+        let dy = Self::with_grad(grads, out, |dy| dy.to_vec())?;
+        let mut result = None;
+        Self::update_grad(grads, inp, |dx| result = Some(f(&dy, dx)))?;
+        Ok(result.expect("update_grad calls f"))
     }
 
     fn update_grad<S: Shape>(

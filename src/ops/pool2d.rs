@@ -37,34 +37,44 @@ impl PoolGeom {
     pub fn out_len(&self) -> usize {
         self.c * self.oh * self.ow
     }
+    /// The input rows of output row `oy`'s window that lie inside the image.
+    fn rows(&self, oy: usize) -> std::ops::Range<usize> {
+        (oy * self.sh).saturating_sub(self.pad_top)..(oy * self.sh + self.ph - self.pad_top).min(self.h)
+    }
+    /// The input columns of output column `ox`'s window that lie inside the image.
+    fn cols(&self, ox: usize) -> std::ops::Range<usize> {
+        (ox * self.sw).saturating_sub(self.pad_left)..(ox * self.sw + self.pw - self.pad_left).min(self.w)
+    }
+    /// For window column kj: see [`super::tap_span`].
+    fn columns(&self, kj: usize) -> (usize, usize, isize) {
+        super::tap_span(kj, self.pad_left, self.sw, self.w, self.ow)
+    }
 }
 
 /// Forward pass on host memory: the maxima and, per output, the index of the winner within
-/// its image.
+/// its image. The window is scanned tap by tap, each tap along a whole output row, choosing
+/// with a branch-free select: on real activations the winner is unpredictable, and a branch per
+/// comparison cost several times the memory traffic.
 pub fn forward(x: &[f32], batch: usize, g: &PoolGeom) -> (Vec<f32>, Vec<u32>) {
-    let mut y = vec![0.0; batch * g.out_len()];
-    let mut arg = vec![0u32; batch * g.out_len()];
+    let n = batch * g.out_len();
+    let (mut y, mut arg) = (vec![f32::NEG_INFINITY; n], vec![u32::MAX; n]);
+    let taps: Vec<_> = (0..g.pw).map(|kj| g.columns(kj)).collect();
     y.par_chunks_mut(g.out_len()).zip(arg.par_chunks_mut(g.out_len())).zip(x.par_chunks(g.in_len())).for_each(
         |((y, arg), x)| {
-            let mut o = 0;
-            for ch in 0..g.c {
-                for oy in 0..g.oh {
-                    let rows = (oy * g.sh).saturating_sub(g.pad_top)..(oy * g.sh + g.ph - g.pad_top).min(g.h);
-                    for ox in 0..g.ow {
-                        let cols = (ox * g.sw).saturating_sub(g.pad_left)..(ox * g.sw + g.pw - g.pad_left).min(g.w);
-                        let (mut best, mut best_i) = (f32::NEG_INFINITY, usize::MAX);
-                        for iy in rows.clone() {
-                            for ix in cols.clone() {
-                                let i = (ch * g.h + iy) * g.w + ix;
-                                // NaN wins so that it propagates instead of vanishing.
-                                if best_i == usize::MAX || x[i] > best || x[i].is_nan() && !best.is_nan() {
-                                    (best, best_i) = (x[i], i);
-                                }
-                            }
+            for (r, (best, win)) in y.chunks_mut(g.ow).zip(arg.chunks_mut(g.ow)).enumerate() {
+                let (ch, oy) = (r / g.oh, r % g.oh);
+                for iy in g.rows(oy) {
+                    let line = (ch * g.h + iy) * g.w;
+                    for &(lo, hi, start) in &taps {
+                        let first = (line as isize + lo as isize * g.sw as isize + start) as usize;
+                        for (k, (b, w)) in best[lo..hi].iter_mut().zip(&mut win[lo..hi]).enumerate() {
+                            let i = first + k * g.sw;
+                            let v = x[i];
+                            // The first tap in the image wins; NaN wins so that it propagates.
+                            let take = *w == u32::MAX || v > *b || v.is_nan() && !b.is_nan();
+                            *b = if take { v } else { *b };
+                            *w = if take { i as u32 } else { *w };
                         }
-                        y[o] = best;
-                        arg[o] = best_i as u32;
-                        o += 1;
                     }
                 }
             }
@@ -73,9 +83,8 @@ pub fn forward(x: &[f32], batch: usize, g: &PoolGeom) -> (Vec<f32>, Vec<u32>) {
     (y, arg)
 }
 
-/// Input gradient on host memory.
-pub fn backward(dy: &[f32], arg: &[u32], batch: usize, g: &PoolGeom) -> Vec<f32> {
-    let mut dx = vec![0.0; batch * g.in_len()];
+/// Adds each output gradient onto the input that won its window.
+pub fn backward(dy: &[f32], arg: &[u32], g: &PoolGeom, dx: &mut [f32]) {
     dx.par_chunks_mut(g.in_len()).zip(dy.par_chunks(g.out_len()).zip(arg.par_chunks(g.out_len()))).for_each(
         |(dx, (dy, arg))| {
             for (&d, &i) in dy.iter().zip(arg) {
@@ -83,7 +92,6 @@ pub fn backward(dy: &[f32], arg: &[u32], batch: usize, g: &PoolGeom) -> Vec<f32>
             }
         },
     );
-    dx
 }
 
 /// Max pooling of a batch `(batch, c·h·w)`, recorded on `x`'s tape.
@@ -97,19 +105,9 @@ pub fn max_pool2d<D: Backend, T: Tape<f32, D>>(
     let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
     if T::OWNS_TAPE {
         let out_handle = out.clone();
-        tape.add_backward_op(move |grads| {
-            let dx = D::with_grad(grads, &out_handle, |dy| backward(dy, &arg, batch, &g))?;
-            D::add_grad(grads, &x, &dx)
-        });
+        tape.add_backward_op(move |grads| D::with_grads(grads, &out_handle, &x, |dy, dx| backward(dy, &arg, &g, dx)));
     }
     out.put_tape(tape)
-}
-
-/// The input pixels (indices within an image's channel plane) of output (oy, ox).
-fn window(g: &PoolGeom, oy: usize, ox: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
-    let rows = (oy * g.sh).saturating_sub(g.pad_top)..(oy * g.sh + g.ph - g.pad_top).min(g.h);
-    let cols = (ox * g.sw).saturating_sub(g.pad_left)..(ox * g.sw + g.pw - g.pad_left).min(g.w);
-    (rows, cols)
 }
 
 /// Average pooling forward on host memory.
@@ -121,7 +119,7 @@ pub fn avg_forward(x: &[f32], batch: usize, g: &PoolGeom) -> Vec<f32> {
             let plane = &x[ch * g.h * g.w..(ch + 1) * g.h * g.w];
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
-                    let (rows, cols) = window(g, oy, ox);
+                    let (rows, cols) = (g.rows(oy), g.cols(ox));
                     let count = (rows.len() * cols.len()).max(1) as f32;
                     let sum: f32 = rows.flat_map(|iy| plane[iy * g.w + cols.start..iy * g.w + cols.end].iter()).sum();
                     y[o] = sum / count;
@@ -142,7 +140,7 @@ pub fn avg_backward(dy: &[f32], batch: usize, g: &PoolGeom) -> Vec<f32> {
             let plane = &mut dx[ch * g.h * g.w..(ch + 1) * g.h * g.w];
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
-                    let (rows, cols) = window(g, oy, ox);
+                    let (rows, cols) = (g.rows(oy), g.cols(ox));
                     let share = dy[o] / (rows.len() * cols.len()).max(1) as f32;
                     for iy in rows {
                         plane[iy * g.w + cols.start..iy * g.w + cols.end].iter_mut().for_each(|d| *d += share);
