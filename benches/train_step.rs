@@ -59,9 +59,9 @@ fn tutorial_first_conv(c: &mut Criterion) {
     let dy = random(batch * g.out_len());
     let mut group = c.benchmark_group("conv2d_128x128x3_to_16");
     group.throughput(Throughput::Elements(batch as u64));
-    group.bench_function("forward", |bench| bench.iter(|| runner::ops::conv2d::forward(&x, &w, &b, batch, &g)));
+    group.bench_function("forward", |bench| bench.iter(|| runner::ops::conv2d::forward(&x, &w, &b, batch, &g, true)));
     group.bench_function("backward_weights", |bench| {
-        bench.iter(|| runner::ops::conv2d::backward(&x, &w, &dy, batch, &g, false))
+        bench.iter(|| runner::ops::conv2d::backward(&x, &w, &dy, None, batch, &g, None))
     });
     group.finish();
 }

@@ -132,92 +132,153 @@ impl ConvGeom {
     }
 }
 
-/// Forward pass on host memory: `x` is `(batch, c·h·w)`, `w` is `(f, c, kh, kw)`.
-pub fn forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, g: &ConvGeom) -> Vec<f32> {
-    let (k, p) = (g.k(), g.p());
-    let mut y = vec![0.0; batch * g.out_len()];
-    y.par_chunks_mut(g.out_len()).zip(x.par_chunks(g.in_len())).for_each_init(Vec::new, |col, (y, x)| {
-        // One im2col buffer per worker thread, reused across its images.
-        col.resize(k * p, 0.0);
-        g.im2col(x, col);
-        for (row, &bias) in y.chunks_mut(p).zip(b) {
-            row.fill(bias);
-        }
-        matmul(g.f, p, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: p, cs: 1 }, y, true);
-    });
-    y
+/// Which outputs a fused ReLU let through: one bit per output value, each image starting on a
+/// fresh word. The backward pass needs only this, not the outputs themselves.
+pub struct ReluMask {
+    bits: Vec<u64>,
+    words: usize,
 }
 
-/// Gradients on host memory: returns `(dx, dw, db)`; `dx` only when `input_grad`.
+impl ReluMask {
+    fn words(out_len: usize) -> usize {
+        out_len.div_ceil(64)
+    }
+    fn image(&self, i: usize) -> &[u64] {
+        &self.bits[i * self.words..(i + 1) * self.words]
+    }
+}
+
+/// Forward pass on host memory: `x` is `(batch, c·h·w)`, `w` is `(f, c, kh, kw)`. The bias,
+/// and with `relu` the activation, are applied to each image's output while it is still in
+/// cache from the matrix multiply, and the ReLU's mask is returned for the backward pass.
+pub fn forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, g: &ConvGeom, relu: bool) -> (Vec<f32>, Option<ReluMask>) {
+    let (k, p) = (g.k(), g.p());
+    let words = ReluMask::words(g.out_len());
+    let mut y = vec![0.0; batch * g.out_len()];
+    let mut bits = vec![0u64; if relu { batch * words } else { 0 }];
+    let masks: Vec<Option<&mut [u64]>> = match relu {
+        true => bits.chunks_mut(words).map(Some).collect(),
+        false => (0..batch).map(|_| None).collect(),
+    };
+    y.par_chunks_mut(g.out_len()).zip(x.par_chunks(g.in_len())).zip(masks.into_par_iter()).for_each_init(
+        Vec::new,
+        |col, ((y, x), mask)| {
+            // One im2col buffer per worker thread, reused across its images.
+            col.resize(k * p, 0.0);
+            g.im2col(x, col);
+            matmul(g.f, p, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: p, cs: 1 }, y, false);
+            for (row, &bias) in y.chunks_mut(p).zip(b) {
+                row.iter_mut().for_each(|v| *v += bias);
+            }
+            if let Some(mask) = mask {
+                for (word, chunk) in mask.iter_mut().zip(y.chunks_mut(64)) {
+                    for (bit, v) in chunk.iter_mut().enumerate() {
+                        let on = *v > 0.0;
+                        *v = if on { *v } else { 0.0 };
+                        *word |= u64::from(on) << bit;
+                    }
+                }
+            }
+        },
+    );
+    (y, relu.then_some(ReluMask { bits, words }))
+}
+
+/// Sums `v` with eight interleaved partial sums: a fixed order (so the same bits on any
+/// thread count) that the compiler can vectorise, unlike a single running sum.
+fn sum(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        acc.iter_mut().zip(c).for_each(|(a, x)| *a += x);
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Gradients on host memory: returns `(dw, db)` and, when `dx` is given, adds the input
+/// gradient into it. With a `mask`, `dy` is first passed through the fused ReLU's derivative.
 pub fn backward(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
+    mask: Option<&ReluMask>,
     batch: usize,
     g: &ConvGeom,
-    input_grad: bool,
-) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    dx: Option<&mut [f32]>,
+) -> (Vec<f32>, Vec<f32>) {
     let (k, p) = (g.k(), g.p());
-    // Per-image partial weight gradients, summed afterwards in batch order (deterministic).
-    let per_image: Vec<(Vec<f32>, Option<Vec<f32>>)> = (0..batch)
+    let dx: Vec<Option<&mut [f32]>> = match dx {
+        Some(dx) => dx.chunks_mut(g.in_len()).map(Some).collect(),
+        None => (0..batch).map(|_| None).collect(),
+    };
+    // Per-image partial weight and bias gradients, summed afterwards in batch order
+    // (deterministic). Each worker reuses one column buffer and one masked-dy buffer.
+    let per_image: Vec<(Vec<f32>, Vec<f32>)> = dx
         .into_par_iter()
-        .map(|i| {
-            let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
-            let dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
-            let mut col = vec![0.0; k * p];
-            g.im2col(x, &mut col);
-            let mut dw = vec![0.0; g.f * k];
-            matmul(g.f, k, p, Mat { data: dy, rs: p, cs: 1 }, Mat { data: &col, rs: 1, cs: p }, &mut dw, false);
-            let dx = input_grad.then(|| {
-                matmul(k, p, g.f, Mat { data: w, rs: 1, cs: k }, Mat { data: dy, rs: p, cs: 1 }, &mut col, false);
-                let mut dx = vec![0.0; g.in_len()];
-                g.col2im(&col, &mut dx);
-                dx
-            });
-            (dw, dx)
-        })
+        .enumerate()
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(col, masked), (i, dx)| {
+                let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
+                let mut dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
+                if let Some(mask) = mask {
+                    masked.clear();
+                    for (word, chunk) in mask.image(i).iter().zip(dy.chunks(64)) {
+                        masked.extend(chunk.iter().enumerate().map(|(bit, d)| if word >> bit & 1 == 1 { *d } else { 0.0 }));
+                    }
+                    dy = masked;
+                }
+                col.resize(k * p, 0.0);
+                g.im2col(x, col);
+                let mut dw = vec![0.0; g.f * k];
+                matmul(g.f, k, p, Mat { data: dy, rs: p, cs: 1 }, Mat { data: col, rs: 1, cs: p }, &mut dw, false);
+                let db = dy.chunks(p).map(sum).collect();
+                if let Some(dx) = dx {
+                    matmul(k, p, g.f, Mat { data: w, rs: 1, cs: k }, Mat { data: dy, rs: p, cs: 1 }, col, false);
+                    g.col2im(col, dx);
+                }
+                (dw, db)
+            },
+        )
         .collect();
     let mut dw = vec![0.0; g.f * k];
     let mut db = vec![0.0; g.f];
-    let mut dx = input_grad.then(|| Vec::with_capacity(batch * g.in_len()));
-    for (i, (dw_i, dx_i)) in per_image.into_iter().enumerate() {
+    for (dw_i, db_i) in per_image {
         dw.iter_mut().zip(&dw_i).for_each(|(a, b)| *a += b);
-        let dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
-        for (d, row) in db.iter_mut().zip(dy.chunks(p)) {
-            *d += row.iter().sum::<f32>();
-        }
-        if let (Some(dx), Some(dx_i)) = (dx.as_mut(), dx_i) {
-            dx.extend_from_slice(&dx_i);
-        }
+        db.iter_mut().zip(&db_i).for_each(|(a, b)| *a += b);
     }
-    (dx, dw, db)
+    (dw, db)
 }
 
 /// Convolution of a batch `(batch, c·h·w)` with `kernel` `(f·c·kh·kw)` and `bias` `(f)` (when
-/// there is one), recorded on `x`'s tape. With `input_grad == false` (first layer) no input
-/// gradient is made.
+/// there is one), followed by a ReLU when `relu`, recorded on `x`'s tape. With
+/// `input_grad == false` (first layer) no input gradient is made.
 pub fn conv2d<D: Backend, T: Tape<f32, D>>(
     x: Tensor<(usize, usize), f32, D, T>,
     kernel: &Tensor<(usize,), f32, D>,
     bias: Option<&Tensor<(usize,), f32, D>>,
     g: ConvGeom,
     input_grad: bool,
+    relu: bool,
 ) -> Tensor<(usize, usize), f32, D, T> {
     let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
     let b = bias.map_or_else(|| vec![0.0; g.f], super::host);
     // Host copies, made once and kept for the backward pass.
     let (xv, wv) = (super::host(&x), super::host(kernel));
-    let y = forward(&xv, &wv, &b, batch, &g);
+    let (y, mask) = forward(&xv, &wv, &b, batch, &g, relu);
     let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
     if T::OWNS_TAPE {
         let out_handle = out.clone();
         let (kernel, bias) = (kernel.clone(), bias.cloned());
         tape.add_backward_op(move |grads| {
-            let (dx, dw, db) = D::with_grad(grads, &out_handle, |dy| backward(&xv, &wv, dy, batch, &g, input_grad))?;
-            if let Some(dx) = dx {
-                D::add_grad(grads, &x, &dx)?;
-            }
+            let mask = mask.as_ref();
+            let (dw, db) = if input_grad {
+                D::with_grads(grads, &out_handle, &x, |dy, dx| backward(&xv, &wv, dy, mask, batch, &g, Some(dx)))?
+            } else {
+                D::with_grad(grads, &out_handle, |dy| backward(&xv, &wv, dy, mask, batch, &g, None))?
+            };
             D::add_grad(grads, &kernel, &dw)?;
             match &bias {
                 Some(bias) => D::add_grad(grads, bias, &db),

@@ -71,7 +71,7 @@ pub fn forward(x: &[f32], batch: usize, g: &PoolGeom) -> (Vec<f32>, Vec<u32>) {
                             let i = first + k * g.sw;
                             let v = x[i];
                             // The first tap in the image wins; NaN wins so that it propagates.
-                            let take = *w == u32::MAX || v > *b || v.is_nan() && !b.is_nan();
+                            let take = (*w == u32::MAX) | (v > *b) | (v.is_nan() & !b.is_nan());
                             *b = if take { v } else { *b };
                             *w = if take { i as u32 } else { *w };
                         }

@@ -208,14 +208,13 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
             pre[o] += f64::from(x[xi]) * f64::from(w[wi]);
         }
 
-        // Plain, and followed by ReLU: the gradient passes only where the output is positive.
+        // Plain, and with the fused ReLU: the gradient passes only where the output is positive.
         for relu in [false, true] {
             let dev = Cpu::default();
             let xt = dev.tensor_from_vec(x.clone(), (t.batch, g.in_len()));
             let wt = dev.tensor_from_vec(w.clone(), (w.len(),));
             let bt = dev.tensor_from_vec(b.clone(), (b.len(),));
-            let y = ops::conv2d(xt.leaky_trace(), &wt, t.bias.then_some(&bt), g, true);
-            let y = if relu { y.relu() } else { y };
+            let y = ops::conv2d(xt.leaky_trace(), &wt, t.bias.then_some(&bt), g, true, relu);
             let y_host = y.as_vec();
             let grads = weighted_sum(y, &r).backward();
 
@@ -381,7 +380,7 @@ fn first_layer_skips_the_input_gradient_but_keeps_weight_gradients() {
     let xt = dev.tensor_from_vec(random(25, 1), (1, 25));
     let wt = dev.tensor_from_vec(random(18, 2), (18,));
     let bt = dev.tensor_from_vec(vec![0.0; 2], (2,));
-    let y = ops::conv2d(xt.leaky_trace(), &wt, Some(&bt), g, false);
+    let y = ops::conv2d(xt.leaky_trace(), &wt, Some(&bt), g, false, false);
     let r = vec![1.0; 18];
     let mut grads = weighted_sum(y, &r).backward();
     assert!(grads.get_or_alloc_mut(&wt).unwrap().iter().any(|&v| v != 0.0));

@@ -121,7 +121,13 @@ impl Layer for Conv2dConfig {
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         let g = self.geometry(ctx.input).expect("shape checked at compile time");
-        let y = ops::conv2d(x, &ctx.params[0], ctx.params.get(1), g, ctx.input_grad);
-        ctx.activate(self.activation, y)
+        // ReLU, the common case, is fused into the convolution (one pass over the output fewer).
+        let relu = self.activation == Activation::Relu && !ctx.skip_activation;
+        let y = ops::conv2d(x, &ctx.params[0], ctx.params.get(1), g, ctx.input_grad, relu);
+        if relu {
+            y
+        } else {
+            ctx.activate(self.activation, y)
+        }
     }
 }
