@@ -223,9 +223,11 @@ pub fn backward(
                 let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
                 let mut dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
                 if let Some(mask) = mask {
-                    masked.clear();
-                    for (word, chunk) in mask.image(i).iter().zip(dy.chunks(64)) {
-                        masked.extend(chunk.iter().enumerate().map(|(bit, d)| if word >> bit & 1 == 1 { *d } else { 0.0 }));
+                    masked.resize(dy.len(), 0.0);
+                    for ((out, chunk), word) in masked.chunks_mut(64).zip(dy.chunks(64)).zip(mask.image(i)) {
+                        for (bit, (o, d)) in out.iter_mut().zip(chunk).enumerate() {
+                            *o = if word >> bit & 1 == 1 { *d } else { 0.0 };
+                        }
                     }
                     dy = masked;
                 }

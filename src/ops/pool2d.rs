@@ -37,6 +37,10 @@ impl PoolGeom {
     pub fn out_len(&self) -> usize {
         self.c * self.oh * self.ow
     }
+    /// A 2×2 window with stride 2 and no padding.
+    fn is_2x2(&self) -> bool {
+        (self.ph, self.pw, self.sh, self.sw, self.pad_top, self.pad_left) == (2, 2, 2, 2, 0, 0)
+    }
     /// The input rows of output row `oy`'s window that lie inside the image.
     fn rows(&self, oy: usize) -> std::ops::Range<usize> {
         (oy * self.sh).saturating_sub(self.pad_top)..(oy * self.sh + self.ph - self.pad_top).min(self.h)
@@ -63,6 +67,24 @@ pub fn forward(x: &[f32], batch: usize, g: &PoolGeom) -> (Vec<f32>, Vec<u32>) {
         |((y, arg), x)| {
             for (r, (best, win)) in y.chunks_mut(g.ow).zip(arg.chunks_mut(g.ow)).enumerate() {
                 let (ch, oy) = (r / g.oh, r % g.oh);
+                if g.is_2x2() {
+                    // Keras' default pool, in one pass with the taps in window order.
+                    let top = &x[(ch * g.h + 2 * oy) * g.w..][..2 * g.ow];
+                    let bottom = &x[(ch * g.h + 2 * oy + 1) * g.w..][..2 * g.ow];
+                    let at = ((ch * g.h + 2 * oy) * g.w) as u32;
+                    let cells = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+                    for (ox, ((b, w), (t, u))) in best.iter_mut().zip(win.iter_mut()).zip(cells).enumerate() {
+                        let i = at + 2 * ox as u32;
+                        let (mut m, mut k) = (t[0], i);
+                        for (v, j) in [(t[1], i + 1), (u[0], i + g.w as u32), (u[1], i + g.w as u32 + 1)] {
+                            let take = (v > m) | (v.is_nan() & !m.is_nan());
+                            m = if take { v } else { m };
+                            k = if take { j } else { k };
+                        }
+                        (*b, *w) = (m, k);
+                    }
+                    continue;
+                }
                 for iy in g.rows(oy) {
                     let line = (ch * g.h + iy) * g.w;
                     for &(lo, hi, start) in &taps {
