@@ -59,7 +59,9 @@ fn tutorial_first_conv(c: &mut Criterion) {
     let dy = random(batch * g.out_len());
     let mut group = c.benchmark_group("conv2d_128x128x3_to_16");
     group.throughput(Throughput::Elements(batch as u64));
-    group.bench_function("forward", |bench| bench.iter(|| runner::ops::conv2d::forward(&x, &w, &b, batch, &g, true)));
+    group.bench_function("forward", |bench| {
+        bench.iter(|| runner::ops::conv2d::forward(&x, &w, &b, batch, &g, true, true))
+    });
     group.bench_function("backward_weights", |bench| {
         bench.iter(|| runner::ops::conv2d::backward(&x, &w, &dy, None, batch, &g, None))
     });
@@ -98,7 +100,11 @@ fn tutorial_layers(c: &mut Criterion) {
         };
         let name = format!("{i}_{}", layer.name);
         group.bench_function(BenchmarkId::new("forward", &name), |b| {
-            b.iter(|| layer.config.forward(dev.tensor_from_vec(x.clone(), (batch, layer.input.len())), &ctx).as_vec())
+            b.iter(|| {
+                runner::ops::host(
+                    &layer.config.forward(dev.tensor_from_vec(x.clone(), (batch, layer.input.len())), &ctx),
+                )
+            })
         });
         group.bench_function(BenchmarkId::new("forward_backward", &name), |b| {
             b.iter(|| {

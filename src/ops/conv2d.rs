@@ -8,7 +8,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::gemm::{matmul, Mat};
+use super::gemm::{matmul, matmul_into, Mat};
 use super::Backend;
 
 /// Sizes of one convolution (per image).
@@ -132,56 +132,47 @@ impl ConvGeom {
     }
 }
 
-/// Which outputs a fused ReLU let through: one bit per output value, each image starting on a
-/// fresh word. The backward pass needs only this, not the outputs themselves.
-pub struct ReluMask {
-    bits: Vec<u64>,
-    words: usize,
-}
-
-impl ReluMask {
-    fn words(out_len: usize) -> usize {
-        out_len.div_ceil(64)
-    }
-    fn image(&self, i: usize) -> &[u64] {
-        &self.bits[i * self.words..(i + 1) * self.words]
-    }
-}
-
-/// Forward pass on host memory: `x` is `(batch, c·h·w)`, `w` is `(f, c, kh, kw)`. The bias,
-/// and with `relu` the activation, are applied to each image's output while it is still in
-/// cache from the matrix multiply, and the ReLU's mask is returned for the backward pass.
-pub fn forward(x: &[f32], w: &[f32], b: &[f32], batch: usize, g: &ConvGeom, relu: bool) -> (Vec<f32>, Option<ReluMask>) {
-    let (k, p) = (g.k(), g.p());
-    let words = ReluMask::words(g.out_len());
-    let mut y = vec![0.0; batch * g.out_len()];
-    let mut bits = vec![0u64; if relu { batch * words } else { 0 }];
-    let masks: Vec<Option<&mut [u64]>> = match relu {
-        true => bits.chunks_mut(words).map(Some).collect(),
+/// Forward pass on host memory: `x` is `(batch, c·h·w)`, `w` is `(f, c, kh, kw)`. The matrix
+/// multiply writes each image's output straight into the (unzeroed) result, and the bias, and
+/// with `relu` the activation, are applied while it is still in cache. With `relu` and
+/// `keep_mask` it also returns which outputs the ReLU let through (one byte each), all the
+/// backward pass needs of them.
+pub fn forward(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    batch: usize,
+    g: &ConvGeom,
+    relu: bool,
+    keep_mask: bool,
+) -> (Vec<f32>, Option<Vec<u8>>) {
+    let (k, p, n) = (g.k(), g.p(), batch * g.out_len());
+    let keep_mask = relu && keep_mask;
+    let mut y = Vec::with_capacity(n);
+    let mut mask = vec![0u8; if keep_mask { n } else { 0 }];
+    let masks: Vec<Option<&mut [u8]>> = match keep_mask {
+        true => mask.chunks_mut(g.out_len()).map(Some).collect(),
         false => (0..batch).map(|_| None).collect(),
     };
-    y.par_chunks_mut(g.out_len()).zip(x.par_chunks(g.in_len())).zip(masks.into_par_iter()).for_each_init(
-        Vec::new,
-        |col, ((y, x), mask)| {
-            // One im2col buffer per worker thread, reused across its images.
-            col.resize(k * p, 0.0);
-            g.im2col(x, col);
-            matmul(g.f, p, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: p, cs: 1 }, y, false);
-            for (row, &bias) in y.chunks_mut(p).zip(b) {
-                row.iter_mut().for_each(|v| *v += bias);
+    let images = y.spare_capacity_mut()[..n].par_chunks_mut(g.out_len()).zip(x.par_chunks(g.in_len()));
+    images.zip(masks.into_par_iter()).for_each_init(Vec::new, |col, ((y, x), mask)| {
+        // One im2col buffer per worker thread, reused across its images.
+        col.resize(k * p, 0.0);
+        g.im2col(x, col);
+        let y = matmul_into(g.f, p, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: p, cs: 1 }, y);
+        for (row, &bias) in y.chunks_mut(p).zip(b) {
+            match relu {
+                true => row.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
+                false => row.iter_mut().for_each(|v| *v += bias),
             }
-            if let Some(mask) = mask {
-                for (word, chunk) in mask.iter_mut().zip(y.chunks_mut(64)) {
-                    for (bit, v) in chunk.iter_mut().enumerate() {
-                        let on = *v > 0.0;
-                        *v = if on { *v } else { 0.0 };
-                        *word |= u64::from(on) << bit;
-                    }
-                }
-            }
-        },
-    );
-    (y, relu.then_some(ReluMask { bits, words }))
+        }
+        if let Some(mask) = mask {
+            mask.iter_mut().zip(y.iter()).for_each(|(m, v)| *m = u8::from(*v > 0.0));
+        }
+    });
+    // SAFETY: the chunks cover all n elements, and matmul_into wrote every one of them.
+    unsafe { y.set_len(n) };
+    (y, keep_mask.then_some(mask))
 }
 
 /// Sums `v` with eight interleaved partial sums: a fixed order (so the same bits on any
@@ -202,7 +193,7 @@ pub fn backward(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
-    mask: Option<&ReluMask>,
+    mask: Option<&[u8]>,
     batch: usize,
     g: &ConvGeom,
     dx: Option<&mut [f32]>,
@@ -223,12 +214,9 @@ pub fn backward(
                 let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
                 let mut dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
                 if let Some(mask) = mask {
-                    masked.resize(dy.len(), 0.0);
-                    for ((out, chunk), word) in masked.chunks_mut(64).zip(dy.chunks(64)).zip(mask.image(i)) {
-                        for (bit, (o, d)) in out.iter_mut().zip(chunk).enumerate() {
-                            *o = if word >> bit & 1 == 1 { *d } else { 0.0 };
-                        }
-                    }
+                    let mask = &mask[i * g.out_len()..(i + 1) * g.out_len()];
+                    masked.clear();
+                    masked.extend(dy.iter().zip(mask).map(|(d, &m)| if m == 1 { *d } else { 0.0 }));
                     dy = masked;
                 }
                 col.resize(k * p, 0.0);
@@ -269,13 +257,13 @@ pub fn conv2d<D: Backend, T: Tape<f32, D>>(
     let b = bias.map_or_else(|| vec![0.0; g.f], super::host);
     // Host copies, made once and kept for the backward pass.
     let (xv, wv) = (super::host(&x), super::host(kernel));
-    let (y, mask) = forward(&xv, &wv, &b, batch, &g, relu);
+    let (y, mask) = forward(&xv, &wv, &b, batch, &g, relu, T::OWNS_TAPE);
     let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
     if T::OWNS_TAPE {
         let out_handle = out.clone();
         let (kernel, bias) = (kernel.clone(), bias.cloned());
         tape.add_backward_op(move |grads| {
-            let mask = mask.as_ref();
+            let mask = mask.as_deref();
             let (dw, db) = if input_grad {
                 D::with_grads(grads, &out_handle, &x, |dy, dx| backward(&xv, &wv, dy, mask, batch, &g, Some(dx)))?
             } else {
