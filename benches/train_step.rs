@@ -96,6 +96,8 @@ fn tutorial_layers(c: &mut Criterion) {
             input_grad: i > 0,
             training: None,
             layer: i,
+            next_max_pool: None,
+            fused_next: Default::default(),
             updates: &updates,
         };
         let name = format!("{i}_{}", layer.name);

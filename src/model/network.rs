@@ -103,8 +103,10 @@ impl<D: Backend> Network<D> {
         let tensors: Vec<Param<D>> = self.params.iter().map(|p| p.tensor.clone()).collect();
         let last = self.plan.layers.len().saturating_sub(1);
         let mut updates = Vec::new();
-        let y = self.plan.layers.iter().zip(&self.ranges).enumerate().fold(x, |x, (i, (layer, range))| {
+        let (mut y, mut i) = (x, 0);
+        while let Some((layer, range)) = self.plan.layers.get(i).zip(self.ranges.get(i)) {
             let cell = RefCell::new(Vec::new());
+            let next = self.plan.layers.get(i + 1);
             let ctx = Ctx {
                 input: layer.input,
                 params: &tensors[range.clone()],
@@ -112,12 +114,17 @@ impl<D: Backend> Network<D> {
                 input_grad: i > 0,
                 training,
                 layer: i,
+                next_max_pool: next.and_then(|next| next.config.max_pool(next.input)),
+                fused_next: Default::default(),
                 updates: &cell,
             };
-            let y = layer.config.forward(x, &ctx);
+            y = layer.config.forward(y, &ctx);
+            // A pooling folded into this layer has been done already.
+            let step = if ctx.fused_next.get() { 2 } else { 1 };
+            drop(ctx);
             updates.extend(cell.into_inner().into_iter().map(|(p, v)| (range.start + p, v)));
-            y
-        });
+            i += step;
+        }
         (y, updates)
     }
 

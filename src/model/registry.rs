@@ -55,6 +55,9 @@ macro_rules! layer_kinds {
             fn activation(&self) -> Activation {
                 match self { $(Self::$variant(l) => l.activation(),)* }
             }
+            fn max_pool(&self, input: Shape) -> Option<crate::ops::PoolGeom> {
+                match self { $(Self::$variant(l) => l.max_pool(input),)* }
+            }
             fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
                 match self { $(Self::$variant(l) => l.forward(x, ctx),)* }
             }

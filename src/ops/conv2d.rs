@@ -8,7 +8,10 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
 use super::gemm::{matmul, matmul_into, Mat};
+use super::pool2d::{self, PoolGeom};
 use super::Backend;
 
 /// Sizes of one convolution (per image).
@@ -132,47 +135,112 @@ impl ConvGeom {
     }
 }
 
-/// Forward pass on host memory: `x` is `(batch, c·h·w)`, `w` is `(f, c, kh, kw)`. The matrix
-/// multiply writes each image's output straight into the (unzeroed) result, and the bias, and
-/// with `relu` the activation, are applied while it is still in cache. With `relu` and
-/// `keep_mask` it also returns which outputs the ReLU let through (one byte each), all the
-/// backward pass needs of them.
+/// What the convolution's own pass does after adding the bias: a ReLU, then a max pooling.
+/// Folding them in saves passes over the largest tensors of a network (and, with the pool,
+/// ever storing the full-size output): each image's output is still in cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Epilogue {
+    /// Apply max(0, x).
+    pub relu: bool,
+    /// Then max-pool with this window (its input being the convolution's output).
+    pub max_pool: Option<PoolGeom>,
+}
+
+impl Epilogue {
+    /// Values per output image, after the pooling if there is one.
+    pub fn out_len(&self, g: &ConvGeom) -> usize {
+        self.max_pool.map_or(g.out_len(), |pg| pg.out_len())
+    }
+}
+
+/// What the backward pass keeps of the epilogue: which outputs the ReLU let through (a byte
+/// each), or the index in the convolution's output of each pooling window's winner
+/// (`u32::MAX` where the ReLU stopped the gradient).
+pub enum Kept {
+    /// Nothing to undo.
+    Nothing,
+    /// Which outputs the ReLU let through.
+    Relu(Vec<u8>),
+    /// The winners of the max pooling.
+    Pool(Vec<u32>),
+}
+
+/// Forward pass on host memory: `x` is `(batch, c·h·w)`, `w` is `(f, c, kh, kw)`, the result
+/// `(batch, epilogue.out_len)`. Without a pool the matrix multiply writes straight into the
+/// (unzeroed) result. With `keep == false` (no backward pass to come) the ReLU mask is not made.
 pub fn forward(
     x: &[f32],
     w: &[f32],
     b: &[f32],
     batch: usize,
     g: &ConvGeom,
-    relu: bool,
-    keep_mask: bool,
-) -> (Vec<f32>, Option<Vec<u8>>) {
-    let (k, p, n) = (g.k(), g.p(), batch * g.out_len());
-    let keep_mask = relu && keep_mask;
-    let mut y = Vec::with_capacity(n);
-    let mut mask = vec![0u8; if keep_mask { n } else { 0 }];
-    let masks: Vec<Option<&mut [u8]>> = match keep_mask {
-        true => mask.chunks_mut(g.out_len()).map(Some).collect(),
-        false => (0..batch).map(|_| None).collect(),
+    epilogue: Epilogue,
+    keep: bool,
+) -> (Vec<f32>, Kept) {
+    let (k, p, out_len) = (g.k(), g.p(), epilogue.out_len(g));
+    let n = batch * out_len;
+    let mut kept = match epilogue {
+        Epilogue { max_pool: Some(_), .. } => Kept::Pool(vec![0; n]),
+        Epilogue { relu: true, .. } if keep => Kept::Relu(vec![0; n]),
+        _ => Kept::Nothing,
     };
-    let images = y.spare_capacity_mut()[..n].par_chunks_mut(g.out_len()).zip(x.par_chunks(g.in_len()));
-    images.zip(masks.into_par_iter()).for_each_init(Vec::new, |col, ((y, x), mask)| {
-        // One im2col buffer per worker thread, reused across its images.
-        col.resize(k * p, 0.0);
-        g.im2col(x, col);
-        let y = matmul_into(g.f, p, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: p, cs: 1 }, y);
-        for (row, &bias) in y.chunks_mut(p).zip(b) {
-            match relu {
-                true => row.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
-                false => row.iter_mut().for_each(|v| *v += bias),
+    let per_image: Vec<KeptImage> = match &mut kept {
+        Kept::Nothing => (0..batch).map(|_| KeptImage::Nothing).collect(),
+        Kept::Relu(mask) => mask.chunks_mut(out_len).map(KeptImage::Relu).collect(),
+        Kept::Pool(arg) => arg.chunks_mut(out_len).map(KeptImage::Pool).collect(),
+    };
+    let mut y = Vec::with_capacity(n);
+    let images = y.spare_capacity_mut()[..n].par_chunks_mut(out_len).zip(x.par_chunks(g.in_len()));
+    images.zip(per_image.into_par_iter()).for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(col, full), ((y, x), kept)| {
+            // One im2col buffer (and full-size output for a pool) per worker thread.
+            col.resize(k * p, 0.0);
+            g.im2col(x, col);
+            let (a, cols) = (Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: p, cs: 1 });
+            let finish = |conv: &mut [f32]| {
+                for (row, &bias) in conv.chunks_mut(p).zip(b) {
+                    match epilogue.relu {
+                        true => row.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
+                        false => row.iter_mut().for_each(|v| *v += bias),
+                    }
+                }
+            };
+            match (epilogue.max_pool, kept) {
+                (None, kept) => {
+                    let conv = matmul_into(g.f, p, k, a, cols, y);
+                    finish(conv);
+                    if let KeptImage::Relu(mask) = kept {
+                        mask.iter_mut().zip(conv.iter()).for_each(|(m, v)| *m = u8::from(*v > 0.0));
+                    }
+                }
+                (Some(pg), KeptImage::Pool(arg)) => {
+                    full.resize(g.out_len(), 0.0);
+                    matmul(g.f, p, k, a, cols, full, false);
+                    finish(full);
+                    y.fill(MaybeUninit::new(0.0));
+                    // SAFETY: initialised just above.
+                    let y = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                    pool2d::image(full, &pg, y, arg);
+                    if epilogue.relu {
+                        // A window whose maximum was clipped to 0 passes no gradient back.
+                        arg.iter_mut().zip(y.iter()).filter(|(_, v)| **v <= 0.0).for_each(|(a, _)| *a = u32::MAX);
+                    }
+                }
+                (Some(_), _) => unreachable!("a pool always keeps its winners"),
             }
-        }
-        if let Some(mask) = mask {
-            mask.iter_mut().zip(y.iter()).for_each(|(m, v)| *m = u8::from(*v > 0.0));
-        }
-    });
-    // SAFETY: the chunks cover all n elements, and matmul_into wrote every one of them.
+        },
+    );
+    // SAFETY: the chunks cover all n elements, and each was written above.
     unsafe { y.set_len(n) };
-    (y, keep_mask.then_some(mask))
+    (y, kept)
+}
+
+/// One image's share of [`Kept`].
+enum KeptImage<'a> {
+    Nothing,
+    Relu(&'a mut [u8]),
+    Pool(&'a mut [u32]),
 }
 
 /// Sums `v` with eight interleaved partial sums: a fixed order (so the same bits on any
@@ -188,37 +256,54 @@ fn sum(v: &[f32]) -> f32 {
 }
 
 /// Gradients on host memory: returns `(dw, db)` and, when `dx` is given, adds the input
-/// gradient into it. With a `mask`, `dy` is first passed through the fused ReLU's derivative.
+/// gradient into it. `dy` is the gradient of the epilogue's output; it is first taken back
+/// through the epilogue (`kept`).
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
-    mask: Option<&[u8]>,
+    kept: &Kept,
     batch: usize,
     g: &ConvGeom,
+    epilogue: Epilogue,
     dx: Option<&mut [f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
-    let (k, p) = (g.k(), g.p());
+    let (k, p, out_len) = (g.k(), g.p(), epilogue.out_len(g));
     let dx: Vec<Option<&mut [f32]>> = match dx {
         Some(dx) => dx.chunks_mut(g.in_len()).map(Some).collect(),
         None => (0..batch).map(|_| None).collect(),
     };
     // Per-image partial weight and bias gradients, summed afterwards in batch order
-    // (deterministic). Each worker reuses one column buffer and one masked-dy buffer.
+    // (deterministic). Each worker reuses one column buffer and one buffer for dy.
     let per_image: Vec<(Vec<f32>, Vec<f32>)> = dx
         .into_par_iter()
         .enumerate()
         .map_init(
             || (Vec::new(), Vec::new()),
-            |(col, masked), (i, dx)| {
+            |(col, through), (i, dx)| {
                 let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
-                let mut dy = &dy[i * g.out_len()..(i + 1) * g.out_len()];
-                if let Some(mask) = mask {
-                    let mask = &mask[i * g.out_len()..(i + 1) * g.out_len()];
-                    masked.clear();
-                    masked.extend(dy.iter().zip(mask).map(|(d, &m)| if m == 1 { *d } else { 0.0 }));
-                    dy = masked;
-                }
+                let image = i * out_len..(i + 1) * out_len;
+                let dy = match kept {
+                    Kept::Nothing => &dy[image],
+                    Kept::Relu(mask) => {
+                        through.clear();
+                        through.extend(
+                            dy[image.clone()].iter().zip(&mask[image]).map(|(d, &m)| if m == 1 { *d } else { 0.0 }),
+                        );
+                        &through[..]
+                    }
+                    Kept::Pool(arg) => {
+                        through.clear();
+                        through.resize(g.out_len(), 0.0);
+                        for (d, &a) in dy[image.clone()].iter().zip(&arg[image]) {
+                            if a != u32::MAX {
+                                through[a as usize] += d;
+                            }
+                        }
+                        &through[..]
+                    }
+                };
                 col.resize(k * p, 0.0);
                 g.im2col(x, col);
                 let mut dw = vec![0.0; g.f * k];
@@ -242,32 +327,32 @@ pub fn backward(
 }
 
 /// Convolution of a batch `(batch, c·h·w)` with `kernel` `(f·c·kh·kw)` and `bias` `(f)` (when
-/// there is one), followed by a ReLU when `relu`, recorded on `x`'s tape. With
+/// there is one), followed by the `epilogue`, recorded on `x`'s tape. With
 /// `input_grad == false` (first layer) no input gradient is made.
 pub fn conv2d<D: Backend, T: Tape<f32, D>>(
     x: Tensor<(usize, usize), f32, D, T>,
     kernel: &Tensor<(usize,), f32, D>,
     bias: Option<&Tensor<(usize,), f32, D>>,
     g: ConvGeom,
+    epilogue: Epilogue,
     input_grad: bool,
-    relu: bool,
 ) -> Tensor<(usize, usize), f32, D, T> {
     let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
     let b = bias.map_or_else(|| vec![0.0; g.f], super::host);
     // Host copies, made once and kept for the backward pass.
     let (xv, wv) = (super::host(&x), super::host(kernel));
-    let (y, mask) = forward(&xv, &wv, &b, batch, &g, relu, T::OWNS_TAPE);
-    let out = x.device().tensor_from_vec(y, (batch, g.out_len()));
+    let (y, kept) = forward(&xv, &wv, &b, batch, &g, epilogue, T::OWNS_TAPE);
+    let out = x.device().tensor_from_vec(y, (batch, epilogue.out_len(&g)));
     if T::OWNS_TAPE {
         let out_handle = out.clone();
         let (kernel, bias) = (kernel.clone(), bias.cloned());
         tape.add_backward_op(move |grads| {
-            let mask = mask.as_deref();
+            let grad = |dy: &[f32], dx: Option<&mut [f32]>| backward(&xv, &wv, dy, &kept, batch, &g, epilogue, dx);
             let (dw, db) = if input_grad {
-                D::with_grads(grads, &out_handle, &x, |dy, dx| backward(&xv, &wv, dy, mask, batch, &g, Some(dx)))?
+                D::with_grads(grads, &out_handle, &x, |dy, dx| grad(dy, Some(dx)))?
             } else {
-                D::with_grad(grads, &out_handle, |dy| backward(&xv, &wv, dy, mask, batch, &g, None))?
+                D::with_grad(grads, &out_handle, |dy| grad(dy, None))?
             };
             D::add_grad(grads, &kernel, &dw)?;
             match &bias {

@@ -9,7 +9,7 @@ pub mod gelu;
 mod gemm;
 pub mod pool2d;
 
-pub use conv2d::{conv2d, ConvGeom};
+pub use conv2d::{conv2d, ConvGeom, Epilogue};
 pub use pool2d::{avg_pool2d, max_pool2d, PoolGeom};
 
 use dfdx::prelude::*;

@@ -38,7 +38,7 @@ impl PoolGeom {
         self.c * self.oh * self.ow
     }
     /// A 2×2 window with stride 2 and no padding.
-    fn is_2x2(&self) -> bool {
+    pub(super) fn is_2x2(&self) -> bool {
         (self.ph, self.pw, self.sh, self.sw, self.pad_top, self.pad_left) == (2, 2, 2, 2, 0, 0)
     }
     /// The input rows of output row `oy`'s window that lie inside the image.
@@ -56,53 +56,61 @@ impl PoolGeom {
 }
 
 /// Forward pass on host memory: the maxima and, per output, the index of the winner within
-/// its image. The window is scanned tap by tap, each tap along a whole output row, choosing
-/// with a branch-free select: on real activations the winner is unpredictable, and a branch per
-/// comparison cost several times the memory traffic.
+/// its image.
 pub fn forward(x: &[f32], batch: usize, g: &PoolGeom) -> (Vec<f32>, Vec<u32>) {
     let n = batch * g.out_len();
-    let (mut y, mut arg) = (vec![f32::NEG_INFINITY; n], vec![u32::MAX; n]);
+    let (mut y, mut arg) = (vec![0.0; n], vec![0u32; n]);
+    y.par_chunks_mut(g.out_len())
+        .zip(arg.par_chunks_mut(g.out_len()))
+        .zip(x.par_chunks(g.in_len()))
+        .for_each(|((y, arg), x)| image(x, g, y, arg));
+    (y, arg)
+}
+
+/// Max pooling of one image `x` into `y`, with the index in `x` of each output's winner in
+/// `arg` (the first of equal values, as TensorFlow picks). The window is scanned tap by tap,
+/// each tap along a whole output row, choosing with a branch-free select: on real activations
+/// the winner is unpredictable, and a branch per comparison cost several times the memory
+/// traffic.
+pub(super) fn image(x: &[f32], g: &PoolGeom, y: &mut [f32], arg: &mut [u32]) {
     let taps: Vec<_> = (0..g.pw).map(|kj| g.columns(kj)).collect();
-    y.par_chunks_mut(g.out_len()).zip(arg.par_chunks_mut(g.out_len())).zip(x.par_chunks(g.in_len())).for_each(
-        |((y, arg), x)| {
-            for (r, (best, win)) in y.chunks_mut(g.ow).zip(arg.chunks_mut(g.ow)).enumerate() {
-                let (ch, oy) = (r / g.oh, r % g.oh);
-                if g.is_2x2() {
-                    // Keras' default pool, in one pass with the taps in window order.
-                    let top = &x[(ch * g.h + 2 * oy) * g.w..][..2 * g.ow];
-                    let bottom = &x[(ch * g.h + 2 * oy + 1) * g.w..][..2 * g.ow];
-                    let at = ((ch * g.h + 2 * oy) * g.w) as u32;
-                    let cells = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-                    for (ox, ((b, w), (t, u))) in best.iter_mut().zip(win.iter_mut()).zip(cells).enumerate() {
-                        let i = at + 2 * ox as u32;
-                        let (mut m, mut k) = (t[0], i);
-                        for (v, j) in [(t[1], i + 1), (u[0], i + g.w as u32), (u[1], i + g.w as u32 + 1)] {
-                            let take = (v > m) | (v.is_nan() & !m.is_nan());
-                            m = if take { v } else { m };
-                            k = if take { j } else { k };
-                        }
-                        (*b, *w) = (m, k);
-                    }
-                    continue;
+    for (r, (best, win)) in y.chunks_mut(g.ow).zip(arg.chunks_mut(g.ow)).enumerate() {
+        let (ch, oy) = (r / g.oh, r % g.oh);
+        if g.is_2x2() {
+            // Keras' default pool, in one pass with the taps in window order.
+            let top = &x[(ch * g.h + 2 * oy) * g.w..][..2 * g.ow];
+            let bottom = &x[(ch * g.h + 2 * oy + 1) * g.w..][..2 * g.ow];
+            let at = ((ch * g.h + 2 * oy) * g.w) as u32;
+            let cells = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+            for (ox, ((b, w), (t, u))) in best.iter_mut().zip(win.iter_mut()).zip(cells).enumerate() {
+                let i = at + 2 * ox as u32;
+                let (mut m, mut k) = (t[0], i);
+                for (v, j) in [(t[1], i + 1), (u[0], i + g.w as u32), (u[1], i + g.w as u32 + 1)] {
+                    let take = (v > m) | (v.is_nan() & !m.is_nan());
+                    m = if take { v } else { m };
+                    k = if take { j } else { k };
                 }
-                for iy in g.rows(oy) {
-                    let line = (ch * g.h + iy) * g.w;
-                    for &(lo, hi, start) in &taps {
-                        let first = (line as isize + lo as isize * g.sw as isize + start) as usize;
-                        for (k, (b, w)) in best[lo..hi].iter_mut().zip(&mut win[lo..hi]).enumerate() {
-                            let i = first + k * g.sw;
-                            let v = x[i];
-                            // The first tap in the image wins; NaN wins so that it propagates.
-                            let take = (*w == u32::MAX) | (v > *b) | (v.is_nan() & !b.is_nan());
-                            *b = if take { v } else { *b };
-                            *w = if take { i as u32 } else { *w };
-                        }
-                    }
+                (*b, *w) = (m, k);
+            }
+            continue;
+        }
+        best.fill(f32::NEG_INFINITY);
+        win.fill(u32::MAX);
+        for iy in g.rows(oy) {
+            let line = (ch * g.h + iy) * g.w;
+            for &(lo, hi, start) in &taps {
+                let first = (line as isize + lo as isize * g.sw as isize + start) as usize;
+                for (k, (b, w)) in best[lo..hi].iter_mut().zip(&mut win[lo..hi]).enumerate() {
+                    let i = first + k * g.sw;
+                    let v = x[i];
+                    // The first tap in the image wins; NaN wins so that it propagates.
+                    let take = (*w == u32::MAX) | (v > *b) | (v.is_nan() & !b.is_nan());
+                    *b = if take { v } else { *b };
+                    *w = if take { i as u32 } else { *w };
                 }
             }
-        },
-    );
-    (y, arg)
+        }
+    }
 }
 
 /// Adds each output gradient onto the input that won its window.

@@ -52,7 +52,17 @@ fn with_ctx<R>(
     f: impl FnOnce(&Ctx<Cpu>) -> R,
 ) -> R {
     let updates = RefCell::new(Vec::new());
-    f(&Ctx { input, params, skip_activation: false, input_grad: true, training, layer: 3, updates: &updates })
+    f(&Ctx {
+        input,
+        params,
+        skip_activation: false,
+        input_grad: true,
+        training,
+        layer: 3,
+        next_max_pool: None,
+        fused_next: Default::default(),
+        updates: &updates,
+    })
 }
 
 /// Checks the gradients of Σ y·r with respect to the input and every trainable parameter

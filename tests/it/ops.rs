@@ -49,6 +49,18 @@ struct ConvCase {
 fn conv2d_matches_float64_reference_forward_and_backward() {
     let cases = [
         ConvCase {
+            batch: 33,
+            c: 2,
+            h: 9,
+            w: 8,
+            filters: 3,
+            kernel: [3, 3],
+            strides: [1, 1],
+            padding: Padding::Same,
+            dilation: [1, 1],
+            bias: true,
+        },
+        ConvCase {
             batch: 2,
             c: 3,
             h: 7,
@@ -214,7 +226,8 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
             let xt = dev.tensor_from_vec(x.clone(), (t.batch, g.in_len()));
             let wt = dev.tensor_from_vec(w.clone(), (w.len(),));
             let bt = dev.tensor_from_vec(b.clone(), (b.len(),));
-            let y = ops::conv2d(xt.leaky_trace(), &wt, t.bias.then_some(&bt), g, true, relu);
+            let epilogue = ops::Epilogue { relu, max_pool: None };
+            let y = ops::conv2d(xt.leaky_trace(), &wt, t.bias.then_some(&bt), g, epilogue, true);
             let y_host = y.as_vec();
             let grads = weighted_sum(y, &r).backward();
 
@@ -321,6 +334,55 @@ fn pooling_matches_reference_forward_and_backward() {
     }
 }
 
+/// A max pooling folded into the convolution before it (with or without its ReLU) gives the
+/// same outputs and gradients, bit for bit, as the two ops run one after the other, which the
+/// tests above check against float64 references.
+#[test]
+fn conv2d_with_folded_max_pool_equals_the_two_ops_in_turn() {
+    // (batch, c, h, w, filters, kernel, conv padding, pool, pool strides, pool padding)
+    let cases = [
+        (1, 3, 9, 9, 4, [3, 3], Padding::Valid, [2, 2], None, Padding::Valid),
+        (33, 2, 8, 7, 3, [3, 3], Padding::Same, [2, 2], None, Padding::Valid),
+        (2, 3, 11, 10, 5, [3, 2], Padding::Valid, [3, 3], Some([2, 2]), Padding::Same),
+        (3, 1, 7, 6, 2, [2, 2], Padding::Same, [2, 3], Some([1, 2]), Padding::Valid),
+    ];
+    for (n, (batch, c, h, w, filters, kernel, conv_padding, pool, strides, pool_padding)) in
+        cases.into_iter().enumerate()
+    {
+        let conv = Conv2dConfig { padding: conv_padding, ..Conv2dConfig::new(filters, kernel) };
+        let g = conv.geometry(Shape::Image { c, h, w }).unwrap();
+        let window = PoolWindow { pool_size: Pair(pool), strides: strides.map(Pair), padding: pool_padding };
+        let pg = window.geometry(Shape::Image { c: filters, h: g.oh, w: g.ow }, "max_pooling2d").unwrap();
+        let x = random(batch * g.in_len(), 40 + n as u64);
+        let w = random(filters * c * kernel[0] * kernel[1], 50 + n as u64);
+        let b = random(filters, 60 + n as u64);
+        let r = random(batch * pg.out_len(), 70 + n as u64);
+        for relu in [false, true] {
+            let run = |folded: bool| {
+                let dev = Cpu::default();
+                let xt = dev.tensor_from_vec(x.clone(), (batch, g.in_len()));
+                let wt = dev.tensor_from_vec(w.clone(), (w.len(),));
+                let bt = dev.tensor_from_vec(b.clone(), (b.len(),));
+                let y = if folded {
+                    let epilogue = ops::Epilogue { relu, max_pool: Some(pg) };
+                    ops::conv2d(xt.leaky_trace(), &wt, Some(&bt), g, epilogue, true)
+                } else {
+                    let epilogue = ops::Epilogue { relu, max_pool: None };
+                    ops::max_pool2d(ops::conv2d(xt.leaky_trace(), &wt, Some(&bt), g, epilogue, true), pg)
+                };
+                let y_host = y.as_vec();
+                let grads = weighted_sum(y, &r).backward();
+                [y_host, grads.get(&xt).as_vec(), grads.get(&wt).as_vec(), grads.get(&bt).as_vec()]
+            };
+            let (folded, apart) = (run(true), run(false));
+            for (name, (f, a)) in ["y", "dx", "dw", "db"].iter().zip(folded.iter().zip(&apart)) {
+                let same = f.iter().zip(a).all(|(f, a)| f.to_bits() == a.to_bits());
+                assert!(same && f.len() == a.len(), "case {n} relu={relu}: {name} differs when the pool is folded in");
+            }
+        }
+    }
+}
+
 #[test]
 fn dense_matches_reference_forward_and_backward() {
     for (n, (batch, fan_in, units)) in [(1, 5, 3), (4, 7, 1), (3, 13, 6)].into_iter().enumerate() {
@@ -345,6 +407,8 @@ fn dense_matches_reference_forward_and_backward() {
             input_grad: true,
             training: None,
             layer: 0,
+            next_max_pool: None,
+            fused_next: Default::default(),
             updates: &updates,
         };
         let y = layer.forward(xt.leaky_trace(), &ctx);
@@ -380,7 +444,7 @@ fn first_layer_skips_the_input_gradient_but_keeps_weight_gradients() {
     let xt = dev.tensor_from_vec(random(25, 1), (1, 25));
     let wt = dev.tensor_from_vec(random(18, 2), (18,));
     let bt = dev.tensor_from_vec(vec![0.0; 2], (2,));
-    let y = ops::conv2d(xt.leaky_trace(), &wt, Some(&bt), g, false, false);
+    let y = ops::conv2d(xt.leaky_trace(), &wt, Some(&bt), g, Default::default(), false);
     let r = vec![1.0; 18];
     let mut grads = weighted_sum(y, &r).backward();
     assert!(grads.get_or_alloc_mut(&wt).unwrap().iter().any(|&v| v != 0.0));

@@ -121,13 +121,17 @@ impl Layer for Conv2dConfig {
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         let g = self.geometry(ctx.input).expect("shape checked at compile time");
-        // ReLU, the common case, is fused into the convolution (one pass over the output fewer).
+        // A ReLU (the common case) and a max pooling right after are folded into the
+        // convolution's own pass.
         let relu = self.activation == Activation::Relu && !ctx.skip_activation;
-        let y = ops::conv2d(x, &ctx.params[0], ctx.params.get(1), g, ctx.input_grad, relu);
-        if relu {
-            y
-        } else {
-            ctx.activate(self.activation, y)
+        let fold_pool = relu || self.activation == Activation::Linear;
+        let max_pool = ctx.next_max_pool.filter(|_| fold_pool);
+        ctx.fused_next.set(max_pool.is_some());
+        let epilogue = ops::Epilogue { relu, max_pool };
+        let y = ops::conv2d(x, &ctx.params[0], ctx.params.get(1), g, epilogue, ctx.input_grad);
+        match relu || self.activation == Activation::Linear {
+            true => y,
+            false => ctx.activate(self.activation, y),
         }
     }
 }

@@ -21,6 +21,9 @@ impl Layer for MaxPooling2dConfig {
         let g = self.0.geometry(input, "max_pooling2d")?;
         Ok(Shape::Image { c: g.c, h: g.oh, w: g.ow })
     }
+    fn max_pool(&self, input: Shape) -> Option<ops::PoolGeom> {
+        self.0.geometry(input, "max_pooling2d").ok()
+    }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         let g = self.0.geometry(ctx.input, "max_pooling2d").expect("shape checked at compile time");
         ops::max_pool2d(x, g)

@@ -48,6 +48,11 @@ pub trait Layer {
     fn activation(&self) -> Activation {
         Activation::Linear
     }
+    /// For a max pooling: its window on `input`, so that the layer before it may fold it into
+    /// its own pass (see [`Ctx::next_max_pool`]).
+    fn max_pool(&self, _input: Shape) -> Option<crate::ops::PoolGeom> {
+        None
+    }
     /// The forward pass on a batch.
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T>;
 }
@@ -66,6 +71,11 @@ pub struct Ctx<'a, D: Backend> {
     pub training: Option<Training>,
     /// Position of the layer in the model (keys its random streams).
     pub layer: usize,
+    /// The window of a max pooling that directly follows this layer. A layer that folds it
+    /// into its own pass sets `fused_next`, and the pooling layer is then not run.
+    pub next_max_pool: Option<crate::ops::PoolGeom>,
+    /// Set by a layer that folded the next one in.
+    pub fused_next: std::cell::Cell<bool>,
     /// New values for non-trainable state (batch normalisation's moving averages), as
     /// (index into `params`, values); the trainer stores them after the step.
     pub updates: &'a RefCell<Vec<(usize, Vec<f32>)>>,
