@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use super::gemm::{matmul, matmul_into, Mat};
+use super::gemm::{matmul, Mat};
 use super::pool2d::{self, PoolGeom};
 use super::Backend;
 
@@ -70,10 +70,26 @@ impl ConvGeom {
         super::tap_span(kj * self.dw, self.pad_left, self.sw, self.w, self.ow)
     }
 
-    /// Row `(ch, ki, kj)` of `col` holds, for every output position, the input value under
-    /// that kernel tap (zero where it falls in the padding). Every element is written.
-    fn im2col(&self, x: &[f32], col: &mut [f32]) {
-        let p = self.p();
+    /// Output rows per band: images are processed a band of output rows at a time, so that
+    /// the band's columns (`k` values per output position) stay in the L2 cache between
+    /// being written and being multiplied. 2^15 values (128 KiB) measured best of 2^13..2^17
+    /// on the tutorial CNN (`runner bench`): 8% faster training than whole images.
+    fn tile_rows(&self) -> usize {
+        const TILE_VALUES: usize = 1 << 15;
+        (TILE_VALUES / (self.k() * self.ow).max(1)).clamp(1, self.oh.max(1))
+    }
+
+    /// The output-row bands of one image, in order.
+    fn tiles(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let t = self.tile_rows();
+        (0..self.oh).step_by(t).map(move |r| r..(r + t).min(self.oh))
+    }
+
+    /// For the output rows `band`: row `(ch, ki, kj)` of `col` holds, for every output position
+    /// in the band, the input value under that kernel tap (zero where it falls in the
+    /// padding). Every element is written.
+    fn im2col(&self, x: &[f32], col: &mut [f32], band: std::ops::Range<usize>) {
+        let p = band.len() * self.ow;
         let mut rows = col.chunks_mut(p);
         for ch in 0..self.c {
             let plane = &x[ch * self.h * self.w..(ch + 1) * self.h * self.w];
@@ -81,7 +97,7 @@ impl ConvGeom {
                 for kj in 0..self.kw {
                     let row = rows.next().expect("c·kh·kw rows");
                     let (lo, hi, start) = self.columns(kj);
-                    for (oy, out) in row.chunks_mut(self.ow).enumerate() {
+                    for (oy, out) in band.clone().zip(row.chunks_mut(self.ow)) {
                         let iy = (oy * self.sh + ki * self.dh) as isize - self.pad_top as isize;
                         if iy < 0 || iy >= self.h as isize || lo >= hi {
                             out.fill(0.0);
@@ -106,8 +122,8 @@ impl ConvGeom {
 
     /// Adds each element of `col` back onto the input position it was read from (the
     /// transpose of `im2col`).
-    fn col2im(&self, col: &[f32], dx: &mut [f32]) {
-        let p = self.p();
+    fn col2im(&self, col: &[f32], dx: &mut [f32], band: std::ops::Range<usize>) {
+        let p = band.len() * self.ow;
         let mut rows = col.chunks(p);
         for ch in 0..self.c {
             let plane = &mut dx[ch * self.h * self.w..(ch + 1) * self.h * self.w];
@@ -118,15 +134,19 @@ impl ConvGeom {
                     if lo >= hi {
                         continue;
                     }
-                    for (oy, out) in row.chunks(self.ow).enumerate() {
+                    for (oy, out) in band.clone().zip(row.chunks(self.ow)) {
                         let iy = (oy * self.sh + ki * self.dh) as isize - self.pad_top as isize;
                         if iy < 0 || iy >= self.h as isize {
                             continue;
                         }
                         let line = &mut plane[iy as usize * self.w..(iy as usize + 1) * self.w];
                         let first = (lo as isize * self.sw as isize + start) as usize;
-                        for (i, o) in line[first..].iter_mut().step_by(self.sw).zip(&out[lo..hi]) {
-                            *i += *o;
+                        if self.sw == 1 {
+                            line[first..first + (hi - lo)].iter_mut().zip(&out[lo..hi]).for_each(|(i, o)| *i += *o);
+                        } else {
+                            for (i, o) in line[first..].iter_mut().step_by(self.sw).zip(&out[lo..hi]) {
+                                *i += *o;
+                            }
                         }
                     }
                 }
@@ -192,36 +212,39 @@ pub fn forward(
     let mut y = Vec::with_capacity(n);
     let images = y.spare_capacity_mut()[..n].par_chunks_mut(out_len).zip(x.par_chunks(g.in_len()));
     images.zip(per_image.into_par_iter()).for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(col, full), ((y, x), kept)| {
-            // One im2col buffer (and full-size output for a pool) per worker thread.
-            col.resize(k * p, 0.0);
-            g.im2col(x, col);
-            let (a, cols) = (Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: p, cs: 1 });
-            let finish = |conv: &mut [f32]| {
-                for (row, &bias) in conv.chunks_mut(p).zip(b) {
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |(col, tile, full), ((y, x), kept)| {
+            // Per worker thread: one band of columns, its product, and the full-size output
+            // when a pool follows. Each band's product gets the bias and activation on its way
+            // into the output.
+            full.resize(if epilogue.max_pool.is_some() { g.out_len() } else { 0 }, MaybeUninit::new(0.0));
+            let conv: &mut [MaybeUninit<f32>] = if epilogue.max_pool.is_some() { full } else { y };
+            for band in g.tiles() {
+                let tp = band.len() * g.ow;
+                col.resize(k * tp, 0.0);
+                g.im2col(x, col, band.clone());
+                tile.resize(g.f * tp, 0.0);
+                matmul(g.f, tp, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: tp, cs: 1 }, tile, false);
+                for ((out, row), &bias) in conv.chunks_mut(p).zip(tile.chunks(tp)).zip(b) {
+                    let out = &mut out[band.start * g.ow..][..tp];
                     match epilogue.relu {
-                        true => row.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
-                        false => row.iter_mut().for_each(|v| *v += bias),
+                        true => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write((v + bias).max(0.0))),
+                        false => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write(v + bias)),
                     }
                 }
-            };
+            }
+            // SAFETY: the bands cover every output row, so every value was written above.
+            let conv = unsafe { &mut *(conv as *mut [MaybeUninit<f32>] as *mut [f32]) };
             match (epilogue.max_pool, kept) {
-                (None, kept) => {
-                    let conv = matmul_into(g.f, p, k, a, cols, y);
-                    finish(conv);
-                    if let KeptImage::Relu(mask) = kept {
-                        mask.iter_mut().zip(conv.iter()).for_each(|(m, v)| *m = u8::from(*v > 0.0));
-                    }
+                (None, KeptImage::Relu(mask)) => {
+                    mask.iter_mut().zip(conv.iter()).for_each(|(m, v)| *m = u8::from(*v > 0.0))
                 }
+                (None, _) => {}
                 (Some(pg), KeptImage::Pool(arg)) => {
-                    full.resize(g.out_len(), 0.0);
-                    matmul(g.f, p, k, a, cols, full, false);
-                    finish(full);
                     y.fill(MaybeUninit::new(0.0));
                     // SAFETY: initialised just above.
                     let y = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                    pool2d::image(full, &pg, y, arg);
+                    pool2d::image(conv, &pg, y, arg);
                     if epilogue.relu {
                         // A window whose maximum was clipped to 0 passes no gradient back.
                         arg.iter_mut().zip(y.iter()).filter(|(_, v)| **v <= 0.0).for_each(|(a, _)| *a = u32::MAX);
@@ -281,7 +304,7 @@ pub fn backward(
         .enumerate()
         .map_init(
             || (Vec::new(), Vec::new()),
-            |(col, through), (i, dx)| {
+            |(col, through), (i, mut dx)| {
                 let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
                 let image = i * out_len..(i + 1) * out_len;
                 let dy = match kept {
@@ -304,14 +327,18 @@ pub fn backward(
                         &through[..]
                     }
                 };
-                col.resize(k * p, 0.0);
-                g.im2col(x, col);
                 let mut dw = vec![0.0; g.f * k];
-                matmul(g.f, k, p, Mat { data: dy, rs: p, cs: 1 }, Mat { data: col, rs: 1, cs: p }, &mut dw, false);
                 let db = dy.chunks(p).map(sum).collect();
-                if let Some(dx) = dx {
-                    matmul(k, p, g.f, Mat { data: w, rs: 1, cs: k }, Mat { data: dy, rs: p, cs: 1 }, col, false);
-                    g.col2im(col, dx);
+                for band in g.tiles() {
+                    let tp = band.len() * g.ow;
+                    let dy = Mat { data: &dy[band.start * g.ow..], rs: p, cs: 1 };
+                    col.resize(k * tp, 0.0);
+                    g.im2col(x, col, band.clone());
+                    matmul(g.f, k, tp, dy, Mat { data: col, rs: 1, cs: tp }, &mut dw, true);
+                    if let Some(dx) = dx.as_deref_mut() {
+                        matmul(k, tp, g.f, Mat { data: w, rs: 1, cs: k }, dy, col, false);
+                        g.col2im(col, dx, band);
+                    }
                 }
                 (dw, db)
             },

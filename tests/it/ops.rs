@@ -48,6 +48,19 @@ struct ConvCase {
 #[test]
 fn conv2d_matches_float64_reference_forward_and_backward() {
     let cases = [
+        // Large enough that each image is processed in several bands of output rows.
+        ConvCase {
+            batch: 2,
+            c: 16,
+            h: 40,
+            w: 37,
+            filters: 4,
+            kernel: [3, 3],
+            strides: [1, 1],
+            padding: Padding::Same,
+            dilation: [1, 1],
+            bias: true,
+        },
         ConvCase {
             batch: 33,
             c: 2,
