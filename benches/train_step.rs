@@ -57,13 +57,16 @@ fn tutorial_first_conv(c: &mut Criterion) {
     let w = random(16 * 27);
     let b = random(16);
     let dy = random(batch * g.out_len());
+    let relu = runner::ops::Epilogue { relu: true, max_pool: None };
     let mut group = c.benchmark_group("conv2d_128x128x3_to_16");
     group.throughput(Throughput::Elements(batch as u64));
     group.bench_function("forward", |bench| {
-        bench.iter(|| runner::ops::conv2d::forward(&x, &w, &b, batch, &g, true, true))
+        bench.iter(|| runner::ops::conv2d::forward(&x, &w, &b, batch, &g, relu, true))
     });
     group.bench_function("backward_weights", |bench| {
-        bench.iter(|| runner::ops::conv2d::backward(&x, &w, &dy, None, batch, &g, None))
+        bench.iter(|| {
+            runner::ops::conv2d::backward(&x, &w, &dy, &runner::ops::conv2d::Kept::Nothing, batch, &g, relu, None)
+        })
     });
     group.finish();
 }

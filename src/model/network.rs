@@ -107,22 +107,24 @@ impl<D: Backend> Network<D> {
         while let Some((layer, range)) = self.plan.layers.get(i).zip(self.ranges.get(i)) {
             let cell = RefCell::new(Vec::new());
             let next = self.plan.layers.get(i + 1);
-            let ctx = Ctx {
-                input: layer.input,
-                params: &tensors[range.clone()],
-                skip_activation: logits && i == last,
-                input_grad: i > 0,
-                training,
-                layer: i,
-                next_max_pool: next.and_then(|next| next.config.max_pool(next.input)),
-                fused_next: Default::default(),
-                updates: &cell,
+            let fused_next = {
+                let ctx = Ctx {
+                    input: layer.input,
+                    params: &tensors[range.clone()],
+                    skip_activation: logits && i == last,
+                    input_grad: i > 0,
+                    training,
+                    layer: i,
+                    next_max_pool: next.and_then(|next| next.config.max_pool(next.input)),
+                    fused_next: Default::default(),
+                    updates: &cell,
+                };
+                y = layer.config.forward(y, &ctx);
+                ctx.fused_next.get()
             };
-            y = layer.config.forward(y, &ctx);
-            // A pooling folded into this layer has been done already.
-            let step = if ctx.fused_next.get() { 2 } else { 1 };
-            drop(ctx);
             updates.extend(cell.into_inner().into_iter().map(|(p, v)| (range.start + p, v)));
+            // A pooling folded into this layer has been done already.
+            let step = if fused_next { 2 } else { 1 };
             i += step;
         }
         (y, updates)

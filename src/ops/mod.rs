@@ -4,6 +4,8 @@
 //! the gradients of its input and parameters. The kernels parallelise across the batch and
 //! reduce per-image partial sums in batch order, so results do not depend on thread count.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod conv2d;
 pub mod gelu;
 mod gemm;
