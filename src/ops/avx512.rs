@@ -1,16 +1,13 @@
-//! Register-blocked matrix multiplies for CPUs with AVX-512, where the `gemm` crate (on stable
-//! Rust) stops at AVX2 and so uses half the vector width. They cover the convolution's three
-//! products; callers check the bounds (see `gemm::matmul`).
+//! A register-blocked matrix multiply for CPUs with AVX-512, where the `gemm` crate (on stable
+//! Rust) stops at AVX2 and so uses half the vector width. It takes a right operand with
+//! contiguous rows, the layout of all three of the convolution's products (forward `W · col`,
+//! input gradient `Wᵀ · dy`, weight gradient `col · dyᵀ`); callers check the bounds (see
+//! `gemm::matmul`). On the tutorial CNN's shapes it runs at 1.3-1.6x the gemm crate.
 //!
-//! - [`matmul`], for a right operand with contiguous rows: the forward `W · col` and the input
-//!   gradient `Wᵀ · dy`. A panel of `MR` rows of `a` (broadcast one value at a time, from L1)
-//!   times a strip of one or two 16-lane vectors per row of `b` (streamed from L2),
-//!   accumulated in registers over the whole `k`. Column tails use masked loads and stores.
-//! - [`matmul_dot`], for operands that are contiguous along `k`: the weight gradient
-//!   `dy · colᵀ`, as 4×4 blocks of dot products, 16 lanes of partial sums each.
-//!
-//! Every output is summed in a fixed order, so results do not depend on threads or on where a
-//! block falls.
+//! A panel of `MR` rows of `a` (broadcast one value at a time, from L1) times a strip of one or
+//! two 16-lane vectors per row of `b` (streamed from L2), accumulated in registers over the
+//! whole `k`. Column tails use masked loads and stores. Every output is one multiply-add chain
+//! in `k` order, so results do not depend on threads or on where a block falls.
 
 use std::arch::x86_64::*;
 
@@ -106,64 +103,6 @@ unsafe fn tile<const R: usize, const V: usize>(
             let out = out.add(16 * h);
             let v = if accumulate { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), v) } else { v };
             _mm512_mask_storeu_ps(out, mask, v);
-        }
-    }
-}
-
-/// `c[i·c_rs + j] (+)= Σ_p a[i·a_rs + p] · b[j·b_cs + p]` for i < m, j < n, p < k: both
-/// operands contiguous along `k`.
-///
-/// # Safety
-/// As for [`matmul`].
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn matmul_dot(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    a_rs: usize,
-    b: *const f32,
-    b_cs: usize,
-    c: *mut f32,
-    c_rs: usize,
-    accumulate: bool,
-) {
-    let tail = k % 16;
-    let tail_mask = ((1u32 << tail) - 1) as __mmask16;
-    for i in (0..m).step_by(4) {
-        for j in (0..n).step_by(4) {
-            // Rows past the edge repeat the last one; their sums are not stored.
-            let arow: [*const f32; 4] = std::array::from_fn(|r| a.add((i + r).min(m - 1) * a_rs));
-            let brow: [*const f32; 4] = std::array::from_fn(|s| b.add((j + s).min(n - 1) * b_cs));
-            let mut acc = [[_mm512_setzero_ps(); 4]; 4];
-            let mut p = 0;
-            while p + 16 <= k {
-                let bv: [__m512; 4] = std::array::from_fn(|s| _mm512_loadu_ps(brow[s].add(p)));
-                for (acc, &ar) in acc.iter_mut().zip(&arow) {
-                    let av = _mm512_loadu_ps(ar.add(p));
-                    for (acc, &bv) in acc.iter_mut().zip(&bv) {
-                        *acc = _mm512_fmadd_ps(av, bv, *acc);
-                    }
-                }
-                p += 16;
-            }
-            if tail > 0 {
-                let bv: [__m512; 4] = std::array::from_fn(|s| _mm512_maskz_loadu_ps(tail_mask, brow[s].add(p)));
-                for (acc, &ar) in acc.iter_mut().zip(&arow) {
-                    let av = _mm512_maskz_loadu_ps(tail_mask, ar.add(p));
-                    for (acc, &bv) in acc.iter_mut().zip(&bv) {
-                        *acc = _mm512_fmadd_ps(av, bv, *acc);
-                    }
-                }
-            }
-            for (r, acc) in acc.iter().enumerate().take(m - i) {
-                for (s, &v) in acc.iter().enumerate().take(n - j) {
-                    let out = c.add((i + r) * c_rs + j + s);
-                    let sum = _mm512_reduce_add_ps(v);
-                    *out = if accumulate { *out + sum } else { sum };
-                }
-            }
         }
     }
 }

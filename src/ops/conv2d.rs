@@ -303,8 +303,8 @@ pub fn backward(
         .into_par_iter()
         .enumerate()
         .map_init(
-            || (Vec::new(), Vec::new()),
-            |(col, through), (i, mut dx)| {
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(col, through, dy_t), (i, mut dx)| {
                 let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
                 let image = i * out_len..(i + 1) * out_len;
                 let dy = match kept {
@@ -327,19 +327,35 @@ pub fn backward(
                         &through[..]
                     }
                 };
-                let mut dw = vec![0.0; g.f * k];
                 let db = dy.chunks(p).map(sum).collect();
+                // The weight gradient is made transposed, dWᵀ (k × f) += col · dyᵀ, so that both
+                // operands have contiguous rows, the layout the fast multiply kernels take.
+                let mut dw_t = vec![0.0; k * g.f];
                 for band in g.tiles() {
                     let tp = band.len() * g.ow;
-                    let dy = Mat { data: &dy[band.start * g.ow..], rs: p, cs: 1 };
+                    dy_t.resize(tp * g.f, 0.0);
+                    for (f, row) in dy.chunks(p).enumerate() {
+                        let row = &row[band.start * g.ow..][..tp];
+                        dy_t.chunks_mut(g.f).zip(row).for_each(|(t, v)| t[f] = *v);
+                    }
                     col.resize(k * tp, 0.0);
                     g.im2col(x, col, band.clone());
-                    matmul(g.f, k, tp, dy, Mat { data: col, rs: 1, cs: tp }, &mut dw, true);
+                    matmul(
+                        k,
+                        g.f,
+                        tp,
+                        Mat { data: col, rs: tp, cs: 1 },
+                        Mat { data: dy_t, rs: g.f, cs: 1 },
+                        &mut dw_t,
+                        true,
+                    );
                     if let Some(dx) = dx.as_deref_mut() {
+                        let dy = Mat { data: &dy[band.start * g.ow..], rs: p, cs: 1 };
                         matmul(k, tp, g.f, Mat { data: w, rs: 1, cs: k }, dy, col, false);
                         g.col2im(col, dx, band);
                     }
                 }
+                let dw = (0..g.f * k).map(|i| dw_t[(i % k) * g.f + i / k]).collect();
                 (dw, db)
             },
         )

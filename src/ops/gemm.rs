@@ -45,27 +45,6 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accum
         };
         return;
     }
-    // Dot products only pay where the output is narrow (the first convolution's weight
-    // gradient, 16×27: 2.4x the gemm crate); on wider outputs they run short of cache.
-    #[cfg(target_arch = "x86_64")]
-    if a.cs == 1 && b.rs == 1 && n <= 32 && super::avx512::available() {
-        // SAFETY: as above.
-        unsafe {
-            super::avx512::matmul_dot(
-                m,
-                n,
-                k,
-                a.data.as_ptr(),
-                a.rs,
-                b.data.as_ptr(),
-                b.cs,
-                c.as_mut_ptr(),
-                n,
-                accumulate,
-            )
-        };
-        return;
-    }
     // SAFETY: all indices touched are inside the slices (checked above); c does not alias a or b.
     unsafe {
         gemm::gemm(
