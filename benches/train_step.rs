@@ -74,7 +74,8 @@ fn tutorial_first_conv(c: &mut Criterion) {
 /// Each layer of the tutorial model: forward alone, and forward + backward (the gradient of
 /// Σ y with respect to its input and parameters), at batch 32 on random data.
 fn tutorial_layers(c: &mut Criterion) {
-    use runner::model::layers::{Ctx, Layer};
+    use runner::model::layers::{Ctx, Layer as _};
+    use runner::model::LayerConfig;
     runner::ops::keep_freed_memory();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/cats_vs_dogs.toml");
     let (cfg, source) = config::load(&path, &Default::default()).unwrap();
@@ -92,31 +93,40 @@ fn tutorial_layers(c: &mut Criterion) {
         first_param += layer.params.len();
         let x = random(batch * layer.input.len());
         let updates = std::cell::RefCell::new(Vec::new());
-        let ctx = Ctx {
-            input: layer.input,
-            params: &params,
-            skip_activation: false,
-            input_grad: i > 0,
-            training: None,
-            layer: i,
-            next_max_pool: None,
-            fused_next: Default::default(),
-            updates: &updates,
-        };
-        let name = format!("{i}_{}", layer.name);
-        group.bench_function(BenchmarkId::new("forward", &name), |b| {
-            b.iter(|| {
-                runner::ops::host(
-                    &layer.config.forward(dev.tensor_from_vec(x.clone(), (batch, layer.input.len())), &ctx),
-                )
-            })
-        });
-        group.bench_function(BenchmarkId::new("forward_backward", &name), |b| {
-            b.iter(|| {
-                let input = dev.tensor_from_vec(x.clone(), (batch, layer.input.len())).traced(Gradients::leaky());
-                layer.config.forward(input, &ctx).sum::<Rank0, _>().backward()
-            })
-        });
+        // Each layer alone; and a convolution followed by a max pooling also as the network
+        // runs it, with the pooling folded in.
+        let next = plan.model.layers.get(i + 1);
+        let next_pool = next.and_then(|next| next.config.max_pool(next.input));
+        let mut variants = vec![(format!("{i}_{}", layer.name), None)];
+        if let (Some(pool), Some(next), LayerConfig::Conv2d(_)) = (next_pool, next, &layer.config) {
+            variants.push((format!("{i}_{}+{}", layer.name, next.name), Some(pool)));
+        }
+        for (name, next_max_pool) in variants {
+            let ctx = Ctx {
+                input: layer.input,
+                params: &params,
+                skip_activation: false,
+                input_grad: i > 0,
+                training: None,
+                layer: i,
+                next_max_pool,
+                fused_next: Default::default(),
+                updates: &updates,
+            };
+            group.bench_function(BenchmarkId::new("forward", &name), |b| {
+                b.iter(|| {
+                    runner::ops::host(
+                        &layer.config.forward(dev.tensor_from_vec(x.clone(), (batch, layer.input.len())), &ctx),
+                    )
+                })
+            });
+            group.bench_function(BenchmarkId::new("forward_backward", &name), |b| {
+                b.iter(|| {
+                    let input = dev.tensor_from_vec(x.clone(), (batch, layer.input.len())).traced(Gradients::leaky());
+                    layer.config.forward(input, &ctx).sum::<Rank0, _>().backward()
+                })
+            });
+        }
     }
     group.finish();
 }

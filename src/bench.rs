@@ -21,6 +21,8 @@ pub struct Throughput {
     pub batch: usize,
     /// Worker threads.
     pub threads: usize,
+    /// Which matrix-multiply kernels the convolutions use on this CPU.
+    pub kernels: &'static str,
     /// Median seconds per training step.
     pub train_step_seconds: f64,
     /// Training images per second.
@@ -94,6 +96,7 @@ fn measure(plan: &Plan, batch: usize, steps: usize) -> Result<Throughput> {
     Ok(Throughput {
         batch,
         threads: rayon::current_num_threads(),
+        kernels: crate::ops::kernels(),
         train_step_seconds: train_step,
         train_images_per_second: batch as f64 / train_step,
         inference_step_seconds: inference_step,
@@ -119,12 +122,13 @@ fn peak_memory_mib() -> Option<f64> {
 pub fn report(name: &str, t: &Throughput) -> String {
     let memory = t.peak_memory_mib.map_or("-".into(), |m| format!("{m:.0} MiB"));
     format!(
-        "{name}: batch {}, {} threads (random data, median of the timed steps)\n\
+        "{name}: batch {}, {} threads, {} kernels (random data, median of the timed steps)\n\
          training:  {:>9.1} images/s  ({:.1} ms per step: forward, backward, optimizer)\n\
          inference: {:>9.1} images/s  ({:.1} ms per batch)\n\
          peak memory: {memory}\n",
         t.batch,
         t.threads,
+        t.kernels,
         t.train_images_per_second,
         t.train_step_seconds * 1e3,
         t.inference_images_per_second,

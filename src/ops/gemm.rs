@@ -70,3 +70,12 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accum
         );
     }
 }
+
+/// Which kernels run the convolutions' products on this CPU, for `runner bench`.
+pub fn kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        return "AVX-512 (runner's own)";
+    }
+    "the gemm crate's (AVX2/FMA where present)"
+}

@@ -12,6 +12,7 @@ mod gemm;
 pub mod pool2d;
 
 pub use conv2d::{conv2d, ConvGeom, Epilogue};
+pub use gemm::kernels;
 pub use pool2d::{avg_pool2d, max_pool2d, PoolGeom};
 
 use dfdx::prelude::*;
