@@ -19,64 +19,58 @@ pub fn available() -> bool {
     std::is_x86_feature_detected!("avx512f")
 }
 
-/// `c[i·c_rs + j] (+)= Σ_p a[i·a_rs + p·a_cs] · b[p·b_rs + j]` for i < m, j < n, p < k.
+/// The three matrices of a product, as raw pointers with row (and for `a` column) strides:
+/// element (i, p) of `a` is `a[i·a_rs + p·a_cs]`, (p, j) of `b` is `b[p·b_rs + j]`, (i, j) of
+/// `c` is `c[i·c_rs + j]`.
+#[derive(Clone, Copy)]
+pub struct Operands {
+    pub a: *const f32,
+    pub a_rs: usize,
+    pub a_cs: usize,
+    pub b: *const f32,
+    pub b_rs: usize,
+    pub c: *mut f32,
+    pub c_rs: usize,
+}
+
+impl Operands {
+    /// The same matrices, starting at row `i` of `a` and `c` and column `j` of `b` and `c`.
+    unsafe fn at(self, i: usize, j: usize) -> Self {
+        Operands { a: self.a.add(i * self.a_rs), b: self.b.add(j), c: self.c.add(i * self.c_rs + j), ..self }
+    }
+}
+
+/// `c (+)= a · b` for an `m × k` times `k × n` product.
 ///
 /// # Safety
-/// The CPU has AVX-512F ([`available`]); every index above is inside its buffer; `c` does
-/// not alias `a` or `b`.
+/// The CPU has AVX-512F ([`available`]); every element of the three matrices is inside its
+/// buffer; `c` does not alias `a` or `b`.
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    (a_rs, a_cs): (usize, usize),
-    b: *const f32,
-    b_rs: usize,
-    c: *mut f32,
-    c_rs: usize,
-    accumulate: bool,
-) {
-    let mut i = 0;
-    while i < m {
+pub unsafe fn matmul(m: usize, n: usize, k: usize, o: Operands, accumulate: bool) {
+    for i in (0..m).step_by(MR) {
         let rows = (m - i).min(MR);
-        let mut j = 0;
-        while j < n {
-            let cols = (n - j).min(NR);
-            let (a, b, c) = (a.add(i * a_rs), b.add(j), c.add(i * c_rs + j));
+        for j in (0..n).step_by(NR) {
+            let (cols, o) = ((n - j).min(NR), o.at(i, j));
             macro_rules! tile {
                 ($($r:literal)*) => {
                     match (rows, cols > 16) {
-                        $(($r, true) => tile::<$r, 2>(k, a, (a_rs, a_cs), b, b_rs, c, c_rs, cols, accumulate),)*
-                        $(($r, false) => tile::<$r, 1>(k, a, (a_rs, a_cs), b, b_rs, c, c_rs, cols, accumulate),)*
+                        $(($r, true) => tile::<$r, 2>(k, o, cols, accumulate),)*
+                        $(($r, false) => tile::<$r, 1>(k, o, cols, accumulate),)*
                         _ => unreachable!("1 to {MR} rows"),
                     }
                 };
             }
             tile!(1 2 3 4 5 6);
-            j += NR;
         }
-        i += MR;
     }
 }
 
 /// One `R × cols` block of `c` (cols ≤ 16·V).
 #[target_feature(enable = "avx512f")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile<const R: usize, const V: usize>(
-    k: usize,
-    a: *const f32,
-    (a_rs, a_cs): (usize, usize),
-    b: *const f32,
-    b_rs: usize,
-    c: *mut f32,
-    c_rs: usize,
-    cols: usize,
-    accumulate: bool,
-) {
-    // Lanes in use in the two vectors of a row of the strip.
+unsafe fn tile<const R: usize, const V: usize>(k: usize, o: Operands, cols: usize, accumulate: bool) {
+    let Operands { a, a_rs, a_cs, b, b_rs, c, c_rs } = o;
+    // Lanes in use in each vector of a row of the strip.
     let lanes = |from: usize| -> __mmask16 {
         let n = cols.saturating_sub(from).min(16);
         if n == 16 {

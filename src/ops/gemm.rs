@@ -30,18 +30,16 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accum
         // SAFETY: AVX-512F is present, the bounds are checked above, and c is m·n values
         // (row stride n) apart from a and b.
         unsafe {
-            super::avx512::matmul(
-                m,
-                n,
-                k,
-                a.data.as_ptr(),
-                (a.rs, a.cs),
-                b.data.as_ptr(),
-                b.rs,
-                c.as_mut_ptr(),
-                n,
-                accumulate,
-            )
+            let operands = super::avx512::Operands {
+                a: a.data.as_ptr(),
+                a_rs: a.rs,
+                a_cs: a.cs,
+                b: b.data.as_ptr(),
+                b_rs: b.rs,
+                c: c.as_mut_ptr(),
+                c_rs: n,
+            };
+            super::avx512::matmul(m, n, k, operands, accumulate)
         };
         return;
     }
