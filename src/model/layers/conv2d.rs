@@ -124,12 +124,13 @@ impl Layer for Conv2dConfig {
         // A ReLU (the common case) and a max pooling right after are folded into the
         // convolution's own pass.
         let relu = self.activation == Activation::Relu && !ctx.skip_activation;
-        let fold_pool = relu || self.activation == Activation::Linear;
-        let max_pool = ctx.next_max_pool.filter(|_| fold_pool);
+        // With the activation done inside (or none to do), a pooling can follow it there.
+        let activated = relu || self.activation == Activation::Linear;
+        let max_pool = ctx.next_max_pool.filter(|_| activated);
         ctx.fused_next.set(max_pool.is_some());
         let epilogue = ops::Epilogue { relu, max_pool };
         let y = ops::conv2d(x, &ctx.params[0], ctx.params.get(1), g, epilogue, ctx.input_grad);
-        match relu || self.activation == Activation::Linear {
+        match activated {
             true => y,
             false => ctx.activate(self.activation, y),
         }
