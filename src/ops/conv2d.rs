@@ -1,9 +1,9 @@
 //! 2-D convolution as im2col + matrix multiply, NCHW, with a tape-registered backward.
 //!
-//! Per image, with K = channels·kh·kw and P = oh·ow:
-//! forward `y[F×P] = W[F×K] · col[K×P] + b`; backward `dW += dy · colᵀ`, `db += Σ_p dy`,
-//! `dcol = Wᵀ · dy` scattered back by col2im. `col` is rebuilt in the backward pass rather
-//! than kept, which trades a cheap copy for a lot of memory.
+//! Per image, with K = channels·kh·kw and P = oh·ow, one band of output rows at a time:
+//! forward `y[F×P] = W[F×K] · col[K×P] + b`, then the [`Epilogue`]; backward
+//! `dWᵀ += col · dyᵀ`, `db += Σ_p dy`, `dcol = Wᵀ · dy` scattered back by col2im. `col` is
+//! rebuilt in the backward pass rather than kept, which trades a cheap copy for a lot of memory.
 
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -355,17 +355,18 @@ pub fn backward(
                         g.col2im(col, dx, band);
                     }
                 }
-                let dw = (0..g.f * k).map(|i| dw_t[(i % k) * g.f + i / k]).collect();
-                (dw, db)
+                (dw_t, db)
             },
         )
         .collect();
-    let mut dw = vec![0.0; g.f * k];
+    let mut dw_t = vec![0.0; k * g.f];
     let mut db = vec![0.0; g.f];
     for (dw_i, db_i) in per_image {
-        dw.iter_mut().zip(&dw_i).for_each(|(a, b)| *a += b);
+        dw_t.iter_mut().zip(&dw_i).for_each(|(a, b)| *a += b);
         db.iter_mut().zip(&db_i).for_each(|(a, b)| *a += b);
     }
+    // Back to the kernel's (f, c, kh, kw) layout, once for the batch.
+    let dw = (0..g.f * k).map(|i| dw_t[(i % k) * g.f + i / k]).collect();
     (dw, db)
 }
 

@@ -73,7 +73,8 @@ pub fn forward(x: &[f32], batch: usize, g: &PoolGeom) -> (Vec<f32>, Vec<u32>) {
 /// the winner is unpredictable, and a branch per comparison cost several times the memory
 /// traffic.
 pub(super) fn image(x: &[f32], g: &PoolGeom, y: &mut [f32], arg: &mut [u32]) {
-    let taps: Vec<_> = (0..g.pw).map(|kj| g.columns(kj)).collect();
+    // The general path's kernel columns; the 2×2 path needs none.
+    let taps: Vec<_> = if g.is_2x2() { Vec::new() } else { (0..g.pw).map(|kj| g.columns(kj)).collect() };
     for (r, (best, win)) in y.chunks_mut(g.ow).zip(arg.chunks_mut(g.ow)).enumerate() {
         let (ch, oy) = (r / g.oh, r % g.oh);
         if g.is_2x2() {
