@@ -13,6 +13,8 @@ use std::arch::x86_64::*;
 
 const MR: usize = 6;
 const NR: usize = 32;
+/// Steps of `k` per pass: a `KC × NR` strip of `b` is 32 KiB, two thirds of a 48 KiB L1.
+const KC: usize = 256;
 
 /// Whether this CPU runs [`matmul`] (checked once; the standard library caches it).
 pub fn available() -> bool {
@@ -42,25 +44,36 @@ impl Operands {
 
 /// `c (+)= a · b` for an `m × k` times `k × n` product.
 ///
+/// The loops run over `k` in slices of [`KC`], then over strips of [`NR`] columns of `b`, then
+/// over panels of [`MR`] rows of `a`: one strip of a slice of `b` (`KC × NR`, 32 KiB) stays in
+/// the L1 cache while every panel of `a` passes by, so the wide operand is read from L1 and
+/// only the narrow one (`MR` values per step of `k`) streams from L2.
+///
 /// # Safety
 /// The CPU has AVX-512F ([`available`]); every element of the three matrices is inside its
 /// buffer; `c` does not alias `a` or `b`.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn matmul(m: usize, n: usize, k: usize, o: Operands, accumulate: bool) {
-    for i in (0..m).step_by(MR) {
-        let rows = (m - i).min(MR);
+    for p in (0..k).step_by(KC) {
+        let kc = (k - p).min(KC);
+        // Slices after the first continue the sums already in `c`.
+        let accumulate = accumulate || p > 0;
+        let o = Operands { a: o.a.add(p * o.a_cs), b: o.b.add(p * o.b_rs), ..o };
         for j in (0..n).step_by(NR) {
-            let (cols, o) = ((n - j).min(NR), o.at(i, j));
-            macro_rules! tile {
-                ($($r:literal)*) => {
-                    match (rows, cols > 16) {
-                        $(($r, true) => tile::<$r, 2>(k, o, cols, accumulate),)*
-                        $(($r, false) => tile::<$r, 1>(k, o, cols, accumulate),)*
-                        _ => unreachable!("1 to {MR} rows"),
-                    }
-                };
+            let cols = (n - j).min(NR);
+            for i in (0..m).step_by(MR) {
+                let (rows, o) = ((m - i).min(MR), o.at(i, j));
+                macro_rules! tile {
+                    ($($r:literal)*) => {
+                        match (rows, cols > 16) {
+                            $(($r, true) => tile::<$r, 2>(kc, o, cols, accumulate),)*
+                            $(($r, false) => tile::<$r, 1>(kc, o, cols, accumulate),)*
+                            _ => unreachable!("1 to {MR} rows"),
+                        }
+                    };
+                }
+                tile!(1 2 3 4 5 6);
             }
-            tile!(1 2 3 4 5 6);
         }
     }
 }
@@ -80,7 +93,16 @@ unsafe fn tile<const R: usize, const V: usize>(k: usize, o: Operands, cols: usiz
         }
     };
     let masks: [__mmask16; V] = std::array::from_fn(|h| lanes(16 * h));
+    // Each output is one multiply-add chain in `k` order, starting from its old value when
+    // accumulating, so a product split into slices of `k` gives the same bits as one pass.
     let mut acc = [[_mm512_setzero_ps(); V]; R];
+    if accumulate {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (h, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_maskz_loadu_ps(masks[h], c.add(r * c_rs + 16 * h));
+            }
+        }
+    }
     for p in 0..k {
         let row = b.add(p * b_rs);
         let bv: [__m512; V] = std::array::from_fn(|h| _mm512_maskz_loadu_ps(masks[h], row.add(16 * h)));
@@ -94,9 +116,7 @@ unsafe fn tile<const R: usize, const V: usize>(k: usize, o: Operands, cols: usiz
     for (r, acc) in acc.iter().enumerate() {
         let out = c.add(r * c_rs);
         for (h, (&v, &mask)) in acc.iter().zip(&masks).enumerate() {
-            let out = out.add(16 * h);
-            let v = if accumulate { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), v) } else { v };
-            _mm512_mask_storeu_ps(out, mask, v);
+            _mm512_mask_storeu_ps(out.add(16 * h), mask, v);
         }
     }
 }
