@@ -1,17 +1,21 @@
 //! Our own dfdx ops. dfdx 0.13 compiles its `conv2d`/`pool2d` only with the `nightly` feature,
-//! so convolution and pooling are written here: each op runs its own forward kernel on host
-//! memory and registers its backward on the tape (`Tape::add_backward_op`), accumulating into
-//! the gradients of its input and parameters. The kernels parallelise across the batch and
-//! reduce per-image partial sums in batch order, so results do not depend on thread count.
+//! so convolution and pooling are written here, and the dense layer too so that the whole hot
+//! path runs on our kernels: each op runs its own forward kernel on host memory and registers
+//! its backward on the tape (`Tape::add_backward_op`), accumulating into the gradients of its
+//! input and parameters. The kernels split work into fixed pieces (images, or blocks of a
+//! dense layer's units) and reduce partial sums in a fixed order, so results do not depend on
+//! thread count.
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod conv2d;
+pub mod dense;
 pub mod gelu;
-mod gemm;
+pub mod gemm;
 pub mod pool2d;
 
 pub use conv2d::{conv2d, ConvGeom, Epilogue};
+pub use dense::dense;
 pub use gemm::kernels;
 pub use pool2d::{avg_pool2d, max_pool2d, PoolGeom};
 

@@ -398,20 +398,27 @@ fn conv2d_with_folded_max_pool_equals_the_two_ops_in_turn() {
 
 #[test]
 fn dense_matches_reference_forward_and_backward() {
-    for (n, (batch, fan_in, units)) in [(1, 5, 3), (4, 7, 1), (3, 13, 6)].into_iter().enumerate() {
-        let layer = DenseConfig {
-            units,
-            activation: Activation::Linear,
-            use_bias: true,
-            kernel_initializer: Initializer::GlorotUniform,
-        };
+    // Batch 1 and 33; more inputs and units than one task takes (256, 64); ReLU, sigmoid
+    // (applied after the op) and no activation; with and without a bias.
+    let cases = [
+        (1, 5, 3, Activation::Linear, true),
+        (4, 7, 1, Activation::Sigmoid, true),
+        (3, 13, 6, Activation::Relu, false),
+        (33, 300, 70, Activation::Relu, true),
+        (2, 517, 129, Activation::Linear, true),
+    ];
+    for (n, (batch, fan_in, units, activation, use_bias)) in cases.into_iter().enumerate() {
+        let layer = DenseConfig { units, activation, use_bias, kernel_initializer: Initializer::GlorotUniform };
         let x = random(batch * fan_in, 40 + n as u64);
         let w = random(fan_in * units, 50 + n as u64);
-        let b = random(units, 60 + n as u64);
+        let b = if use_bias { random(units, 60 + n as u64) } else { vec![0.0; units] };
         let r = random(batch * units, 70 + n as u64);
         let dev = Cpu::default();
         let xt = dev.tensor_from_vec(x.clone(), (batch, fan_in));
-        let params = [dev.tensor_from_vec(w.clone(), (w.len(),)), dev.tensor_from_vec(b.clone(), (units,))];
+        let mut params = vec![dev.tensor_from_vec(w.clone(), (w.len(),))];
+        if use_bias {
+            params.push(dev.tensor_from_vec(b.clone(), (units,)));
+        }
         let updates = std::cell::RefCell::new(Vec::new());
         let ctx = Ctx {
             input: Shape::Flat(fan_in),
@@ -433,19 +440,31 @@ fn dense_matches_reference_forward_and_backward() {
         for i in 0..batch {
             for u in 0..units {
                 let o = i * units + u;
-                y_ref[o] = f64::from(b[u]);
-                db[u] += f64::from(r[o]);
+                let z = (0..fan_in).map(|k| f64::from(x[i * fan_in + k]) * f64::from(w[k * units + u])).sum::<f64>()
+                    + f64::from(b[u]);
+                let (out, slope) = match activation {
+                    Activation::Linear => (z, 1.0),
+                    Activation::Relu => (z.max(0.0), if z > 0.0 { 1.0 } else { 0.0 }),
+                    _ => {
+                        let s = 1.0 / (1.0 + (-z).exp());
+                        (s, s * (1.0 - s))
+                    }
+                };
+                y_ref[o] = out;
+                let dz = f64::from(r[o]) * slope;
+                db[u] += dz;
                 for k in 0..fan_in {
-                    y_ref[o] += f64::from(x[i * fan_in + k]) * f64::from(w[k * units + u]);
-                    dx[i * fan_in + k] += f64::from(r[o]) * f64::from(w[k * units + u]);
-                    dw[k * units + u] += f64::from(r[o]) * f64::from(x[i * fan_in + k]);
+                    dx[i * fan_in + k] += dz * f64::from(w[k * units + u]);
+                    dw[k * units + u] += dz * f64::from(x[i * fan_in + k]);
                 }
             }
         }
         assert_close(&format!("dense case {n} y"), &y_host, &y_ref);
         assert_close(&format!("dense case {n} dx"), &grads.get(&xt).as_vec(), &dx);
         assert_close(&format!("dense case {n} dw"), &grads.get(&params[0]).as_vec(), &dw);
-        assert_close(&format!("dense case {n} db"), &grads.get(&params[1]).as_vec(), &db);
+        if use_bias {
+            assert_close(&format!("dense case {n} db"), &grads.get(&params[1]).as_vec(), &db);
+        }
     }
 }
 

@@ -57,16 +57,12 @@ impl Layer for DenseConfig {
         self.activation
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
-        let (batch, fan_in) = *x.shape();
-        let units = self.units;
-        // Parameters are re-taped so their gradients land under their own ids (a bias that is
-        // broadcast without its own tape silently loses its gradient).
-        let kernel = ctx.params[0].retaped::<T>().reshape_like(&(fan_in, units));
-        let y = x.matmul(kernel);
-        let y = match ctx.params.get(1) {
-            Some(bias) => y + bias.retaped::<T>().broadcast_like::<_, Axis<0>>(&(batch, units)),
-            None => y,
-        };
-        ctx.activate(self.activation, y)
+        // A ReLU (the common case) is applied in the layer's own pass.
+        let relu = self.activation == Activation::Relu && !ctx.skip_activation;
+        let y = crate::ops::dense(x, &ctx.params[0], ctx.params.get(1), self.units, relu, ctx.input_grad);
+        match relu {
+            true => y,
+            false => ctx.activate(self.activation, y),
+        }
     }
 }
