@@ -37,9 +37,12 @@ impl PoolGeom {
     pub fn out_len(&self) -> usize {
         self.c * self.oh * self.ow
     }
-    /// A 2×2 window with stride 2 and no padding.
+    /// A 2×2 window with stride 2 whose windows all lie inside the image ("same" padding on an
+    /// odd size adds a row or column after the last).
     pub(super) fn is_2x2(&self) -> bool {
         (self.ph, self.pw, self.sh, self.sw, self.pad_top, self.pad_left) == (2, 2, 2, 2, 0, 0)
+            && 2 * self.oh <= self.h
+            && 2 * self.ow <= self.w
     }
     /// The input rows of output row `oy`'s window that lie inside the image.
     fn rows(&self, oy: usize) -> std::ops::Range<usize> {

@@ -271,6 +271,8 @@ fn pooling_matches_reference_forward_and_backward() {
         (1, 3, 5, 6, [3, 3], Some([2, 2]), Padding::Same),
         (3, 1, 6, 5, [2, 2], Some([1, 1]), Padding::Valid),
         (1, 2, 9, 4, [2, 3], Some([2, 1]), Padding::Same),
+        // Keras' default window on odd sizes with "same": the last window hangs off the image.
+        (2, 3, 5, 7, [2, 2], None, Padding::Same),
     ];
     for (n, (batch, c, h, w, pool, strides, padding)) in cases.into_iter().enumerate() {
         let window = PoolWindow { pool_size: Pair(pool), strides: strides.map(Pair), padding };
