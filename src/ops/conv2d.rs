@@ -79,9 +79,10 @@ impl ConvGeom {
         (TILE_VALUES / (self.k() * self.ow).max(1)).clamp(1, self.oh.max(1))
     }
 
-    /// The output-row bands of one image, in order.
-    fn tiles(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-        let t = self.tile_rows();
+    /// The output-row bands of one image, in order; each starts at a multiple of `align` rows
+    /// (so that a pooling's windows do not straddle two bands).
+    fn tiles(&self, align: usize) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let t = (self.tile_rows() / align).max(1) * align;
         (0..self.oh).step_by(t).map(move |r| r..(r + t).min(self.oh))
     }
 
@@ -186,8 +187,13 @@ pub enum Kept {
 }
 
 /// Forward pass on host memory: `x` is `(batch, c·h·w)`, `w` is `(f, c, kh, kw)`, the result
-/// `(batch, epilogue.out_len)`. Without a pool the matrix multiply writes straight into the
-/// (unzeroed) result. With `keep == false` (no backward pass to come) the ReLU mask is not made.
+/// `(batch, epilogue.out_len)`. With `keep == false` (no backward pass to come) neither the
+/// ReLU mask nor the pooling's winners are recorded.
+///
+/// Each band's product gets the bias and activation on its way out of the tile, while it is
+/// in cache. Without a pool it is written straight into the (unzeroed) result. A 2×2/stride-2
+/// pool (Keras' default) is applied to the band right there, in bands of an even number of
+/// rows; any other pool runs over the image's whole output, kept per worker.
 pub fn forward(
     x: &[f32],
     w: &[f32],
@@ -200,8 +206,8 @@ pub fn forward(
     let (k, p, out_len) = (g.k(), g.p(), epilogue.out_len(g));
     let n = batch * out_len;
     let mut kept = match epilogue {
-        Epilogue { max_pool: Some(_), .. } => Kept::Pool(vec![0; n]),
-        Epilogue { relu: true, .. } if keep => Kept::Relu(vec![0; n]),
+        Epilogue { max_pool: Some(_), .. } if keep => Kept::Pool(vec![0; n]),
+        Epilogue { relu: true, max_pool: None } if keep => Kept::Relu(vec![0; n]),
         _ => Kept::Nothing,
     };
     let per_image: Vec<KeptImage> = match &mut kept {
@@ -209,52 +215,88 @@ pub fn forward(
         Kept::Relu(mask) => mask.chunks_mut(out_len).map(KeptImage::Relu).collect(),
         Kept::Pool(arg) => arg.chunks_mut(out_len).map(KeptImage::Pool).collect(),
     };
+    let band_pool = epilogue.max_pool.filter(PoolGeom::is_2x2);
+    let image_pool = epilogue.max_pool.filter(|pg| !pg.is_2x2());
+    let align = if band_pool.is_some() { 2 } else { 1 };
     let mut y = Vec::with_capacity(n);
     let images = y.spare_capacity_mut()[..n].par_chunks_mut(out_len).zip(x.par_chunks(g.in_len()));
     images.zip(per_image.into_par_iter()).for_each_init(
-        || (Vec::new(), Vec::new(), Vec::new()),
-        |(col, tile, full), ((y, x), kept)| {
-            // Per worker thread: one band of columns, its product, and the full-size output
-            // when a pool follows. Each band's product gets the bias and activation on its way
-            // into the output.
-            full.resize(if epilogue.max_pool.is_some() { g.out_len() } else { 0 }, MaybeUninit::new(0.0));
-            let conv: &mut [MaybeUninit<f32>] = if epilogue.max_pool.is_some() { full } else { y };
-            for band in g.tiles() {
+        || (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+        |(col, tile, full, scratch), ((y, x), mut kept)| {
+            // Per worker thread: one band of columns and its product, and for a pool over the
+            // whole image, the full-size output and (without `keep`) room for its winners.
+            full.resize(if image_pool.is_some() { g.out_len() } else { 0 }, MaybeUninit::new(0.0));
+            for band in g.tiles(align) {
                 let tp = band.len() * g.ow;
                 col.resize(k * tp, 0.0);
                 g.im2col(x, col, band.clone());
                 tile.resize(g.f * tp, 0.0);
                 matmul(g.f, tp, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: tp, cs: 1 }, tile, false);
-                for ((out, row), &bias) in conv.chunks_mut(p).zip(tile.chunks(tp)).zip(b) {
-                    let out = &mut out[band.start * g.ow..][..tp];
+                let Some(pg) = band_pool else {
+                    let conv: &mut [MaybeUninit<f32>] = if image_pool.is_some() { full } else { y };
+                    for ((out, row), &bias) in conv.chunks_mut(p).zip(tile.chunks(tp)).zip(b) {
+                        let out = &mut out[band.start * g.ow..][..tp];
+                        match epilogue.relu {
+                            true => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write((v + bias).max(0.0))),
+                            false => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write(v + bias)),
+                        }
+                    }
+                    continue;
+                };
+                for (f, (row, &bias)) in tile.chunks_mut(tp).zip(b).enumerate() {
                     match epilogue.relu {
-                        true => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write((v + bias).max(0.0))),
-                        false => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write(v + bias)),
+                        true => row.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
+                        false => row.iter_mut().for_each(|v| *v += bias),
+                    }
+                    // Pairs of rows in the band, up to the pooling's last row.
+                    let rows = (band.start / 2..(band.end / 2).min(pg.oh)).enumerate();
+                    for (r, oy) in rows {
+                        let (top, bottom) = row[2 * r * g.ow..].split_at(g.ow);
+                        let (top, bottom) = (&top[..2 * pg.ow], &bottom[..2 * pg.ow]);
+                        let at = (f * p + 2 * oy * g.ow) as u32;
+                        let out = (f * pg.oh + oy) * pg.ow..(f * pg.oh + oy + 1) * pg.ow;
+                        match &mut kept {
+                            KeptImage::Pool(arg) => pool2d::row_2x2::<true>(
+                                top,
+                                bottom,
+                                at,
+                                g.ow as u32,
+                                &mut y[out.clone()],
+                                &mut arg[out],
+                                epilogue.relu,
+                            ),
+                            _ => pool2d::row_2x2::<false>(top, bottom, at, g.ow as u32, &mut y[out], &mut [], false),
+                        }
                     }
                 }
             }
-            // SAFETY: the bands cover every output row, so every value was written above.
-            let conv = unsafe { &mut *(conv as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            match (epilogue.max_pool, kept) {
-                (None, KeptImage::Relu(mask)) => {
-                    mask.iter_mut().zip(conv.iter()).for_each(|(m, v)| *m = u8::from(*v > 0.0))
-                }
-                (None, _) => {}
-                (Some(pg), KeptImage::Pool(arg)) => {
-                    y.fill(MaybeUninit::new(0.0));
-                    // SAFETY: initialised just above.
-                    let y = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                    pool2d::image(conv, &pg, y, arg);
-                    if epilogue.relu {
-                        // A window whose maximum was clipped to 0 passes no gradient back.
-                        arg.iter_mut().zip(y.iter()).filter(|(_, v)| **v <= 0.0).for_each(|(a, _)| *a = u32::MAX);
+            if let Some(pg) = image_pool {
+                // SAFETY: the bands cover every output row, so every value was written above.
+                let conv = unsafe { &*(&full[..] as *const [MaybeUninit<f32>] as *const [f32]) };
+                y.fill(MaybeUninit::new(0.0));
+                // SAFETY: initialised just above.
+                let y = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                let arg = match kept {
+                    KeptImage::Pool(arg) => arg,
+                    _ => {
+                        scratch.resize(pg.out_len(), 0);
+                        &mut scratch[..]
                     }
+                };
+                pool2d::image(conv, &pg, y, arg);
+                if epilogue.relu {
+                    // A window whose maximum was clipped to 0 passes no gradient back.
+                    arg.iter_mut().zip(y.iter()).filter(|(_, v)| **v <= 0.0).for_each(|(a, _)| *a = u32::MAX);
                 }
-                (Some(_), _) => unreachable!("a pool always keeps its winners"),
+            } else if let (None, KeptImage::Relu(mask)) = (band_pool, kept) {
+                // SAFETY: the bands cover every output row, so every value was written above.
+                let y = unsafe { &*(y as *const [MaybeUninit<f32>] as *const [f32]) };
+                mask.iter_mut().zip(y.iter()).for_each(|(m, v)| *m = u8::from(*v > 0.0));
             }
         },
     );
-    // SAFETY: the chunks cover all n elements, and each was written above.
+    // SAFETY: the chunks cover all n elements, and each was written above (a pooling writes
+    // every output of every window row).
     unsafe { y.set_len(n) };
     (y, kept)
 }
@@ -331,7 +373,7 @@ pub fn backward(
                 // The weight gradient is made transposed, dWᵀ (k × f) += col · dyᵀ, so that both
                 // operands have contiguous rows, the layout the fast multiply kernels take.
                 let mut dw_t = vec![0.0; k * g.f];
-                for band in g.tiles() {
+                for band in g.tiles(1) {
                     let tp = band.len() * g.ow;
                     dy_t.resize(tp * g.f, 0.0);
                     for (f, row) in dy.chunks(p).enumerate() {

@@ -5,6 +5,8 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
 use super::Backend;
 
 /// Sizes of one pooling (per image).
@@ -81,21 +83,13 @@ pub(super) fn image(x: &[f32], g: &PoolGeom, y: &mut [f32], arg: &mut [u32]) {
     for (r, (best, win)) in y.chunks_mut(g.ow).zip(arg.chunks_mut(g.ow)).enumerate() {
         let (ch, oy) = (r / g.oh, r % g.oh);
         if g.is_2x2() {
-            // Keras' default pool, in one pass with the taps in window order.
+            // Keras' default pool, in one pass.
             let top = &x[(ch * g.h + 2 * oy) * g.w..][..2 * g.ow];
             let bottom = &x[(ch * g.h + 2 * oy + 1) * g.w..][..2 * g.ow];
             let at = ((ch * g.h + 2 * oy) * g.w) as u32;
-            let cells = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-            for (ox, ((b, w), (t, u))) in best.iter_mut().zip(win.iter_mut()).zip(cells).enumerate() {
-                let i = at + 2 * ox as u32;
-                let (mut m, mut k) = (t[0], i);
-                for (v, j) in [(t[1], i + 1), (u[0], i + g.w as u32), (u[1], i + g.w as u32 + 1)] {
-                    let take = (v > m) | (v.is_nan() & !m.is_nan());
-                    m = if take { v } else { m };
-                    k = if take { j } else { k };
-                }
-                (*b, *w) = (m, k);
-            }
+            // SAFETY: only initialised values are written through the view.
+            let best = unsafe { &mut *(best as *mut [f32] as *mut [MaybeUninit<f32>]) };
+            row_2x2::<true>(top, bottom, at, g.w as u32, best, win, false);
             continue;
         }
         best.fill(f32::NEG_INFINITY);
@@ -113,6 +107,37 @@ pub(super) fn image(x: &[f32], g: &PoolGeom, y: &mut [f32], arg: &mut [u32]) {
                     *w = if take { i as u32 } else { *w };
                 }
             }
+        }
+    }
+}
+
+/// One row of 2×2 windows over the input rows `top` and `bottom` (two values per output
+/// each), with the taps in window order: the maxima into `best` and, with `ARG`, each winner's
+/// index into `win`, counting from `at` (the index of `top[0]`) with rows `w` apart. With
+/// `clip` (a ReLU before the pool), a window whose maximum is 0 or less records `u32::MAX`:
+/// the ReLU passes no gradient back through it.
+#[inline]
+pub(super) fn row_2x2<const ARG: bool>(
+    top: &[f32],
+    bottom: &[f32],
+    at: u32,
+    w: u32,
+    best: &mut [MaybeUninit<f32>],
+    win: &mut [u32],
+    clip: bool,
+) {
+    let cells = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+    for (ox, (b, (t, u))) in best.iter_mut().zip(cells).enumerate() {
+        let i = at + 2 * ox as u32;
+        let (mut m, mut k) = (t[0], i);
+        for (v, j) in [(t[1], i + 1), (u[0], i + w), (u[1], i + w + 1)] {
+            let take = (v > m) | (v.is_nan() & !m.is_nan());
+            m = if take { v } else { m };
+            k = if take { j } else { k };
+        }
+        b.write(m);
+        if ARG {
+            win[ox] = if clip && m <= 0.0 { u32::MAX } else { k };
         }
     }
 }

@@ -360,6 +360,10 @@ fn conv2d_with_folded_max_pool_equals_the_two_ops_in_turn() {
         (33, 2, 8, 7, 3, [3, 3], Padding::Same, [2, 2], None, Padding::Valid),
         (2, 3, 11, 10, 5, [3, 2], Padding::Valid, [3, 3], Some([2, 2]), Padding::Same),
         (3, 1, 7, 6, 2, [2, 2], Padding::Same, [2, 3], Some([1, 2]), Padding::Valid),
+        // Several bands of output rows, an odd number of rows in all.
+        (2, 16, 41, 41, 8, [3, 3], Padding::Valid, [2, 2], None, Padding::Valid),
+        // A 2×2 window hanging off an odd-sized output.
+        (2, 2, 7, 7, 3, [3, 3], Padding::Valid, [2, 2], None, Padding::Same),
     ];
     for (n, (batch, c, h, w, filters, kernel, conv_padding, pool, strides, pool_padding)) in
         cases.into_iter().enumerate()
@@ -390,6 +394,16 @@ fn conv2d_with_folded_max_pool_equals_the_two_ops_in_turn() {
                 [y_host, grads.get(&xt).as_vec(), grads.get(&wt).as_vec(), grads.get(&bt).as_vec()]
             };
             let (folded, apart) = (run(true), run(false));
+            // Without a tape (inference) nothing is recorded for a backward pass; same outputs.
+            let dev = Cpu::default();
+            let xt = dev.tensor_from_vec(x.clone(), (batch, g.in_len()));
+            let (wt, bt) = (dev.tensor_from_vec(w.clone(), (w.len(),)), dev.tensor_from_vec(b.clone(), (b.len(),)));
+            let epilogue = ops::Epilogue { relu, max_pool: Some(pg) };
+            let inference = ops::conv2d(xt, &wt, Some(&bt), g, epilogue, true).as_vec();
+            assert!(
+                inference.iter().zip(&apart[0]).all(|(i, a)| i.to_bits() == a.to_bits()),
+                "case {n} relu={relu}: inference output differs"
+            );
             for (name, (f, a)) in ["y", "dx", "dw", "db"].iter().zip(folded.iter().zip(&apart)) {
                 let same = f.iter().zip(a).all(|(f, a)| f.to_bits() == a.to_bits());
                 assert!(same && f.len() == a.len(), "case {n} relu={relu}: {name} differs when the pool is folded in");
