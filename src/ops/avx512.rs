@@ -22,8 +22,8 @@ pub fn available() -> bool {
 }
 
 /// The three matrices of a product, as raw pointers with row (and for `a` column) strides:
-/// element (i, p) of `a` is `a[i·a_rs + p·a_cs]`, (p, j) of `b` is `b[p·b_rs + j]`, (i, j) of
-/// `c` is `c[i·c_rs + j]`.
+/// element (i, p) of `a` is `a[i·a_rs + p·a_cs]`, (p, j) of `b` is `b[p·b_rs + j]` (or, with a
+/// row table, `b[b_rows[p] + j]`), (i, j) of `c` is `c[i·c_rs + j]`.
 #[derive(Clone, Copy)]
 pub struct Operands {
     pub a: *const f32,
@@ -31,6 +31,9 @@ pub struct Operands {
     pub a_cs: usize,
     pub b: *const f32,
     pub b_rs: usize,
+    /// Null, or where each row of `b` starts (`k` offsets): rows gathered from anywhere in one
+    /// buffer, as a convolution reads its input without building the im2col matrix.
+    pub b_rows: *const usize,
     pub c: *mut f32,
     pub c_rs: usize,
 }
@@ -39,6 +42,14 @@ impl Operands {
     /// The same matrices, starting at row `i` of `a` and `c` and column `j` of `b` and `c`.
     unsafe fn at(self, i: usize, j: usize) -> Self {
         Operands { a: self.a.add(i * self.a_rs), b: self.b.add(j), c: self.c.add(i * self.c_rs + j), ..self }
+    }
+
+    /// The same matrices from step `p` of `k` on.
+    unsafe fn from_step(self, p: usize) -> Self {
+        match self.b_rows.is_null() {
+            true => Operands { a: self.a.add(p * self.a_cs), b: self.b.add(p * self.b_rs), ..self },
+            false => Operands { a: self.a.add(p * self.a_cs), b_rows: self.b_rows.add(p), ..self },
+        }
     }
 }
 
@@ -58,16 +69,18 @@ pub unsafe fn matmul(m: usize, n: usize, k: usize, o: Operands, accumulate: bool
         let kc = (k - p).min(KC);
         // Slices after the first continue the sums already in `c`.
         let accumulate = accumulate || p > 0;
-        let o = Operands { a: o.a.add(p * o.a_cs), b: o.b.add(p * o.b_rs), ..o };
+        let o = o.from_step(p);
         for j in (0..n).step_by(NR) {
             let cols = (n - j).min(NR);
             for i in (0..m).step_by(MR) {
                 let (rows, o) = ((m - i).min(MR), o.at(i, j));
                 macro_rules! tile {
                     ($($r:literal)*) => {
-                        match (rows, cols > 16) {
-                            $(($r, true) => tile::<$r, 2>(kc, o, cols, accumulate),)*
-                            $(($r, false) => tile::<$r, 1>(kc, o, cols, accumulate),)*
+                        match (rows, cols > 16, o.b_rows.is_null()) {
+                            $(($r, true, true) => tile::<$r, 2, false>(kc, o, cols, accumulate),)*
+                            $(($r, false, true) => tile::<$r, 1, false>(kc, o, cols, accumulate),)*
+                            $(($r, true, false) => tile::<$r, 2, true>(kc, o, cols, accumulate),)*
+                            $(($r, false, false) => tile::<$r, 1, true>(kc, o, cols, accumulate),)*
                             _ => unreachable!("1 to {MR} rows"),
                         }
                     };
@@ -78,11 +91,16 @@ pub unsafe fn matmul(m: usize, n: usize, k: usize, o: Operands, accumulate: bool
     }
 }
 
-/// One `R × cols` block of `c` (cols ≤ 16·V).
+/// One `R × cols` block of `c` (cols ≤ 16·V), with `b`'s rows from the table when `TABLE`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn tile<const R: usize, const V: usize>(k: usize, o: Operands, cols: usize, accumulate: bool) {
-    let Operands { a, a_rs, a_cs, b, b_rs, c, c_rs } = o;
+unsafe fn tile<const R: usize, const V: usize, const TABLE: bool>(
+    k: usize,
+    o: Operands,
+    cols: usize,
+    accumulate: bool,
+) {
+    let Operands { a, a_rs, a_cs, b, b_rs, b_rows, c, c_rs } = o;
     // Lanes in use in each vector of a row of the strip.
     let lanes = |from: usize| -> __mmask16 {
         let n = cols.saturating_sub(from).min(16);
@@ -104,7 +122,7 @@ unsafe fn tile<const R: usize, const V: usize>(k: usize, o: Operands, cols: usiz
         }
     }
     for p in 0..k {
-        let row = b.add(p * b_rs);
+        let row = if TABLE { b.add(*b_rows.add(p)) } else { b.add(p * b_rs) };
         let bv: [__m512; V] = std::array::from_fn(|h| _mm512_maskz_loadu_ps(masks[h], row.add(16 * h)));
         for (r, acc) in acc.iter_mut().enumerate() {
             let x = _mm512_set1_ps(*a.add(r * a_rs + p * a_cs));

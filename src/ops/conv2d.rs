@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use super::gemm::{matmul, Mat};
+use super::gemm::{matmul, matmul_gathered, Mat};
 use super::pool2d::{self, PoolGeom};
 use super::Backend;
 
@@ -84,6 +84,27 @@ impl ConvGeom {
     fn tiles(&self, align: usize) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
         let t = (self.tile_rows() / align).max(1) * align;
         (0..self.oh).step_by(t).map(move |r| r..(r + t).min(self.oh))
+    }
+
+    /// Whether the forward product can read the input in place, without an im2col matrix
+    /// ([`Self::tap_offsets`]): stride 1, every tap of every output inside the image (no
+    /// padding), and a CPU with a kernel for gathered rows.
+    fn reads_in_place(&self) -> bool {
+        (self.sh, self.sw, self.pad_top, self.pad_left) == (1, 1, 0, 0)
+            && self.oh + (self.kh - 1) * self.dh <= self.h
+            && self.ow + (self.kw - 1) * self.dw <= self.w
+            && super::gemm::gathers()
+    }
+
+    /// For each row `(ch, ki, kj)` of the im2col matrix, where the input under that tap of
+    /// output (0, 0) lies. With stride 1 and no padding, the tap's values for output rows
+    /// `r..` are the input's values from `offset + r·w` on, contiguous if the product computes
+    /// `w` columns per output row instead of `ow` (the extra `w - ow` are dropped): this costs
+    /// `(w - ow) / ow` more arithmetic and saves writing and reading the matrix.
+    fn tap_offsets(&self) -> Vec<usize> {
+        let (c, kh, kw) = (self.c, self.kh, self.kw);
+        let tap = |ch: usize, ki: usize, kj: usize| ch * self.h * self.w + ki * self.dh * self.w + kj * self.dw;
+        (0..c).flat_map(|ch| (0..kh).flat_map(move |ki| (0..kw).map(move |kj| tap(ch, ki, kj)))).collect()
     }
 
     /// For the output rows `band`: row `(ch, ki, kj)` of `col` holds, for every output position
@@ -218,32 +239,49 @@ pub fn forward(
     let band_pool = epilogue.max_pool.filter(PoolGeom::is_2x2);
     let image_pool = epilogue.max_pool.filter(|pg| !pg.is_2x2());
     let align = if band_pool.is_some() { 2 } else { 1 };
+    let in_place = g.reads_in_place();
+    let taps = if in_place { g.tap_offsets() } else { Vec::new() };
     let mut y = Vec::with_capacity(n);
     let images = y.spare_capacity_mut()[..n].par_chunks_mut(out_len).zip(x.par_chunks(g.in_len()));
     images.zip(per_image.into_par_iter()).for_each_init(
-        || (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
-        |(col, tile, full, scratch), ((y, x), mut kept)| {
-            // Per worker thread: one band of columns and its product, and for a pool over the
-            // whole image, the full-size output and (without `keep`) room for its winners.
+        || (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+        |(col, tile, full, scratch, rows), ((y, x), mut kept)| {
+            // Per worker thread: one band of columns (or of where they start in the input) and
+            // its product, and for a pool over the whole image, the full-size output and
+            // (without `keep`) room for its winners.
             full.resize(if image_pool.is_some() { g.out_len() } else { 0 }, MaybeUninit::new(0.0));
             for band in g.tiles(align) {
-                let tp = band.len() * g.ow;
-                col.resize(k * tp, 0.0);
-                g.im2col(x, col, band.clone());
-                tile.resize(g.f * tp, 0.0);
-                matmul(g.f, tp, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: tp, cs: 1 }, tile, false);
+                // The band's product, `tn` values per filter: `ts` per output row (the last row
+                // may be shorter), of which the first `ow` are outputs.
+                let (ts, tn) = if in_place {
+                    rows.clear();
+                    rows.extend(taps.iter().map(|t| t + band.start * g.w));
+                    let tn = band.len() * g.w - (g.w - g.ow);
+                    tile.resize(g.f * tn, 0.0);
+                    matmul_gathered(g.f, tn, Mat { data: w, rs: k, cs: 1 }, x, rows, tile);
+                    (g.w, tn)
+                } else {
+                    let tp = band.len() * g.ow;
+                    col.resize(k * tp, 0.0);
+                    g.im2col(x, col, band.clone());
+                    tile.resize(g.f * tp, 0.0);
+                    matmul(g.f, tp, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: tp, cs: 1 }, tile, false);
+                    (g.ow, tp)
+                };
                 let Some(pg) = band_pool else {
                     let conv: &mut [MaybeUninit<f32>] = if image_pool.is_some() { full } else { y };
-                    for ((out, row), &bias) in conv.chunks_mut(p).zip(tile.chunks(tp)).zip(b) {
-                        let out = &mut out[band.start * g.ow..][..tp];
-                        match epilogue.relu {
-                            true => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write((v + bias).max(0.0))),
-                            false => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write(v + bias)),
+                    for ((out, row), &bias) in conv.chunks_mut(p).zip(tile.chunks(tn)).zip(b) {
+                        for (oy, row) in band.clone().zip(row.chunks(ts)) {
+                            let (out, row) = (&mut out[oy * g.ow..][..g.ow], &row[..g.ow]);
+                            match epilogue.relu {
+                                true => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write((v + bias).max(0.0))),
+                                false => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write(v + bias)),
+                            }
                         }
                     }
                     continue;
                 };
-                for (f, (row, &bias)) in tile.chunks_mut(tp).zip(b).enumerate() {
+                for (f, (row, &bias)) in tile.chunks_mut(tn).zip(b).enumerate() {
                     match epilogue.relu {
                         true => row.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
                         false => row.iter_mut().for_each(|v| *v += bias),
@@ -251,8 +289,8 @@ pub fn forward(
                     // Pairs of rows in the band, up to the pooling's last row.
                     let rows = (band.start / 2..(band.end / 2).min(pg.oh)).enumerate();
                     for (r, oy) in rows {
-                        let (top, bottom) = row[2 * r * g.ow..].split_at(g.ow);
-                        let (top, bottom) = (&top[..2 * pg.ow], &bottom[..2 * pg.ow]);
+                        let top = &row[2 * r * ts..][..2 * pg.ow];
+                        let bottom = &row[(2 * r + 1) * ts..][..2 * pg.ow];
                         let at = (f * p + 2 * oy * g.ow) as u32;
                         let out = (f * pg.oh + oy) * pg.ow..(f * pg.oh + oy + 1) * pg.ow;
                         match &mut kept {

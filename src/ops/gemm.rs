@@ -36,6 +36,7 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accum
                 a_cs: a.cs,
                 b: b.data.as_ptr(),
                 b_rs: b.rs,
+                b_rows: std::ptr::null(),
                 c: c.as_mut_ptr(),
                 c_rs: n,
             };
@@ -66,6 +67,47 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accum
             false,
             gemm::Parallelism::None,
         );
+    }
+}
+
+/// Whether [`matmul_gathered`] runs on this CPU (it needs our AVX-512 kernel).
+pub fn gathers() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::avx512::available();
+    #[allow(unreachable_code)]
+    false
+}
+
+/// `c (m×n) = a (m×k) · b`, where row `p` of `b` is the `n` values of `b_data` from
+/// `b_rows[p]` on: a matrix gathered from anywhere in one buffer, so a convolution can read its
+/// input in place instead of building the im2col matrix. `c` is row-major with `n` columns.
+///
+/// # Panics
+/// When [`gathers`] is false; callers check it and build the matrix instead.
+pub fn matmul_gathered(m: usize, n: usize, a: Mat, b_data: &[f32], b_rows: &[usize], c: &mut [f32]) {
+    let k = b_rows.len();
+    if m == 0 || n == 0 || k == 0 {
+        c[..m * n].fill(0.0);
+        return;
+    }
+    assert!(c.len() >= m * n, "gemm: output too small");
+    assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len(), "gemm: lhs out of bounds");
+    assert!(b_rows.iter().all(|&r| r + n <= b_data.len()), "gemm: gathered rhs out of bounds");
+    assert!(gathers(), "gemm: no kernel for gathered rows on this CPU");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is present and the bounds are checked above; c is a separate buffer.
+    unsafe {
+        let operands = super::avx512::Operands {
+            a: a.data.as_ptr(),
+            a_rs: a.rs,
+            a_cs: a.cs,
+            b: b_data.as_ptr(),
+            b_rs: 0,
+            b_rows: b_rows.as_ptr(),
+            c: c.as_mut_ptr(),
+            c_rs: n,
+        };
+        super::avx512::matmul(m, n, k, operands, false)
     }
 }
 
