@@ -48,6 +48,19 @@ struct ConvCase {
 #[test]
 fn conv2d_matches_float64_reference_forward_and_backward() {
     let cases = [
+        // Read in place (stride 1, no padding), dilated, in several bands of output rows.
+        ConvCase {
+            batch: 3,
+            c: 32,
+            h: 45,
+            w: 33,
+            filters: 5,
+            kernel: [3, 2],
+            strides: [1, 1],
+            padding: Padding::Valid,
+            dilation: [2, 1],
+            bias: true,
+        },
         // Large enough that each image is processed in several bands of output rows.
         ConvCase {
             batch: 2,
