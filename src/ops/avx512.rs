@@ -22,12 +22,14 @@ pub fn available() -> bool {
 }
 
 /// The three matrices of a product, as raw pointers with row (and for `a` column) strides:
-/// element (i, p) of `a` is `a[i·a_rs + p·a_cs]`, (p, j) of `b` is `b[p·b_rs + j]` (or, with a
-/// row table, `b[b_rows[p] + j]`), (i, j) of `c` is `c[i·c_rs + j]`.
+/// element (i, p) of `a` is `a[i·a_rs + p·a_cs]` (or, with a row table, `a[a_rows[i] + p·a_cs]`),
+/// (p, j) of `b` is `b[p·b_rs + j]` (or `b[b_rows[p] + j]`), (i, j) of `c` is `c[i·c_rs + j]`.
 #[derive(Clone, Copy)]
 pub struct Operands {
     pub a: *const f32,
     pub a_rs: usize,
+    /// Null, or where each row of `a` starts (`m` offsets).
+    pub a_rows: *const usize,
     pub a_cs: usize,
     pub b: *const f32,
     pub b_rs: usize,
@@ -41,7 +43,11 @@ pub struct Operands {
 impl Operands {
     /// The same matrices, starting at row `i` of `a` and `c` and column `j` of `b` and `c`.
     unsafe fn at(self, i: usize, j: usize) -> Self {
-        Operands { a: self.a.add(i * self.a_rs), b: self.b.add(j), c: self.c.add(i * self.c_rs + j), ..self }
+        let o = Operands { b: self.b.add(j), c: self.c.add(i * self.c_rs + j), ..self };
+        match self.a_rows.is_null() {
+            true => Operands { a: self.a.add(i * self.a_rs), ..o },
+            false => Operands { a_rows: self.a_rows.add(i), ..o },
+        }
     }
 
     /// The same matrices from step `p` of `k` on.
@@ -100,7 +106,10 @@ unsafe fn tile<const R: usize, const V: usize, const TABLE: bool>(
     cols: usize,
     accumulate: bool,
 ) {
-    let Operands { a, a_rs, a_cs, b, b_rs, b_rows, c, c_rs } = o;
+    let Operands { a, a_rs, a_rows, a_cs, b, b_rs, b_rows, c, c_rs } = o;
+    // Where each of the panel's rows of `a` starts.
+    let a_row: [*const f32; R] =
+        std::array::from_fn(|r| if a_rows.is_null() { a.add(r * a_rs) } else { a.add(*a_rows.add(r)) });
     // Lanes in use in each vector of a row of the strip.
     let lanes = |from: usize| -> __mmask16 {
         let n = cols.saturating_sub(from).min(16);
@@ -125,7 +134,7 @@ unsafe fn tile<const R: usize, const V: usize, const TABLE: bool>(
         let row = if TABLE { b.add(*b_rows.add(p)) } else { b.add(p * b_rs) };
         let bv: [__m512; V] = std::array::from_fn(|h| _mm512_maskz_loadu_ps(masks[h], row.add(16 * h)));
         for (r, acc) in acc.iter_mut().enumerate() {
-            let x = _mm512_set1_ps(*a.add(r * a_rs + p * a_cs));
+            let x = _mm512_set1_ps(*a_row[r].add(p * a_cs));
             for (acc, &bv) in acc.iter_mut().zip(&bv) {
                 *acc = _mm512_fmadd_ps(x, bv, *acc);
             }

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use super::gemm::{matmul, matmul_gathered, Mat};
+use super::gemm::{matmul, matmul_gathered, Gathered, Mat, Operand};
 use super::pool2d::{self, PoolGeom};
 use super::Backend;
 
@@ -106,6 +106,28 @@ impl ConvGeom {
         let (c, kh, kw) = (self.c, self.kh, self.kw);
         let tap = |ch: usize, ki: usize, kj: usize| ch * self.h * self.w + ki * self.dh * self.w + kj * self.dw;
         (0..c).flat_map(|ch| (0..kh).flat_map(move |ki| (0..kw).map(move |kj| tap(ch, ki, kj)))).collect()
+    }
+
+    /// Writes `dy` (one image's output gradient, `f × oh·ow`) for the output rows `band` into
+    /// `dy_t` transposed, a row of `f` values per position, `ts ≥ ow` rows per output row
+    /// (rows past `ow` are left as they are). Eight filters at a time: one contiguous write of
+    /// eight values per position, read from eight sequential streams.
+    fn transpose_band(&self, dy: &[f32], band: std::ops::Range<usize>, ts: usize, dy_t: &mut [f32]) {
+        let (f, ow, p) = (self.f, self.ow, self.p());
+        for f0 in (0..f).step_by(8) {
+            let n = (f - f0).min(8);
+            for (r, oy) in band.clone().enumerate() {
+                let src: [&[f32]; 8] = std::array::from_fn(|i| match i < n {
+                    true => &dy[(f0 + i) * p + oy * ow..][..ow],
+                    false => &[],
+                });
+                for (x, out) in dy_t[r * ts * f..].chunks_mut(f).take(ow).enumerate() {
+                    for (o, s) in out[f0..f0 + n].iter_mut().zip(&src) {
+                        *o = s[x];
+                    }
+                }
+            }
+        }
     }
 
     /// For the output rows `band`: row `(ch, ki, kj)` of `col` holds, for every output position
@@ -259,7 +281,8 @@ pub fn forward(
                     rows.extend(taps.iter().map(|t| t + band.start * g.w));
                     let tn = band.len() * g.w - (g.w - g.ow);
                     tile.resize(g.f * tn, 0.0);
-                    matmul_gathered(g.f, tn, Mat { data: w, rs: k, cs: 1 }, x, rows, tile);
+                    let (a, b) = (Mat { data: w, rs: k, cs: 1 }, Gathered { data: x, rows });
+                    matmul_gathered(g.f, tn, k, Operand::Mat(a), Operand::Gathered(b), tile, false);
                     (g.w, tn)
                 } else {
                     let tp = band.len() * g.ow;
@@ -374,6 +397,8 @@ pub fn backward(
     dx: Option<&mut [f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
     let (k, p, out_len) = (g.k(), g.p(), epilogue.out_len(g));
+    let in_place = g.reads_in_place();
+    let taps = if in_place { g.tap_offsets() } else { Vec::new() };
     let dx: Vec<Option<&mut [f32]>> = match dx {
         Some(dx) => dx.chunks_mut(g.in_len()).map(Some).collect(),
         None => (0..batch).map(|_| None).collect(),
@@ -384,8 +409,8 @@ pub fn backward(
         .into_par_iter()
         .enumerate()
         .map_init(
-            || (Vec::new(), Vec::new(), Vec::new()),
-            |(col, through, dy_t), (i, mut dx)| {
+            || (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+            |(col, through, dy_t, rows), (i, mut dx)| {
                 let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
                 let image = i * out_len..(i + 1) * out_len;
                 let dy = match kept {
@@ -413,24 +438,29 @@ pub fn backward(
                 // operands have contiguous rows, the layout the fast multiply kernels take.
                 let mut dw_t = vec![0.0; k * g.f];
                 for band in g.tiles(1) {
-                    let tp = band.len() * g.ow;
-                    dy_t.resize(tp * g.f, 0.0);
-                    for (f, row) in dy.chunks(p).enumerate() {
-                        let row = &row[band.start * g.ow..][..tp];
-                        dy_t.chunks_mut(g.f).zip(row).for_each(|(t, v)| t[f] = *v);
+                    // dyᵀ for the band: `ts` positions per output row, as the product reads
+                    // the input (in place, the `w - ow` past each row's end being zero).
+                    let (ts, tn) = match in_place {
+                        true => (g.w, band.len() * g.w - (g.w - g.ow)),
+                        false => (g.ow, band.len() * g.ow),
+                    };
+                    dy_t.clear();
+                    dy_t.resize(tn * g.f, 0.0);
+                    g.transpose_band(dy, band.clone(), ts, dy_t);
+                    let dy_t = Mat { data: dy_t, rs: g.f, cs: 1 };
+                    if in_place {
+                        rows.clear();
+                        rows.extend(taps.iter().map(|t| t + band.start * g.w));
+                        let col = Operand::Gathered(Gathered { data: x, rows });
+                        matmul_gathered(k, g.f, tn, col, Operand::Mat(dy_t), &mut dw_t, true);
+                    } else {
+                        col.resize(k * tn, 0.0);
+                        g.im2col(x, col, band.clone());
+                        matmul(k, g.f, tn, Mat { data: col, rs: tn, cs: 1 }, dy_t, &mut dw_t, true);
                     }
-                    col.resize(k * tp, 0.0);
-                    g.im2col(x, col, band.clone());
-                    matmul(
-                        k,
-                        g.f,
-                        tp,
-                        Mat { data: col, rs: tp, cs: 1 },
-                        Mat { data: dy_t, rs: g.f, cs: 1 },
-                        &mut dw_t,
-                        true,
-                    );
                     if let Some(dx) = dx.as_deref_mut() {
+                        let tp = band.len() * g.ow;
+                        col.resize(k * tp, 0.0);
                         let dy = Mat { data: &dy[band.start * g.ow..], rs: p, cs: 1 };
                         matmul(k, tp, g.f, Mat { data: w, rs: 1, cs: k }, dy, col, false);
                         g.col2im(col, dx, band);
