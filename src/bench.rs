@@ -96,7 +96,7 @@ fn measure(plan: &Plan, batch: usize, steps: usize) -> Result<Throughput> {
     Ok(Throughput {
         batch,
         threads: rayon::current_num_threads(),
-        kernels: crate::ops::kernels(),
+        kernels: crate::ops::Kernel::best().describe(),
         train_step_seconds: train_step,
         train_images_per_second: batch as f64 / train_step,
         inference_step_seconds: inference_step,

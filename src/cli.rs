@@ -62,6 +62,11 @@ enum Command {
         /// Timed steps of each kind, after two warm-up steps.
         #[arg(long, default_value_t = 10)]
         steps: usize,
+        /// Run the products on this kernel instead of the fastest this CPU has, to compare
+        /// them (the AVX2 one gives the same numbers as the AVX-512 one; `gemm` is the
+        /// portable fallback).
+        #[arg(long, value_parser = ["avx512", "avx2", "gemm"])]
+        kernel: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -298,7 +303,10 @@ impl Cli {
                 launch.run(&config, overrides)
             }
             Some(Command::Resume { run }) => crate::run::resume(&run).map(|_| ()),
-            Some(Command::Bench { config, batch, steps, json }) => {
+            Some(Command::Bench { config, batch, steps, kernel, json }) => {
+                if let Some(kernel) = kernel.as_deref().and_then(crate::ops::Kernel::named) {
+                    kernel.choose().map_err(crate::Error::Usage)?;
+                }
                 let t = crate::bench::bench(&config, overrides, batch, steps)?;
                 match json {
                     true => println!("{}", serde_json::to_string_pretty(&t).expect("plain data")),

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use super::gemm::{matmul, matmul_gathered, Gathered, Mat, Operand};
+use super::gemm::{matmul, Gathered, Kernel, Mat, Operand};
 use super::pool2d::{self, PoolGeom};
 use super::Backend;
 
@@ -94,7 +94,7 @@ impl ConvGeom {
         (self.sh, self.sw, self.pad_top, self.pad_left) == (1, 1, 0, 0)
             && self.oh + (self.kh - 1) * self.dh <= self.h
             && self.ow + (self.kw - 1) * self.dw <= self.w
-            && super::gemm::gathers()
+            && super::Kernel::best().gathers()
     }
 
     /// For each row `(ch, ki, kj)` of the im2col matrix, where the input under that tap of
@@ -282,7 +282,7 @@ pub fn forward(
                     let tn = band.len() * g.w - (g.w - g.ow);
                     tile.resize(g.f * tn, 0.0);
                     let (a, b) = (Mat { data: w, rs: k, cs: 1 }, Gathered { data: x, rows });
-                    matmul_gathered(g.f, tn, k, Operand::Mat(a), Operand::Gathered(b), tile, false);
+                    Kernel::best().matmul(g.f, tn, k, Operand::Mat(a), Operand::Gathered(b), tile, false);
                     (g.w, tn)
                 } else {
                     let tp = band.len() * g.ow;
@@ -452,7 +452,7 @@ pub fn backward(
                         rows.clear();
                         rows.extend(taps.iter().map(|t| t + band.start * g.w));
                         let col = Operand::Gathered(Gathered { data: x, rows });
-                        matmul_gathered(k, g.f, tn, col, Operand::Mat(dy_t), &mut dw_t, true);
+                        Kernel::best().matmul(k, g.f, tn, col, Operand::Mat(dy_t), &mut dw_t, true);
                     } else {
                         col.resize(k * tn, 0.0);
                         g.im2col(x, col, band.clone());

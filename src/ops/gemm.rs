@@ -1,5 +1,7 @@
-//! A safe, bounds-checked front for the `gemm` crate (the same one dfdx uses), and for our
-//! AVX-512 kernel where the CPU has it and the product suits it.
+//! A safe, bounds-checked front for the matrix multiply kernels: ours (`simd`) where the CPU
+//! has AVX-512 or AVX2 with FMA, else the `gemm` crate (the same one dfdx uses).
+
+use std::sync::OnceLock;
 
 /// A row-major or strided view of a matrix: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -9,43 +11,180 @@ pub struct Mat<'a> {
     pub cs: usize,
 }
 
-/// `c (m×n) = [c +] a (m×k) · b (k×n)`; `c` is row-major with `n` columns.
-/// Single-threaded: callers parallelise over the batch, which keeps results deterministic.
-pub fn matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accumulate: bool) {
-    if m == 0 || n == 0 {
-        return;
+/// Rows gathered from anywhere in one buffer: row `i` is the values of `data` from `rows[i]`
+/// on. A convolution reads its input this way, in place, instead of building the im2col
+/// matrix.
+#[derive(Clone, Copy)]
+pub struct Gathered<'a> {
+    pub data: &'a [f32],
+    pub rows: &'a [usize],
+}
+
+/// Either operand of a product.
+#[derive(Clone, Copy)]
+pub enum Operand<'a> {
+    Mat(Mat<'a>),
+    Gathered(Gathered<'a>),
+}
+
+static CHOSEN: OnceLock<Kernel> = OnceLock::new();
+
+/// What runs the products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Ours, 16 lanes.
+    Avx512,
+    /// Ours, 8 lanes: the same sums as [`Kernel::Avx512`], so the same bits.
+    Avx2,
+    /// The `gemm` crate, on CPUs with neither (it sums in another order, and cannot read
+    /// gathered rows).
+    Crate,
+}
+
+impl Kernel {
+    /// The one every product uses: the fastest this CPU runs (detected once), unless
+    /// [`Kernel::choose`] picked another first.
+    pub fn best() -> Kernel {
+        *CHOSEN.get_or_init(|| Kernel::available()[0])
     }
-    let last = |v: Mat, rows: usize, cols: usize| (rows - 1) * v.rs + (cols - 1) * v.cs;
-    assert!(c.len() >= m * n, "gemm: output too small");
-    if k == 0 {
-        if !accumulate {
-            c[..m * n].fill(0.0);
+
+    /// Makes every product use `self` (for `runner bench --kernel`, to compare kernels on one
+    /// machine). Fails if the CPU cannot run it, or once a product has run with another.
+    pub fn choose(self) -> Result<(), String> {
+        if !self.runs_here() {
+            return Err(format!("this CPU cannot run the {} kernel", self.name()));
         }
-        return;
+        match *CHOSEN.get_or_init(|| self) == self {
+            true => Ok(()),
+            false => Err(format!("the {} kernel is already in use", Kernel::best().name())),
+        }
     }
-    assert!(last(a, m, k) < a.data.len(), "gemm: lhs out of bounds");
-    assert!(last(b, k, n) < b.data.len(), "gemm: rhs out of bounds");
+
+    /// Its name on the command line: `avx512`, `avx2` or `gemm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512",
+            Kernel::Avx2 => "avx2",
+            Kernel::Crate => "gemm",
+        }
+    }
+
+    /// The kernel called `name` (see [`Kernel::name`]).
+    pub fn named(name: &str) -> Option<Kernel> {
+        [Kernel::Avx512, Kernel::Avx2, Kernel::Crate].into_iter().find(|k| k.name() == name)
+    }
+
+    /// Every kernel this CPU runs, fastest first.
+    pub fn available() -> Vec<Kernel> {
+        [Kernel::Avx512, Kernel::Avx2, Kernel::Crate].into_iter().filter(|k| k.runs_here()).collect()
+    }
+
     #[cfg(target_arch = "x86_64")]
-    if b.cs == 1 && super::avx512::available() {
-        // SAFETY: AVX-512F is present, the bounds are checked above, and c is m·n values
-        // (row stride n) apart from a and b.
-        unsafe {
-            let operands = super::avx512::Operands {
-                a: a.data.as_ptr(),
-                a_rs: a.rs,
-                a_rows: std::ptr::null(),
-                a_cs: a.cs,
-                b: b.data.as_ptr(),
-                b_rs: b.rs,
-                b_rows: std::ptr::null(),
-                c: c.as_mut_ptr(),
-                c_rs: n,
-            };
-            super::avx512::matmul(m, n, k, operands, accumulate)
-        };
-        return;
+    fn runs_here(self) -> bool {
+        match self {
+            Kernel::Avx512 => std::is_x86_feature_detected!("avx512f"),
+            Kernel::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+            Kernel::Crate => true,
+        }
     }
-    // SAFETY: all indices touched are inside the slices (checked above); c does not alias a or b.
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn runs_here(self) -> bool {
+        self == Kernel::Crate
+    }
+
+    /// Whether it reads [`Gathered`] rows.
+    pub fn gathers(self) -> bool {
+        self != Kernel::Crate
+    }
+
+    /// For `runner bench`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "AVX-512 (runner's own)",
+            Kernel::Avx2 => "AVX2/FMA (runner's own)",
+            Kernel::Crate => "the gemm crate's",
+        }
+    }
+
+    /// `c (m×n) = [c +] a (m×k) · b (k×n)`; `c` is row-major with `n` columns. Either operand
+    /// may be gathered rows when [`Kernel::gathers`]; a strided `b` needs contiguous rows
+    /// (`cs == 1`) except on [`Kernel::Crate`]. Single-threaded: callers split the work into
+    /// fixed pieces, which keeps results deterministic.
+    ///
+    /// # Panics
+    /// When an operand reaches outside its buffer, or the kernel cannot take its layout (a
+    /// caller's bug), or the CPU lacks the kernel's instructions.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(self, m: usize, n: usize, k: usize, a: Operand, b: Operand, c: &mut [f32], accumulate: bool) {
+        assert!(self.runs_here(), "gemm: this CPU cannot run {self:?}");
+        assert!(c.len() >= m * n, "gemm: output too small");
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if !accumulate {
+                c[..m * n].fill(0.0);
+            }
+            return;
+        }
+        let fits = |g: &Gathered, rows: usize, len: usize| {
+            g.rows.len() == rows && g.rows.iter().all(|&r| r + len <= g.data.len())
+        };
+        match a {
+            Operand::Mat(a) => assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len(), "gemm: lhs out of bounds"),
+            Operand::Gathered(a) => assert!(self.gathers() && fits(&a, m, k), "gemm: gathered lhs out of bounds"),
+        }
+        match b {
+            Operand::Mat(b) => {
+                assert!((k - 1) * b.rs + (n - 1) * b.cs < b.data.len(), "gemm: rhs out of bounds");
+                assert!(b.cs == 1 || self == Kernel::Crate, "gemm: rhs rows must be contiguous");
+            }
+            Operand::Gathered(b) => assert!(self.gathers() && fits(&b, k, n), "gemm: gathered rhs out of bounds"),
+        }
+        match (self, a, b) {
+            (Kernel::Crate, Operand::Mat(a), Operand::Mat(b)) => crate_matmul(m, n, k, a, b, c, accumulate),
+            #[cfg(target_arch = "x86_64")]
+            (kernel, a, b) => {
+                let none = std::ptr::null();
+                let (a, a_rs, a_cs, a_rows) = match a {
+                    Operand::Mat(a) => (a.data, a.rs, a.cs, none),
+                    Operand::Gathered(a) => (a.data, 0, 1, a.rows.as_ptr()),
+                };
+                let (b, b_rs, b_rows) = match b {
+                    Operand::Mat(b) => (b.data, b.rs, none),
+                    Operand::Gathered(b) => (b.data, 0, b.rows.as_ptr()),
+                };
+                let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+                let o = super::simd::Operands { a, a_rs, a_rows, a_cs, b, b_rs, b_rows, c, c_rs: n };
+                // SAFETY: the CPU has the instructions, the bounds are checked above, and c is
+                // a separate buffer (a &mut).
+                unsafe {
+                    match kernel {
+                        Kernel::Avx512 => super::simd::avx512::matmul(m, n, k, o, accumulate),
+                        _ => super::simd::avx2::matmul(m, n, k, o, accumulate),
+                    }
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("only the gemm crate runs here, on strided matrices"),
+        }
+    }
+}
+
+/// [`Kernel::matmul`] on two strided matrices with the best kernel.
+pub fn matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accumulate: bool) {
+    let kernel = match b.cs {
+        1 => Kernel::best(),
+        _ => Kernel::Crate,
+    };
+    kernel.matmul(m, n, k, Operand::Mat(a), Operand::Mat(b), c, accumulate)
+}
+
+/// Through the `gemm` crate (bounds checked by the caller).
+fn crate_matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accumulate: bool) {
+    // SAFETY: all indices touched are inside the slices (checked by the caller); c does not
+    // alias a or b.
     unsafe {
         gemm::gemm(
             m,
@@ -69,95 +208,4 @@ pub fn matmul(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], accum
             gemm::Parallelism::None,
         );
     }
-}
-
-/// Whether [`matmul_gathered`] runs on this CPU (it needs our AVX-512 kernel).
-pub fn gathers() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return super::avx512::available();
-    #[allow(unreachable_code)]
-    false
-}
-
-/// Rows gathered from anywhere in one buffer: row `i` is the values of `data` from `rows[i]`
-/// on. A convolution reads its input this way, in place, instead of building the im2col
-/// matrix.
-#[derive(Clone, Copy)]
-pub struct Gathered<'a> {
-    pub data: &'a [f32],
-    pub rows: &'a [usize],
-}
-
-impl Gathered<'_> {
-    /// Whether every row has `len` values inside the buffer.
-    fn fits(&self, len: usize) -> bool {
-        self.rows.iter().all(|&r| r + len <= self.data.len())
-    }
-}
-
-/// Either operand of [`matmul_gathered`]: a strided matrix or gathered rows.
-#[derive(Clone, Copy)]
-pub enum Operand<'a> {
-    Mat(Mat<'a>),
-    Gathered(Gathered<'a>),
-}
-
-/// `c (m×n) = [c +] a (m×k) · b (k×n)` like [`matmul`], where either operand may be gathered
-/// rows (`b`'s rows then being contiguous, and a strided `a` or `b` needing contiguous rows
-/// too, `cs == 1` for `b`).
-///
-/// # Panics
-/// When [`gathers`] is false; callers check it and build the matrix instead.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_gathered(m: usize, n: usize, k: usize, a: Operand, b: Operand, c: &mut [f32], accumulate: bool) {
-    assert!(gathers(), "gemm: no kernel for gathered rows on this CPU");
-    assert!(c.len() >= m * n, "gemm: output too small");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c[..m * n].fill(0.0);
-        }
-        return;
-    }
-    let none = std::ptr::null();
-    let (a, a_rs, a_cs, a_rows) = match a {
-        Operand::Mat(a) => {
-            assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len(), "gemm: lhs out of bounds");
-            (a.data, a.rs, a.cs, none)
-        }
-        Operand::Gathered(a) => {
-            assert!(a.rows.len() == m && a.fits(k), "gemm: gathered lhs out of bounds");
-            (a.data, 0, 1, a.rows.as_ptr())
-        }
-    };
-    let (b, b_rs, b_rows) = match b {
-        Operand::Mat(b) => {
-            assert!(b.cs == 1 && (k - 1) * b.rs + n <= b.data.len(), "gemm: rhs out of bounds");
-            (b.data, b.rs, none)
-        }
-        Operand::Gathered(b) => {
-            assert!(b.rows.len() == k && b.fits(n), "gemm: gathered rhs out of bounds");
-            (b.data, 0, b.rows.as_ptr())
-        }
-    };
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is present and the bounds are checked above; c is a separate buffer.
-    unsafe {
-        let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-        let operands = super::avx512::Operands { a, a_rs, a_rows, a_cs, b, b_rs, b_rows, c, c_rs: n };
-        super::avx512::matmul(m, n, k, operands, accumulate)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (a, a_rs, a_cs, a_rows, b, b_rs, b_rows);
-}
-
-/// Which kernels run the convolutions' products on this CPU, for `runner bench`.
-pub fn kernels() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if super::avx512::available() {
-        return "AVX-512 (runner's own)";
-    }
-    "the gemm crate's (AVX2/FMA where present)"
 }

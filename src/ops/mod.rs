@@ -6,17 +6,17 @@
 //! dense layer's units) and reduce partial sums in a fixed order, so results do not depend on
 //! thread count.
 
-#[cfg(target_arch = "x86_64")]
-mod avx512;
 pub mod conv2d;
 pub mod dense;
 pub mod gelu;
 pub mod gemm;
 pub mod pool2d;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 pub use conv2d::{conv2d, ConvGeom, Epilogue};
 pub use dense::dense;
-pub use gemm::kernels;
+pub use gemm::Kernel;
 pub use pool2d::{avg_pool2d, max_pool2d, PoolGeom};
 
 use dfdx::prelude::*;

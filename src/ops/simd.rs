@@ -1,0 +1,255 @@
+//! Register-blocked matrix multiply kernels for x86-64, one body ([`kernel!`]) built for each
+//! instruction set: AVX-512 (16 lanes) and AVX2 with FMA (8 lanes). The `gemm` crate on stable
+//! Rust stops at AVX2, so on AVX-512 CPUs it uses half the vector width; and neither it nor any
+//! BLAS reads a matrix from a table of row starts, which lets a convolution multiply its input
+//! in place instead of building the im2col matrix. Right operands have contiguous rows, the
+//! layout of all the convolution's and dense layer's products. Callers check the bounds (see
+//! `gemm`).
+//!
+//! A panel of `MR` rows of `a` (broadcast one value at a time) times a strip of two vectors per
+//! row of `b`, accumulated in registers. The loops run over `k` in slices of [`KC`], then over
+//! strips of `b`, then over panels of `a`: one strip of a slice of `b` stays in the L1 cache
+//! while every panel of `a` passes by, so the wide operand is read from L1 and only the narrow
+//! one (`MR` values per step of `k`) streams from L2. Column tails use masked loads and stores.
+//! Every output is one multiply-add chain in `k` order, so results depend neither on threads
+//! nor on where a block falls, nor on the instruction set: AVX-512 and AVX2 compute the same
+//! chains and give the same bits (the `gemm` crate, used on CPUs with neither, sums in another
+//! order).
+
+/// Rows of `a` per panel: 6 rows × 2 vectors = 12 accumulators, which with the two vectors of
+/// `b` and the broadcast fills the 16 registers of AVX2 (AVX-512 has 32 and measured no better
+/// with 12 rows).
+const MR: usize = 6;
+/// Steps of `k` per pass: a `KC × NR` strip of `b` is 32 KiB with AVX-512 (16 KiB with AVX2),
+/// within a 32 or 48 KiB L1.
+const KC: usize = 256;
+
+/// The three matrices of a product, as raw pointers with row (and for `a` column) strides:
+/// element (i, p) of `a` is `a[i·a_rs + p·a_cs]` (or, with a row table, `a[a_rows[i] + p·a_cs]`),
+/// (p, j) of `b` is `b[p·b_rs + j]` (or `b[b_rows[p] + j]`), (i, j) of `c` is `c[i·c_rs + j]`.
+#[derive(Clone, Copy)]
+pub struct Operands {
+    pub a: *const f32,
+    pub a_rs: usize,
+    /// Null, or where each row of `a` starts (`m` offsets).
+    pub a_rows: *const usize,
+    pub a_cs: usize,
+    pub b: *const f32,
+    pub b_rs: usize,
+    /// Null, or where each row of `b` starts (`k` offsets).
+    pub b_rows: *const usize,
+    pub c: *mut f32,
+    pub c_rs: usize,
+}
+
+impl Operands {
+    /// The same matrices, starting at row `i` of `a` and `c` and column `j` of `b` and `c`.
+    unsafe fn at(self, i: usize, j: usize) -> Self {
+        let o = Operands { b: self.b.add(j), c: self.c.add(i * self.c_rs + j), ..self };
+        match self.a_rows.is_null() {
+            true => Operands { a: self.a.add(i * self.a_rs), ..o },
+            false => Operands { a_rows: self.a_rows.add(i), ..o },
+        }
+    }
+
+    /// The same matrices from step `p` of `k` on.
+    unsafe fn from_step(self, p: usize) -> Self {
+        match self.b_rows.is_null() {
+            true => Operands { a: self.a.add(p * self.a_cs), b: self.b.add(p * self.b_rs), ..self },
+            false => Operands { a: self.a.add(p * self.a_cs), b_rows: self.b_rows.add(p), ..self },
+        }
+    }
+}
+
+/// The kernel, for the enclosing module's vector type `V` of `LANES` floats, its mask type
+/// `Mask` and its operations (`zero`, `splat`, `fma`, `mask`, `load`, `store`), all compiled
+/// for the instruction set `$feature`.
+macro_rules! kernel {
+    ($feature:literal) => {
+        use super::{Operands, KC, MR};
+
+        /// Columns per strip: two vectors.
+        const NR: usize = 2 * LANES;
+
+        #[target_feature(enable = $feature)]
+        /// `c (+)= a · b` for an `m × k` times `k × n` product.
+        ///
+        /// # Safety
+        /// The CPU has the instructions; every element of the three matrices is inside its
+        /// buffer; `c` does not alias `a` or `b`.
+        pub unsafe fn matmul(m: usize, n: usize, k: usize, o: Operands, accumulate: bool) {
+            for p in (0..k).step_by(KC) {
+                let kc = (k - p).min(KC);
+                // Slices after the first continue the sums already in `c`.
+                let accumulate = accumulate || p > 0;
+                let o = o.from_step(p);
+                for j in (0..n).step_by(NR) {
+                    let cols = (n - j).min(NR);
+                    for i in (0..m).step_by(MR) {
+                        let (rows, o) = ((m - i).min(MR), o.at(i, j));
+                        match (cols > LANES, o.b_rows.is_null()) {
+                            (true, true) => panel::<2, false>(rows, kc, o, cols, accumulate),
+                            (false, true) => panel::<1, false>(rows, kc, o, cols, accumulate),
+                            (true, false) => panel::<2, true>(rows, kc, o, cols, accumulate),
+                            (false, false) => panel::<1, true>(rows, kc, o, cols, accumulate),
+                        }
+                    }
+                }
+            }
+        }
+
+        /// A panel of `rows` rows: the tile for that many.
+        #[target_feature(enable = $feature)]
+        #[inline]
+        unsafe fn panel<const W: usize, const TABLE: bool>(
+            rows: usize,
+            k: usize,
+            o: Operands,
+            cols: usize,
+            accumulate: bool,
+        ) {
+            match rows {
+                1 => tile::<1, W, TABLE>(k, o, cols, accumulate),
+                2 => tile::<2, W, TABLE>(k, o, cols, accumulate),
+                3 => tile::<3, W, TABLE>(k, o, cols, accumulate),
+                4 => tile::<4, W, TABLE>(k, o, cols, accumulate),
+                5 => tile::<5, W, TABLE>(k, o, cols, accumulate),
+                6 => tile::<6, W, TABLE>(k, o, cols, accumulate),
+                _ => unreachable!("1 to {MR} rows"),
+            }
+        }
+
+        /// One `R × cols` block of `c` (cols ≤ LANES·W), with `b`'s rows from the table when
+        /// `TABLE`.
+        #[target_feature(enable = $feature)]
+        #[inline]
+        unsafe fn tile<const R: usize, const W: usize, const TABLE: bool>(
+            k: usize,
+            o: Operands,
+            cols: usize,
+            accumulate: bool,
+        ) {
+            let Operands { a, a_rs, a_rows, a_cs, b, b_rs, b_rows, c, c_rs } = o;
+            // Where each of the panel's rows of `a` starts.
+            let a_row: [*const f32; R] =
+                std::array::from_fn(|r| if a_rows.is_null() { a.add(r * a_rs) } else { a.add(*a_rows.add(r)) });
+            // Lanes in use in each vector of a row of the strip.
+            let masks: [Mask; W] = std::array::from_fn(|h| mask(cols.saturating_sub(LANES * h).min(LANES)));
+            let full = cols == LANES * W;
+            // Each output is one multiply-add chain in `k` order, starting from its old value
+            // when accumulating, so a product split into slices of `k` gives the same bits as
+            // one pass.
+            let mut acc = [[zero(); W]; R];
+            if accumulate {
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    for (h, acc) in acc.iter_mut().enumerate() {
+                        *acc = load(c.add(r * c_rs + LANES * h), masks[h]);
+                    }
+                }
+            }
+            for p in 0..k {
+                let row = if TABLE { b.add(*b_rows.add(p)) } else { b.add(p * b_rs) };
+                let bv: [V; W] = std::array::from_fn(|h| load(row.add(LANES * h), masks[h]));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = splat(*a_row[r].add(p * a_cs));
+                    for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                        *acc = fma(x, bv, *acc);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let out = c.add(r * c_rs);
+                for (h, (&v, &mask)) in acc.iter().zip(&masks).enumerate() {
+                    store(out.add(LANES * h), mask, full, v);
+                }
+            }
+        }
+    };
+}
+
+pub mod avx512 {
+    use std::arch::x86_64::*;
+
+    type V = __m512;
+    type Mask = __mmask16;
+    const LANES: usize = 16;
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn zero() -> V {
+        _mm512_setzero_ps()
+    }
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn splat(x: f32) -> V {
+        _mm512_set1_ps(x)
+    }
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn fma(a: V, b: V, c: V) -> V {
+        _mm512_fmadd_ps(a, b, c)
+    }
+    /// The first `n` lanes.
+    #[inline]
+    fn mask(n: usize) -> Mask {
+        ((1u32 << n) - 1) as Mask
+    }
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load(p: *const f32, mask: Mask) -> V {
+        _mm512_maskz_loadu_ps(mask, p)
+    }
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store(p: *mut f32, mask: Mask, _full: bool, v: V) {
+        _mm512_mask_storeu_ps(p, mask, v)
+    }
+
+    kernel!("avx512f");
+}
+
+pub mod avx2 {
+    use std::arch::x86_64::*;
+
+    type V = __m256;
+    type Mask = __m256i;
+    const LANES: usize = 8;
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn zero() -> V {
+        _mm256_setzero_ps()
+    }
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn splat(x: f32) -> V {
+        _mm256_set1_ps(x)
+    }
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn fma(a: V, b: V, c: V) -> V {
+        _mm256_fmadd_ps(a, b, c)
+    }
+    /// The first `n` lanes (all bits set in each).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn mask(n: usize) -> Mask {
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn load(p: *const f32, mask: Mask) -> V {
+        _mm256_maskload_ps(p, mask)
+    }
+    /// A plain store when every lane is in use: masked stores are slow on AMD's Zen cores.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn store(p: *mut f32, mask: Mask, full: bool, v: V) {
+        match full {
+            true => _mm256_storeu_ps(p, v),
+            false => _mm256_maskstore_ps(p, mask, v),
+        }
+    }
+
+    kernel!("avx2,fma");
+}
