@@ -1,6 +1,7 @@
 //! Training throughput: a full step (forward, backward, Adam) of the baseline model and of the
-//! tutorial model, the tutorial's first convolution alone, and each layer of the tutorial model
-//! forward and forward + backward at batch 32 (`cargo bench --bench train_step -- layer/`).
+//! tutorial model, the tutorial's first convolution alone, each layer of the tutorial model
+//! forward and forward + backward at batch 32 (`cargo bench --bench train_step -- layer/`), and
+//! each matrix-multiply kernel on the tutorial's products (`-- kernel/`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dfdx::prelude::*;
@@ -131,5 +132,36 @@ fn tutorial_layers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, train_step, tutorial_first_conv, tutorial_layers);
+/// Each matrix-multiply kernel this CPU runs, single-threaded, on the products of the tutorial
+/// CNN's third convolution (one band of output rows of one image: forward `W·col`, input
+/// gradient `Wᵀ·dy`, weight gradient `col·dyᵀ`) and of its first dense layer's forward pass
+/// (`cargo bench --bench train_step -- kernel/`).
+fn kernels(c: &mut Criterion) {
+    use runner::ops::gemm::{Kernel, Mat, Operand};
+    let mut group = c.benchmark_group("kernel");
+    // (name, m, n, k)
+    let products = [
+        ("conv3_forward", 64, 448, 288),
+        ("conv3_input_grad", 288, 448, 64),
+        ("conv3_weight_grad", 288, 64, 448),
+        ("dense_forward", 32, 256, 4608),
+    ];
+    for (name, m, n, k) in products {
+        let (a, b) = (random(m * k), random(k * n));
+        let mut out = vec![0.0; m * n];
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        for kernel in Kernel::available() {
+            group.bench_function(BenchmarkId::new(name, kernel.name()), |bench| {
+                bench.iter(|| {
+                    let (a, b) =
+                        (Operand::Mat(Mat { data: &a, rs: k, cs: 1 }), Operand::Mat(Mat { data: &b, rs: n, cs: 1 }));
+                    kernel.matmul(m, n, k, a, b, &mut out, false)
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, train_step, tutorial_first_conv, tutorial_layers, kernels);
 criterion_main!(benches);
