@@ -110,20 +110,32 @@ impl ConvGeom {
 
     /// Writes `dy` (one image's output gradient, `f × oh·ow`) for the output rows `band` into
     /// `dy_t` transposed, a row of `f` values per position, `ts ≥ ow` rows per output row
-    /// (rows past `ow` are left as they are). Eight filters at a time: one contiguous write of
-    /// eight values per position, read from eight sequential streams.
+    /// (rows past `ow` are left as they are). In blocks of 8 filters × 8 positions, read as
+    /// eight contiguous runs and written as eight, which the compiler turns into shuffles.
     fn transpose_band(&self, dy: &[f32], band: std::ops::Range<usize>, ts: usize, dy_t: &mut [f32]) {
+        const B: usize = 8;
         let (f, ow, p) = (self.f, self.ow, self.p());
-        for f0 in (0..f).step_by(8) {
-            let n = (f - f0).min(8);
-            for (r, oy) in band.clone().enumerate() {
-                let src: [&[f32]; 8] = std::array::from_fn(|i| match i < n {
-                    true => &dy[(f0 + i) * p + oy * ow..][..ow],
-                    false => &[],
-                });
-                for (x, out) in dy_t[r * ts * f..].chunks_mut(f).take(ow).enumerate() {
-                    for (o, s) in out[f0..f0 + n].iter_mut().zip(&src) {
-                        *o = s[x];
+        for (r, oy) in band.enumerate() {
+            let out = &mut dy_t[r * ts * f..][..ow * f];
+            for f0 in (0..f).step_by(B) {
+                let nf = (f - f0).min(B);
+                for x0 in (0..ow).step_by(B) {
+                    let nx = (ow - x0).min(B);
+                    if (nf, nx) == (B, B) {
+                        let mut block = [[0.0f32; B]; B];
+                        for (i, row) in block.iter_mut().enumerate() {
+                            row.copy_from_slice(&dy[(f0 + i) * p + oy * ow + x0..][..B]);
+                        }
+                        for x in 0..B {
+                            let dst: &mut [f32; B] = (&mut out[(x0 + x) * f + f0..][..B]).try_into().expect("B values");
+                            *dst = std::array::from_fn(|i| block[i][x]);
+                        }
+                    } else {
+                        for i in 0..nf {
+                            for x in 0..nx {
+                                out[(x0 + x) * f + f0 + i] = dy[(f0 + i) * p + oy * ow + x0 + x];
+                            }
+                        }
                     }
                 }
             }
