@@ -286,6 +286,8 @@ fn pooling_matches_reference_forward_and_backward() {
         (1, 2, 9, 4, [2, 3], Some([2, 1]), Padding::Same),
         // Keras' default window on odd sizes with "same": the last window hangs off the image.
         (2, 3, 5, 7, [2, 2], None, Padding::Same),
+        // Wide enough for the 2×2 window's blocks of 16 outputs, and a tail.
+        (2, 3, 6, 42, [2, 2], None, Padding::Valid),
     ];
     for (n, (batch, c, h, w, pool, strides, padding)) in cases.into_iter().enumerate() {
         let window = PoolWindow { pool_size: Pair(pool), strides: strides.map(Pair), padding };
