@@ -87,9 +87,9 @@ impl ConvGeom {
         (0..self.oh).step_by(t).map(move |r| r..(r + t).min(self.oh))
     }
 
-    /// Whether the forward product can read the input in place, without an im2col matrix
-    /// ([`Self::tap_offsets`]): stride 1, every tap of every output inside the image (no
-    /// padding), and a CPU with a kernel for gathered rows.
+    /// Whether the products that read the input (forward, weight gradient) can read it in
+    /// place, without an im2col matrix ([`Self::tap_offsets`]): stride 1, every tap of every
+    /// output inside the image (no padding), and a CPU with a kernel for gathered rows.
     fn reads_in_place(&self) -> bool {
         (self.sh, self.sw, self.pad_top, self.pad_left) == (1, 1, 0, 0)
             && self.oh + (self.kh - 1) * self.dh <= self.h
@@ -106,6 +106,23 @@ impl ConvGeom {
         let (c, kh, kw) = (self.c, self.kh, self.kw);
         let tap = |ch: usize, ki: usize, kj: usize| ch * self.h * self.w + ki * self.dh * self.w + kj * self.dw;
         (0..c).flat_map(|ch| (0..kh).flat_map(move |ki| (0..kw).map(move |kj| tap(ch, ki, kj)))).collect()
+    }
+
+    /// How the products of the output rows `band` lay out their positions: `(ts, tn)`, `ts`
+    /// per output row (the first `ow` being outputs) and `tn` in all. In place, `ts` is the
+    /// input's width `w` and the last row stops at `ow`, the end of the input.
+    fn band_columns(&self, band: &std::ops::Range<usize>, in_place: bool) -> (usize, usize) {
+        match in_place {
+            true => (self.w, band.len() * self.w - (self.w - self.ow)),
+            false => (self.ow, band.len() * self.ow),
+        }
+    }
+
+    /// Reading in place: where each row of the band's im2col matrix starts in the input, from
+    /// the `taps` of [`Self::tap_offsets`].
+    fn band_rows(&self, taps: &[usize], band: &std::ops::Range<usize>, rows: &mut Vec<usize>) {
+        rows.clear();
+        rows.extend(taps.iter().map(|t| t + band.start * self.w));
     }
 
     /// Writes `dy` (one image's output gradient, `f × oh·ow`) for the output rows `band` into
@@ -288,22 +305,18 @@ pub fn forward(
             for band in g.tiles(align) {
                 // The band's product, `tn` values per filter: `ts` per output row (the last row
                 // may be shorter), of which the first `ow` are outputs.
-                let (ts, tn) = if in_place {
-                    rows.clear();
-                    rows.extend(taps.iter().map(|t| t + band.start * g.w));
-                    let tn = band.len() * g.w - (g.w - g.ow);
-                    tile.resize(g.f * tn, 0.0);
-                    let (a, b) = (Mat { data: w, rs: k, cs: 1 }, Gathered { data: x, rows });
-                    Kernel::best().matmul(g.f, tn, k, Operand::Mat(a), Operand::Gathered(b), tile, false);
-                    (g.w, tn)
+                let (ts, tn) = g.band_columns(&band, in_place);
+                tile.resize(g.f * tn, 0.0);
+                let weights = Mat { data: w, rs: k, cs: 1 };
+                if in_place {
+                    g.band_rows(&taps, &band, rows);
+                    let b = Operand::Gathered(Gathered { data: x, rows });
+                    Kernel::best().matmul(g.f, tn, k, Operand::Mat(weights), b, tile, false);
                 } else {
-                    let tp = band.len() * g.ow;
-                    col.resize(k * tp, 0.0);
+                    col.resize(k * tn, 0.0);
                     g.im2col(x, col, band.clone());
-                    tile.resize(g.f * tp, 0.0);
-                    matmul(g.f, tp, k, Mat { data: w, rs: k, cs: 1 }, Mat { data: col, rs: tp, cs: 1 }, tile, false);
-                    (g.ow, tp)
-                };
+                    matmul(g.f, tn, k, weights, Mat { data: col, rs: tn, cs: 1 }, tile, false);
+                }
                 let Some(pg) = band_pool else {
                     let conv: &mut [MaybeUninit<f32>] = if image_pool.is_some() { full } else { y };
                     for ((out, row), &bias) in conv.chunks_mut(p).zip(tile.chunks(tn)).zip(b) {
@@ -452,17 +465,13 @@ pub fn backward(
                 for band in g.tiles(1) {
                     // dyᵀ for the band: `ts` positions per output row, as the product reads
                     // the input (in place, the `w - ow` past each row's end being zero).
-                    let (ts, tn) = match in_place {
-                        true => (g.w, band.len() * g.w - (g.w - g.ow)),
-                        false => (g.ow, band.len() * g.ow),
-                    };
+                    let (ts, tn) = g.band_columns(&band, in_place);
                     dy_t.clear();
                     dy_t.resize(tn * g.f, 0.0);
                     g.transpose_band(dy, band.clone(), ts, dy_t);
                     let dy_t = Mat { data: dy_t, rs: g.f, cs: 1 };
                     if in_place {
-                        rows.clear();
-                        rows.extend(taps.iter().map(|t| t + band.start * g.w));
+                        g.band_rows(&taps, &band, rows);
                         let col = Operand::Gathered(Gathered { data: x, rows });
                         Kernel::best().matmul(k, g.f, tn, col, Operand::Mat(dy_t), &mut dw_t, true);
                     } else {
