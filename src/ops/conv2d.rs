@@ -118,11 +118,31 @@ impl ConvGeom {
         }
     }
 
-    /// Reading in place: where each row of the band's im2col matrix starts in the input, from
-    /// the `taps` of [`Self::tap_offsets`].
-    fn band_rows(&self, taps: &[usize], band: &std::ops::Range<usize>, rows: &mut Vec<usize>) {
-        rows.clear();
-        rows.extend(taps.iter().map(|t| t + band.start * self.w));
+    /// The im2col matrix of the output rows `band` of image `x` (`k` rows of `tn` values, see
+    /// [`Self::band_columns`]), as a product reads it: in place, rows of `x` gathered from the
+    /// `taps` of [`Self::tap_offsets`] (their starts written to `rows`); otherwise built in
+    /// `col`.
+    fn band_matrix<'a>(
+        &self,
+        x: &'a [f32],
+        band: &std::ops::Range<usize>,
+        taps: Option<&[usize]>,
+        rows: &'a mut Vec<usize>,
+        col: &'a mut Vec<f32>,
+    ) -> Operand<'a> {
+        let (_, tn) = self.band_columns(band, taps.is_some());
+        match taps {
+            Some(taps) => {
+                rows.clear();
+                rows.extend(taps.iter().map(|t| t + band.start * self.w));
+                Operand::Gathered(Gathered { data: x, rows })
+            }
+            None => {
+                col.resize(self.k() * tn, 0.0);
+                self.im2col(x, col, band.clone());
+                Operand::Mat(Mat { data: col, rs: tn, cs: 1 })
+            }
+        }
     }
 
     /// Writes `dy` (one image's output gradient, `f × oh·ow`) for the output rows `band` into
@@ -292,7 +312,7 @@ pub fn forward(
     let image_pool = epilogue.max_pool.filter(|pg| !pg.is_2x2());
     let align = if band_pool.is_some() { 2 } else { 1 };
     let in_place = g.reads_in_place();
-    let taps = if in_place { g.tap_offsets() } else { Vec::new() };
+    let taps = in_place.then(|| g.tap_offsets());
     let mut y = Vec::with_capacity(n);
     let images = y.spare_capacity_mut()[..n].par_chunks_mut(out_len).zip(x.par_chunks(g.in_len()));
     images.zip(per_image.into_par_iter()).for_each_init(
@@ -307,16 +327,9 @@ pub fn forward(
                 // may be shorter), of which the first `ow` are outputs.
                 let (ts, tn) = g.band_columns(&band, in_place);
                 tile.resize(g.f * tn, 0.0);
-                let weights = Mat { data: w, rs: k, cs: 1 };
-                if in_place {
-                    g.band_rows(&taps, &band, rows);
-                    let b = Operand::Gathered(Gathered { data: x, rows });
-                    Kernel::best().matmul(g.f, tn, k, Operand::Mat(weights), b, tile, false);
-                } else {
-                    col.resize(k * tn, 0.0);
-                    g.im2col(x, col, band.clone());
-                    matmul(g.f, tn, k, weights, Mat { data: col, rs: tn, cs: 1 }, tile, false);
-                }
+                let weights = Operand::Mat(Mat { data: w, rs: k, cs: 1 });
+                let cols = g.band_matrix(x, &band, taps.as_deref(), rows, col);
+                Kernel::best().matmul(g.f, tn, k, weights, cols, tile, false);
                 let Some(pg) = band_pool else {
                     let conv: &mut [MaybeUninit<f32>] = if image_pool.is_some() { full } else { y };
                     for ((out, row), &bias) in conv.chunks_mut(p).zip(tile.chunks(tn)).zip(b) {
@@ -423,7 +436,7 @@ pub fn backward(
 ) -> (Vec<f32>, Vec<f32>) {
     let (k, p, out_len) = (g.k(), g.p(), epilogue.out_len(g));
     let in_place = g.reads_in_place();
-    let taps = if in_place { g.tap_offsets() } else { Vec::new() };
+    let taps = in_place.then(|| g.tap_offsets());
     let dx: Vec<Option<&mut [f32]>> = match dx {
         Some(dx) => dx.chunks_mut(g.in_len()).map(Some).collect(),
         None => (0..batch).map(|_| None).collect(),
@@ -469,16 +482,9 @@ pub fn backward(
                     dy_t.clear();
                     dy_t.resize(tn * g.f, 0.0);
                     g.transpose_band(dy, band.clone(), ts, dy_t);
-                    let dy_t = Mat { data: dy_t, rs: g.f, cs: 1 };
-                    if in_place {
-                        g.band_rows(&taps, &band, rows);
-                        let col = Operand::Gathered(Gathered { data: x, rows });
-                        Kernel::best().matmul(k, g.f, tn, col, Operand::Mat(dy_t), &mut dw_t, true);
-                    } else {
-                        col.resize(k * tn, 0.0);
-                        g.im2col(x, col, band.clone());
-                        matmul(k, g.f, tn, Mat { data: col, rs: tn, cs: 1 }, dy_t, &mut dw_t, true);
-                    }
+                    let dy_t = Operand::Mat(Mat { data: dy_t, rs: g.f, cs: 1 });
+                    let cols = g.band_matrix(x, &band, taps.as_deref(), rows, col);
+                    Kernel::best().matmul(k, g.f, tn, cols, dy_t, &mut dw_t, true);
                     if let Some(dx) = dx.as_deref_mut() {
                         let tp = band.len() * g.ow;
                         col.resize(k * tp, 0.0);
