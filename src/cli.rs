@@ -65,7 +65,7 @@ enum Command {
         /// Run the products on this kernel instead of the fastest this CPU has, to compare
         /// them (the AVX2 one gives the same numbers as the AVX-512 one; `gemm` is the
         /// portable fallback).
-        #[arg(long, value_parser = ["avx512", "avx2", "gemm"])]
+        #[arg(long, value_parser = crate::ops::Kernel::NAMES)]
         kernel: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]

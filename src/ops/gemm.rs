@@ -42,6 +42,11 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Every kernel, fastest first.
+    const ALL: [Kernel; 3] = [Kernel::Avx512, Kernel::Avx2, Kernel::Crate];
+    /// Their names on the command line.
+    pub const NAMES: [&'static str; 3] = [Kernel::ALL[0].name(), Kernel::ALL[1].name(), Kernel::ALL[2].name()];
+
     /// The one every product uses: the fastest this CPU runs (detected once), unless
     /// [`Kernel::choose`] picked another first.
     pub fn best() -> Kernel {
@@ -61,7 +66,7 @@ impl Kernel {
     }
 
     /// Its name on the command line: `avx512`, `avx2` or `gemm`.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Kernel::Avx512 => "avx512",
             Kernel::Avx2 => "avx2",
@@ -71,12 +76,12 @@ impl Kernel {
 
     /// The kernel called `name` (see [`Kernel::name`]).
     pub fn named(name: &str) -> Option<Kernel> {
-        [Kernel::Avx512, Kernel::Avx2, Kernel::Crate].into_iter().find(|k| k.name() == name)
+        Kernel::ALL.into_iter().find(|k| k.name() == name)
     }
 
     /// Every kernel this CPU runs, fastest first.
     pub fn available() -> Vec<Kernel> {
-        [Kernel::Avx512, Kernel::Avx2, Kernel::Crate].into_iter().filter(|k| k.runs_here()).collect()
+        Kernel::ALL.into_iter().filter(|k| k.runs_here()).collect()
     }
 
     #[cfg(target_arch = "x86_64")]
