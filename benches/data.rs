@@ -1,7 +1,7 @@
 //! Data throughput: a cold scan + decode + resize of a PetImages-like folder (JPEGs of
 //! 300-500 px, two classes) to 128x128 RGB, and warm batch production from the decoded-image
 //! cache (open the cache, assemble every batch of 32 as the trainer does). Compare with Keras'
-//! ImageDataGenerator at about 306 images/s per core on this machine kind (DESIGN.md §7).
+//! ImageDataGenerator at about 306 images/s per core on this machine kind (README.md, "Augmentation").
 
 use std::path::Path;
 

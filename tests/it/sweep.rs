@@ -245,7 +245,8 @@ fn check_lists_every_trial_and_rejects_a_sweep_whose_trials_do_not_fit_the_data(
 }
 
 /// A one-node Slurm cluster on this machine, stopped (with the munge daemon, if it started
-/// one) when dropped. DESIGN.md §4 has the recipe.
+/// one) when dropped. `start` is the whole recipe: a slurm.conf for this host on free ports,
+/// munged as the munge user if none runs, then slurmctld and slurmd, ready once the node is idle.
 struct Cluster {
     dir: tempfile::TempDir,
     started_munge: bool,
