@@ -8,8 +8,8 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
-use runner::config::ColorMode;
 use runner::data;
+use runner::data::ColorMode;
 
 const PER_CLASS: usize = 48;
 const SIZE: [usize; 2] = [128, 128];

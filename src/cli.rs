@@ -203,10 +203,26 @@ enum Launcher {
 /// Trains the experiment in `config`, or runs its sweep when it declares one.
 fn run_or_sweep(config: &std::path::Path, overrides: &crate::config::Overrides, jobs: usize) -> Result<()> {
     if crate::sweep::declared(config, overrides)? {
-        crate::sweep::run_local(config, overrides, jobs).map(|_| ())
+        local_sweep(config, overrides, jobs)
     } else {
-        crate::run::run(config, overrides).map(|_| ())
+        crate::pipeline::run(config, overrides).map(|_| ())
     }
+}
+
+/// Runs a sweep on this machine and shows how it ended: the leaderboard, then one line per
+/// trial that did not complete.
+fn local_sweep(config: &std::path::Path, overrides: &crate::config::Overrides, jobs: usize) -> Result<()> {
+    let done = crate::sweep::local::sweep(config, overrides, jobs)?;
+    print_finish(&done.finish, done.skipped);
+    done.outcome()
+}
+
+/// The leaderboard (when any trial has a history) and the count of trials by outcome.
+fn print_finish(finish: &crate::sweep::Finish, skipped: usize) {
+    if let Some(board) = &finish.leaderboard {
+        print!("{board}");
+    }
+    println!("{}", finish.summary(skipped));
 }
 
 impl Launch {
@@ -224,7 +240,7 @@ impl Launch {
                             .into(),
                     ));
                 }
-                crate::sweep::run_local(config, overrides, self.jobs).map(|_| ())
+                local_sweep(config, overrides, self.jobs)
             }
             Launcher::Slurm => {
                 let options = crate::sweep::slurm::SlurmOptions {
@@ -277,23 +293,19 @@ impl Cli {
                     crate::sweep::check_data(&sweep)?;
                     crate::sweep::check_report(&sweep)
                 } else {
-                    crate::run::check(&config, overrides)?
+                    crate::pipeline::check(&config, overrides)?
                 };
                 print!("{report}");
                 Ok(())
             }
-            Some(Command::Data { config }) => crate::run::data_report(&config, overrides, false).map(|_| ()),
-            Some(Command::Augment { config }) => crate::run::data_report(&config, overrides, true).map(|_| ()),
+            Some(Command::Data { config }) => crate::pipeline::data_report(&config, overrides, false).map(|_| ()),
+            Some(Command::Augment { config }) => crate::pipeline::data_report(&config, overrides, true).map(|_| ()),
             Some(Command::Run { config, jobs }) => run_or_sweep(&config, overrides, jobs),
             Some(Command::Sweep { action: Some(SweepAction::Status { dir }), .. }) => {
                 crate::sweep::status_report(&dir).map(|report| print!("{report}"))
             }
             Some(Command::Sweep { action: Some(SweepAction::Compare { dir }), .. }) => {
-                let finish = crate::sweep::finish(&dir)?;
-                if let Some(board) = &finish.leaderboard {
-                    print!("{board}");
-                }
-                println!("{}", finish.summary(0));
+                print_finish(&crate::sweep::finish(&dir)?, 0);
                 Ok(())
             }
             Some(Command::Sweep { action: None, config, launch }) => {
@@ -302,31 +314,31 @@ impl Cli {
                 })?;
                 launch.run(&config, overrides)
             }
-            Some(Command::Resume { run }) => crate::run::resume(&run).map(|_| ()),
+            Some(Command::Resume { run }) => crate::pipeline::resume(&run).map(|_| ()),
             Some(Command::Bench { config, batch, steps, kernel, json }) => {
                 if let Some(kernel) = kernel.as_deref().and_then(crate::ops::Kernel::named) {
                     kernel.choose().map_err(crate::Error::Usage)?;
                 }
-                let t = crate::bench::bench(&config, overrides, batch, steps)?;
+                let t = crate::pipeline::bench::bench(&config, overrides, batch, steps)?;
                 match json {
                     true => println!("{}", serde_json::to_string_pretty(&t).expect("plain data")),
-                    false => print!("{}", crate::bench::report(&config.display().to_string(), &t)),
+                    false => print!("{}", crate::pipeline::bench::report(&config.display().to_string(), &t)),
                 }
                 Ok(())
             }
             Some(Command::Evaluate { run, json }) => {
-                let metrics = crate::predict::evaluate(&run)?;
+                let metrics = crate::pipeline::predict::evaluate(&run)?;
                 match json {
                     true => println!("{}", serde_json::to_string_pretty(&metrics).expect("plain data")),
-                    false => print!("{}", crate::predict::metrics_table(&metrics)),
+                    false => print!("{}", crate::pipeline::predict::metrics_table(&metrics)),
                 }
                 Ok(())
             }
             Some(Command::Predict { run, images, json }) => {
-                let predictions = crate::predict::predict(&run, &images)?;
+                let predictions = crate::pipeline::predict::predict(&run, &images)?;
                 match json {
                     true => println!("{}", serde_json::to_string_pretty(&predictions).expect("plain data")),
-                    false => print!("{}", crate::predict::predictions_table(&predictions)),
+                    false => print!("{}", crate::pipeline::predict::predictions_table(&predictions)),
                 }
                 Ok(())
             }

@@ -8,22 +8,28 @@
 //! sweep: [sweep] → one Plan per trial → `runner trial` processes (local or Slurm) → compare
 //! ```
 //!
-//! Only `model`, `ops` and `train` touch dfdx; everything else is plain Rust.
+//! Modules sit on floors and import only from floors below their own (docs/architecture.md
+//! draws them; a test fails on an import that points up or sideways): foundations (`error`,
+//! `seed`, `interrupt`, `hash`, `results`), then `ops` and `data`, `model`, `config`, `train`,
+//! `plots`, `report` and `compare`, the commands on one experiment (`pipeline`), `sweep`, and
+//! `cli` on top. Only `model`, `ops`, `train` and `pipeline::device` name dfdx; everything
+//! else is plain Rust.
 
-pub mod bench;
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod hash;
 pub mod interrupt;
 pub mod model;
 pub mod ops;
+pub mod pipeline;
 pub mod plots;
-pub mod predict;
 pub mod report;
 pub mod results;
-pub mod run;
 pub mod seed;
 pub mod sweep;
 pub mod train;

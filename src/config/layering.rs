@@ -1,6 +1,6 @@
 //! Layering: a config may `extends = "base.toml"` (relative to the file; chains allowed), and
 //! environment variables `RUNNER_<SECTION>__<KEY>` and `--set key=value` arguments override
-//! it. A sweep trial's values (`sweep::space`) come between the file and the environment.
+//! it. A sweep trial's values (`config::sweep`) come between the file and the environment.
 //! Precedence: base < file < sweep trial < environment < `--set`. Every value's origin is
 //! recorded, so problems are reported where the value came from and the run folder says who
 //! set what.

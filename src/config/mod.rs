@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod layering;
 pub mod reference;
 pub mod schema;
+pub mod sweep;
 
 use std::path::Path;
 
@@ -18,6 +19,7 @@ use toml::{Table, Value};
 pub use diagnostic::{Diagnostic, Origin, Seg, Source, Sources};
 pub use layering::Overrides;
 pub use schema::*;
+pub use sweep::SweepConfig;
 
 use crate::model::{self, Layer, ModelPlan, Shape};
 use crate::{Error, Result};
@@ -85,7 +87,7 @@ fn deserialize(table: &Table, sources: &Sources) -> Result<Config> {
     section("augment", check_as::<crate::data::augment::AugmentConfig>);
     section("train", check_as::<TrainConfig>);
     section("output", check_as::<OutputConfig>);
-    section("sweep", check_as::<crate::sweep::SweepConfig>);
+    section("sweep", check_as::<SweepConfig>);
     diags.extend(model_errors(table.get("model"), sources));
     if diags.is_empty() {
         diags.push(sources.at(&[], first));
@@ -289,7 +291,7 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
             format!("label_smoothing {} must be from 0 up to, not including, 1 (such as 0.1)", train.label_smoothing),
         );
     }
-    let columns = crate::train::monitor::columns(&train.metrics);
+    let columns = history_columns(&train.metrics);
     let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
     if train.metrics.contains(&Metric::TopKAccuracy) {
         if train.top_k == 0 {
@@ -452,4 +454,16 @@ pub fn check_classes(plan: &Plan, classes: &[String]) -> Result<()> {
 /// The TOML spelling of a unit enum value.
 pub fn serde_name<T: serde::Serialize>(value: T) -> String {
     toml::Value::try_from(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// The history columns a run with `metrics` writes, which a monitor, an early stop or a sweep
+/// can name: validation first, as Keras orders its logs.
+pub fn history_columns(metrics: &[Metric]) -> Vec<String> {
+    let mut out: Vec<String> = ["val_loss", "val_accuracy", "loss", "accuracy"].map(String::from).to_vec();
+    for m in metrics.iter().filter(|&&m| m != Metric::Accuracy) {
+        let name = serde_name(*m);
+        out.push(format!("val_{name}"));
+        out.push(name);
+    }
+    out
 }

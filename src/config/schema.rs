@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::ColorMode;
 use crate::model::LayerConfig;
 
 /// A whole experiment file.
@@ -27,7 +28,7 @@ pub struct Config {
     pub output: OutputConfig,
     /// `[sweep]`: the values to vary between trials; makes the file a sweep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sweep: Option<crate::sweep::SweepConfig>,
+    pub sweep: Option<super::SweepConfig>,
 }
 
 /// `[experiment]`
@@ -139,27 +140,6 @@ fn default_validation_split() -> f64 {
 }
 fn yes() -> bool {
     true
-}
-
-/// Channels images are converted to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ColorMode {
-    /// One channel.
-    Grayscale,
-    /// Three channels.
-    #[default]
-    Rgb,
-}
-
-impl ColorMode {
-    /// Number of channels.
-    pub fn channels(self) -> usize {
-        match self {
-            ColorMode::Grayscale => 1,
-            ColorMode::Rgb => 3,
-        }
-    }
 }
 
 /// `[model]`

@@ -62,10 +62,6 @@ pub fn default_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("runner-cache"))
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
-
 impl Cache {
     /// Opens the cache of dataset folder `root` under `settings` (a description of every
     /// preprocessing choice that changes the pixels) in folder `dir`. A missing or unusable
@@ -73,7 +69,7 @@ impl Cache {
     pub fn open(dir: &Path, root: &Path, settings: &str) -> Cache {
         let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
         let key = format!("{}\n{settings}", root.display());
-        let file = dir.join(format!("images-{:016x}.bin", fnv1a(key.as_bytes())));
+        let file = dir.join(format!("images-{:016x}.bin", crate::hash::fnv1a(key.as_bytes())));
         let entries = match std::fs::read(&file) {
             Ok(bytes) => parse(&bytes, &key).unwrap_or_else(|why| {
                 tracing::warn!("ignoring the image cache {}: {why}; rebuilding it", file.display());

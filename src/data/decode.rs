@@ -17,7 +17,28 @@ use image::{DynamicImage, ImageFormat};
 
 use super::orientation;
 use super::quarantine::Reason;
-use crate::config::ColorMode;
+use serde::{Deserialize, Serialize};
+
+/// Channels images are converted to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColorMode {
+    /// One channel.
+    Grayscale,
+    /// Three channels.
+    #[default]
+    Rgb,
+}
+
+impl ColorMode {
+    /// Number of channels.
+    pub fn channels(self) -> usize {
+        match self {
+            ColorMode::Grayscale => 1,
+            ColorMode::Rgb => 3,
+        }
+    }
+}
 
 /// Largest file read (256 MiB).
 pub const MAX_FILE_BYTES: u64 = 256 << 20;

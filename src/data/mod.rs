@@ -9,6 +9,7 @@ mod orientation;
 pub mod quarantine;
 pub mod split;
 
+pub use decode::ColorMode;
 pub use image_folder::{scan, Listing, Sample};
 pub use quarantine::{Quarantined, Reason};
 pub use split::{epoch_order, split, Split};
@@ -19,7 +20,6 @@ use cache::{Cache, Decoded, Stamp};
 
 use rayon::prelude::*;
 
-use crate::config::ColorMode;
 use crate::{Error, Result};
 
 /// Decoded images held in memory as bytes (a quarter of the size of floats), CHW per image.

@@ -83,6 +83,13 @@ impl<D: Backend> Network<D> {
         self.run(x, logits, None).0
     }
 
+    /// The logits of `rows` images given as scaled pixels, one row after another, computed
+    /// without a tape and copied to the host: what a command that only classifies needs.
+    pub fn logits(&self, dev: &D, x: Vec<f32>, rows: usize) -> Vec<f32> {
+        let features = x.len() / rows.max(1);
+        self.forward(dev.tensor_from_vec(x, (rows, features)), true).as_vec()
+    }
+
     /// Runs the layers on a training batch (logits out): dropout drops, batch normalisation
     /// uses the batch's statistics. Returns the new values of non-trainable state, for
     /// [`Network::set_state`] after the optimizer step.

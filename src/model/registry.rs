@@ -23,6 +23,8 @@ macro_rules! layer_kinds {
         #[serde(tag = "type")]
         pub enum LayerConfig {
             $(
+                // Documented by its config struct: a doc comment here would replace that
+                // struct's in the JSON Schema and docs/config.md.
                 #[allow(missing_docs)]
                 #[serde(rename = $name)]
                 $variant($config),

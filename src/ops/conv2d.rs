@@ -17,33 +17,33 @@ use super::Backend;
 /// Sizes of one convolution (per image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeom {
-    /// Input channels, height, width.
+    /// Input channels.
     pub c: usize,
-    #[allow(missing_docs)]
+    /// Input height.
     pub h: usize,
-    #[allow(missing_docs)]
+    /// Input width.
     pub w: usize,
     /// Filters (output channels).
     pub f: usize,
-    /// Kernel height and width.
+    /// Kernel height.
     pub kh: usize,
-    #[allow(missing_docs)]
+    /// Kernel width.
     pub kw: usize,
-    /// Strides.
+    /// Vertical stride.
     pub sh: usize,
-    #[allow(missing_docs)]
+    /// Horizontal stride.
     pub sw: usize,
-    /// Dilation: the kernel reads every `dh`-th row and `dw`-th column.
+    /// Vertical dilation: the kernel reads every `dh`-th row.
     pub dh: usize,
-    #[allow(missing_docs)]
+    /// Horizontal dilation: the kernel reads every `dw`-th column.
     pub dw: usize,
-    /// Output height and width.
+    /// Output height.
     pub oh: usize,
-    #[allow(missing_docs)]
+    /// Output width.
     pub ow: usize,
-    /// Zero padding before the first row and column.
+    /// Zero padding before the first row.
     pub pad_top: usize,
-    #[allow(missing_docs)]
+    /// Zero padding before the first column.
     pub pad_left: usize,
 }
 

@@ -6,8 +6,11 @@ use std::sync::OnceLock;
 /// A row-major or strided view of a matrix: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
 pub struct Mat<'a> {
+    /// The values, borrowed in place.
     pub data: &'a [f32],
+    /// Step between rows.
     pub rs: usize,
+    /// Step between columns.
     pub cs: usize,
 }
 
@@ -16,14 +19,18 @@ pub struct Mat<'a> {
 /// matrix.
 #[derive(Clone, Copy)]
 pub struct Gathered<'a> {
+    /// The buffer the rows are read from.
     pub data: &'a [f32],
+    /// Where each row starts in `data`.
     pub rows: &'a [usize],
 }
 
 /// Either operand of a product.
 #[derive(Clone, Copy)]
 pub enum Operand<'a> {
+    /// A strided matrix.
     Mat(Mat<'a>),
+    /// Rows gathered in place.
     Gathered(Gathered<'a>),
 }
 

@@ -11,22 +11,28 @@ use super::Backend;
 
 /// Sizes of one pooling (per image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
 pub struct PoolGeom {
+    /// Channels (pooled one by one).
     pub c: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
-    /// Window.
+    /// Window height.
     pub ph: usize,
+    /// Window width.
     pub pw: usize,
-    /// Strides.
+    /// Vertical stride.
     pub sh: usize,
+    /// Horizontal stride.
     pub sw: usize,
-    /// Output size.
+    /// Output height.
     pub oh: usize,
+    /// Output width.
     pub ow: usize,
-    /// Padding before the first row and column (padded cells never win).
+    /// Padding before the first row (padded cells never win).
     pub pad_top: usize,
+    /// Padding before the first column.
     pub pad_left: usize,
 }
 

@@ -1,4 +1,4 @@
-//! Running a sweep's trials on this machine: `--jobs N` child processes at a time, each
+//! Running a sweep on this machine: `--jobs N` child processes at a time, each
 //! `runner trial <folder> --index i` with its share of the cores, its output in
 //! `logs/<trial>.log`. A trial that fails or crashes is reported and the others go on.
 
@@ -8,8 +8,73 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
-use super::{Definition, TrialEntry, TrialState, LOGS};
+use super::plan::{check_data, plan};
+use super::state::{write_definition, Definition, TrialEntry, TrialState, LOGS};
+use super::status::{finish, to_run, Finish};
+use crate::config::Overrides;
 use crate::{Error, Result};
+
+/// How a sweep on this machine ended. The CLI shows it, then `outcome` gives the exit.
+pub struct LocalSweep {
+    /// The comparison and the trials that did not complete.
+    pub finish: Finish,
+    /// Trials skipped because an earlier run of the sweep completed them.
+    pub skipped: usize,
+    /// Trials in the sweep.
+    pub total: usize,
+    /// Whether Ctrl-C (or the scheduler's SIGINT) stopped it.
+    pub interrupted: bool,
+}
+
+impl LocalSweep {
+    /// Fails when any trial did not complete, so that the exit code says so.
+    pub fn outcome(&self) -> Result<()> {
+        let (finish, total) = (&self.finish, self.total);
+        if self.interrupted {
+            return Err(Error::SweepInterrupted(format!(
+                "{} of {total} trials completed; run the sweep again to run the others (completed trials are kept)",
+                finish.completed
+            )));
+        }
+        if !finish.unfinished.is_empty() {
+            return Err(Error::Train(format!(
+                "{} of {total} trials did not complete; run the sweep again to retry them",
+                finish.unfinished.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `runner sweep <file>` (and `runner <file>` for a sweep file) on this machine: checks every
+/// trial, writes `sweep.json`, runs the trials that are not completed `jobs` at a time, then
+/// writes the comparison.
+pub fn sweep(config_path: &Path, overrides: &Overrides, jobs: usize) -> Result<LocalSweep> {
+    let sweep = plan(config_path, overrides)?;
+    check_data(&sweep)?;
+    let definition = write_definition(&sweep)?;
+    let cores = cores();
+    if jobs == 0 {
+        return Err(Error::Usage("--jobs must be at least 1".into()));
+    }
+    let jobs = if jobs > cores {
+        tracing::warn!("--jobs {jobs} is more than the {cores} cores; running {cores} trials at a time");
+        cores
+    } else {
+        jobs
+    };
+    let (todo, skipped) = to_run(&sweep.dir, &definition);
+    tracing::info!(
+        "sweep of {} trials in {}: {skipped} already completed, {} to run, {jobs} at a time with {} threads each",
+        definition.trials.len(),
+        sweep.dir.display(),
+        todo.len(),
+        (cores / jobs).max(1)
+    );
+    run(&sweep.dir, &definition, &todo, jobs)?;
+    let finish = finish(&sweep.dir)?;
+    Ok(LocalSweep { finish, skipped, total: definition.trials.len(), interrupted: crate::interrupt::requested() })
+}
 
 /// How one trial's process ended.
 pub struct Ended {

@@ -1,6 +1,7 @@
 //! Training: epochs of shuffled batches, optimizer updates at the scheduled learning rate,
 //! validation after every epoch, a checkpoint after every epoch.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod history;
 pub mod loss;

@@ -11,17 +11,6 @@ pub fn value(record: &EpochRecord, key: &str) -> Option<f64> {
     record.columns().get(key).copied()
 }
 
-/// The history columns a run with `metrics` writes (and a monitor can watch).
-pub fn columns(metrics: &[crate::config::Metric]) -> Vec<String> {
-    let mut out: Vec<String> = ["val_loss", "val_accuracy", "loss", "accuracy"].map(String::from).to_vec();
-    for m in metrics.iter().filter(|&&m| m != crate::config::Metric::Accuracy) {
-        let name = crate::config::serde_name(*m);
-        out.push(format!("val_{name}"));
-        out.push(name);
-    }
-    out
-}
-
 /// Whether higher is better for `key` under `mode` (`auto`: lower for losses).
 pub fn maximize(key: &str, mode: Mode) -> bool {
     match mode {

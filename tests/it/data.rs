@@ -1,6 +1,6 @@
 //! Scanning, splitting and decoding image folders.
 
-use runner::config::ColorMode;
+use runner::data::ColorMode;
 use runner::data::{self, Reason};
 
 use crate::util::gray_png;

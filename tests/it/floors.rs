@@ -34,9 +34,10 @@ const FLOORS: &[(&str, u32)] = &[
     ("train", 4),
     // Pictures of data, histories and sweeps.
     ("plots", 5),
-    // Pages and tables over finished runs.
+    // The HTML page of a run folder (and of a comparison).
     ("report", 6),
-    ("compare", 6),
+    // Comparing finished runs: overlaid curves and leaderboards.
+    ("compare", 7),
     // One experiment end to end: check, prepare, fit, resume, predict, bench.
     ("pipeline", 7),
     // Many experiments: trials, launchers, status.

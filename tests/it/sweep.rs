@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use runner::config::SweepConfig;
 use runner::config::{self, Source};
-use runner::sweep::space::SweepConfig;
 
 use crate::util::{assert_exit, fashion_subset, runner, small_config, stderr};
 

@@ -4,18 +4,21 @@
 
 use std::path::{Path, PathBuf};
 
-use dfdx::prelude::*;
 use serde::Serialize;
 
 use crate::config::Plan;
 use crate::model::Network;
+use crate::ops::Backend;
 use crate::results::{files, safetensors};
-use crate::run::{open, prepare_same};
 use crate::train::loss;
 use crate::{Error, Result};
 
-/// The run's network with its final weights, on the CPU.
-fn load_network(run_dir: &Path, plan: &Plan) -> Result<(Cpu, Network<Cpu>)> {
+use super::device::{run_on, OnDevice};
+use super::prepare::Prepared;
+use super::{open, prepare_same};
+
+/// The run's network with its final weights, on `dev`.
+fn load_network<D: Backend>(dev: &D, run_dir: &Path, plan: &Plan) -> Result<Network<D>> {
     let path = run_dir.join(files::WEIGHTS);
     let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::Usage(format!(
@@ -27,11 +30,10 @@ fn load_network(run_dir: &Path, plan: &Plan) -> Result<(Cpu, Network<Cpu>)> {
         _ => Error::io("reading", &path, e),
     })?;
     let weights = safetensors::from_bytes(&bytes).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
-    let dev = Cpu::default();
     let mut rng = crate::seed::rng(0, crate::seed::Stream::Init, &[]);
-    let mut net = Network::new(plan.model.clone(), &dev, &mut rng);
-    net.load_weights(&dev, &weights).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
-    Ok((dev, net))
+    let mut net = Network::new(plan.model.clone(), dev, &mut rng);
+    net.load_weights(dev, &weights).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
+    Ok(net)
 }
 
 /// Loss and accuracy of one split.
@@ -52,16 +54,32 @@ pub struct SplitMetrics {
 pub fn evaluate(run_dir: &Path) -> Result<Vec<SplitMetrics>> {
     let (run_dir, manifest, plan) = open(run_dir)?;
     let data = prepare_same(&plan, &manifest)?;
-    let (dev, net) = load_network(&run_dir, &plan)?;
-    let mut out = Vec::new();
-    for (name, indices) in [("validation", &data.split.val), ("test", &data.split.test)] {
-        if indices.is_empty() {
-            continue;
+    run_on(&plan, Evaluate { run_dir: &run_dir, plan: &plan, data: &data })
+}
+
+/// `runner evaluate`, as a job for any device.
+struct Evaluate<'a> {
+    run_dir: &'a Path,
+    plan: &'a Plan,
+    data: &'a Prepared,
+}
+
+impl OnDevice for Evaluate<'_> {
+    type Output = Vec<SplitMetrics>;
+
+    fn run<D: Backend>(self, dev: D) -> Result<Vec<SplitMetrics>> {
+        let Evaluate { run_dir, plan, data } = self;
+        let net = load_network(&dev, run_dir, plan)?;
+        let mut out = Vec::new();
+        for (name, indices) in [("validation", &data.split.val), ("test", &data.split.test)] {
+            if indices.is_empty() {
+                continue;
+            }
+            let e = crate::train::evaluate(&dev, &net, plan, &data.images, indices);
+            out.push(SplitMetrics { split: name.into(), samples: indices.len(), loss: e.loss, accuracy: e.accuracy });
         }
-        let e = crate::train::evaluate(&dev, &net, &plan, &data.images, indices);
-        out.push(SplitMetrics { split: name.into(), samples: indices.len(), loss: e.loss, accuracy: e.accuracy });
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// A table of split metrics for the terminal.
@@ -97,52 +115,66 @@ pub fn predict(run_dir: &Path, inputs: &[PathBuf]) -> Result<Vec<ImagePrediction
         .map(|p| std::fs::canonicalize(p).map_err(|e| Error::io("opening", p, e)))
         .collect::<Result<_>>()?;
     let (run_dir, manifest, plan) = open(run_dir)?;
-    let (dev, net) = load_network(&run_dir, &plan)?;
-    let classes = &manifest.dataset.classes;
     let mut paths = Vec::new();
     for input in &inputs {
         collect(input, &mut paths);
     }
-    let d = &plan.config.data;
-    let shape = (d.color_mode.channels(), d.image_size[0], d.image_size[1]);
-    let len = shape.0 * shape.1 * shape.2;
-    let mut out = Vec::with_capacity(paths.len());
-    for chunk in paths.chunks(plan.config.train.batch_size) {
-        let decoded: Vec<_> =
-            chunk.iter().map(|p| crate::data::decode::decode(p, d.image_size, d.color_mode)).collect();
-        let good: Vec<&Vec<u8>> = decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
-        let mut rows = Vec::new();
-        if !good.is_empty() {
-            let x: Vec<f32> = good.iter().flat_map(|px| px.iter().map(|&p| f32::from(p) / 255.0)).collect();
-            let logits = net.forward(dev.tensor_from_vec(x, (good.len(), len)), true).as_vec();
-            // The class as training and evaluation pick it, and every class's probability.
-            rows = logits
-                .chunks(logits.len() / good.len())
-                .map(|r| (loss::predicted(r), loss::probabilities(r)))
-                .collect();
-        }
-        let mut rows = rows.into_iter();
-        for (path, result) in chunk.iter().zip(decoded) {
-            out.push(match result {
-                Ok(_) => {
-                    let (best, p) = rows.next().unwrap_or_default();
-                    ImagePrediction {
-                        path: path.clone(),
-                        class: classes.get(best).cloned(),
-                        probabilities: classes.iter().cloned().zip(p).collect(),
-                        error: None,
+    run_on(&plan, Classify { run_dir: &run_dir, plan: &plan, classes: &manifest.dataset.classes, paths })
+}
+
+/// `runner predict`, as a job for any device.
+struct Classify<'a> {
+    run_dir: &'a Path,
+    plan: &'a Plan,
+    classes: &'a [String],
+    paths: Vec<PathBuf>,
+}
+
+impl OnDevice for Classify<'_> {
+    type Output = Vec<ImagePrediction>;
+
+    fn run<D: Backend>(self, dev: D) -> Result<Vec<ImagePrediction>> {
+        let Classify { run_dir, plan, classes, paths } = self;
+        let net = load_network(&dev, run_dir, plan)?;
+        let d = &plan.config.data;
+        let mut out = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(plan.config.train.batch_size) {
+            let decoded: Vec<_> =
+                chunk.iter().map(|p| crate::data::decode::decode(p, d.image_size, d.color_mode)).collect();
+            let good: Vec<&Vec<u8>> = decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
+            let mut rows = Vec::new();
+            if !good.is_empty() {
+                let x: Vec<f32> = good.iter().flat_map(|px| px.iter().map(|&p| f32::from(p) / 255.0)).collect();
+                let logits = net.logits(&dev, x, good.len());
+                // The class as training and evaluation pick it, and every class's probability.
+                rows = logits
+                    .chunks(logits.len() / good.len())
+                    .map(|r| (loss::predicted(r), loss::probabilities(r)))
+                    .collect();
+            }
+            let mut rows = rows.into_iter();
+            for (path, result) in chunk.iter().zip(decoded) {
+                out.push(match result {
+                    Ok(_) => {
+                        let (best, p) = rows.next().unwrap_or_default();
+                        ImagePrediction {
+                            path: path.clone(),
+                            class: classes.get(best).cloned(),
+                            probabilities: classes.iter().cloned().zip(p).collect(),
+                            error: None,
+                        }
                     }
-                }
-                Err((reason, detail)) => ImagePrediction {
-                    path: path.clone(),
-                    class: None,
-                    probabilities: Default::default(),
-                    error: Some(format!("{}: {detail}", reason.name())),
-                },
-            });
+                    Err((reason, detail)) => ImagePrediction {
+                        path: path.clone(),
+                        class: None,
+                        probabilities: Default::default(),
+                        error: Some(format!("{}: {detail}", reason.name())),
+                    },
+                });
+            }
         }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// `path` itself, or every file under it (sorted, recursively).

@@ -14,7 +14,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
-use crate::config::layering::{parse_path, Step};
+use super::layering::{parse_path, Step};
 use crate::seed::{self, Stream};
 
 /// At most this many trials: a guard against a typo that multiplies a grid into millions.
@@ -183,8 +183,8 @@ impl SweepConfig {
                 }
             }
         }
-        use crate::config::Metric::*;
-        let columns = crate::train::monitor::columns(&[Precision, Recall, F1Score, TopKAccuracy]);
+        use super::Metric::*;
+        let columns = super::history_columns(&[Precision, Recall, F1Score, TopKAccuracy]);
         if !columns.contains(&self.metric) {
             out.push((
                 at(&["metric"]),
@@ -292,7 +292,7 @@ fn key_problem(key: &str) -> Option<String> {
 
 /// FNV-1a: a stable hash of a key, so a key's draws do not depend on the other keys.
 fn key_hash(key: &str) -> u64 {
-    crate::sweep::fnv1a(key.as_bytes())
+    crate::hash::fnv1a(key.as_bytes())
 }
 
 impl Distribution {

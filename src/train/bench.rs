@@ -1,16 +1,17 @@
-//! `runner bench <config>`: how fast the config's model trains and predicts on this machine,
-//! on random data of the config's shapes (nothing is read from disk), like `caffe time`. A
-//! training step is forward, backward and the optimizer update; inference is a forward pass
-//! without a tape. Each figure is the median of the timed steps, after warm-up steps.
+//! Timing training steps and inference batches on random data of a plan's shapes (nothing
+//! is read from disk), like `caffe time`: the measurement behind `runner bench`. A training
+//! step is forward, backward and the optimizer update; inference is a forward pass without a
+//! tape. Each figure is the median of the timed steps, after warm-up steps.
 
 use std::time::{Duration, Instant};
 
 use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 
-use crate::config::{Overrides, Plan};
+use crate::config::Plan;
 use crate::model::layers::Training;
 use crate::model::{Network, Shape};
+use crate::ops::Backend;
 use crate::train::{loss, optimizer::Optimizer};
 use crate::{Error, Result};
 
@@ -35,29 +36,11 @@ pub struct Throughput {
     pub peak_memory_mib: Option<f64>,
 }
 
-/// Times `steps` training steps and `steps` inference batches of the config at `config_path`
-/// (after `warmup` of each), with `batch` images per step (default: the config's).
-pub fn bench(
-    config_path: &std::path::Path,
-    overrides: &Overrides,
-    batch: Option<usize>,
-    steps: usize,
-) -> Result<Throughput> {
-    let plan = crate::run::plan(config_path, overrides)?;
-    let batch = batch.unwrap_or(plan.config.train.batch_size);
-    if batch == 0 || steps == 0 {
-        return Err(Error::Usage("--batch and --steps must be at least 1".into()));
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .build()
-        .map_err(|e| Error::Train(format!("cannot start worker threads: {e}")))?;
-    pool.install(|| measure(&plan, batch, steps))
-}
-
-fn measure(plan: &Plan, batch: usize, steps: usize) -> Result<Throughput> {
-    let dev = Cpu::default();
+/// Times `steps` training steps and `steps` inference batches of `batch` images of `plan` on
+/// `dev`, after two of each to warm up.
+pub fn measure<D: Backend>(dev: &D, plan: &Plan, batch: usize, steps: usize) -> Result<Throughput> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(plan.config.experiment.seed);
-    let mut net = Network::new(plan.model.clone(), &dev, &mut rng);
+    let mut net = Network::new(plan.model.clone(), dev, &mut rng);
     let mut optimizer = Optimizer::new(&plan.config.train);
     let input_len = plan.model.input.len();
     let x: Vec<f32> = (0..batch * input_len).map(|_| rng.gen_range(0.0..1.0)).collect();
@@ -78,7 +61,7 @@ fn measure(plan: &Plan, batch: usize, steps: usize) -> Result<Throughput> {
         let (logits, updates) = net.forward_train(input.traced(Gradients::leaky()), at);
         let mut grads = loss::loss(train.loss, logits, &labels, train.label_smoothing).backward();
         optimizer.update(&mut net.params, &mut grads, train.learning_rate).map_err(failed)?;
-        net.set_state(&dev, updates);
+        net.set_state(dev, updates);
         if step >= warmup {
             train_times.push(started.elapsed());
         }
@@ -116,22 +99,4 @@ fn peak_memory_mib() -> Option<f64> {
     let kib: f64 =
         status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib / 1024.0)
-}
-
-/// The report for the terminal.
-pub fn report(name: &str, t: &Throughput) -> String {
-    let memory = t.peak_memory_mib.map_or("-".into(), |m| format!("{m:.0} MiB"));
-    format!(
-        "{name}: batch {}, {} threads, {} kernels (random data, median of the timed steps)\n\
-         training:  {:>9.1} images/s  ({:.1} ms per step: forward, backward, optimizer)\n\
-         inference: {:>9.1} images/s  ({:.1} ms per batch)\n\
-         peak memory: {memory}\n",
-        t.batch,
-        t.threads,
-        t.kernels,
-        t.train_images_per_second,
-        t.train_step_seconds * 1e3,
-        t.inference_images_per_second,
-        t.inference_step_seconds * 1e3,
-    )
 }

@@ -1,0 +1,114 @@
+//! What a run folder holds besides the training state: the resolved config, the data lists
+//! and pictures, the history with its curves, the weights files and the pictures of what the
+//! model gets right and wrong. Every file goes through `results::RunDir`, which writes
+//! atomically, so a run stopped at any point leaves only whole files.
+
+use std::collections::BTreeMap;
+
+use crate::config::{Origin, Plan, PlotFormat};
+use crate::data::{Images, Split};
+use crate::results::{files, safetensors, RunDir};
+use crate::train::{History, Prediction};
+use crate::{plots, Error, Result};
+
+use super::prepare::Prepared;
+
+/// The resolved config, with a header saying where each value that is not a default came
+/// from (a file, an environment variable or a `--set`).
+pub fn resolved_config(plan: &Plan) -> String {
+    let body = toml::to_string(&plan.config).unwrap_or_else(|e| format!("# could not serialise: {e}\n"));
+    let files = &plan.sources.files;
+    let mut out = format!(
+        "# Resolved from {} by runner {}: every default filled in.\n# Where values came from (keys not listed are defaults):\n",
+        files[0].path.display(),
+        env!("CARGO_PKG_VERSION")
+    );
+    for (key, origin) in &plan.sources.origins {
+        let from = match origin {
+            Origin::File(i) => files[*i].path.display().to_string(),
+            other => other.to_string(),
+        };
+        out += &format!("#   {key:<40} {from}\n");
+    }
+    out + "\n" + &body
+}
+
+/// Writes what a person wants to see of the data into `dir`: the quarantine list, the split
+/// (file by file), sample images per class and the class counts per split.
+pub fn write_data_files(dir: &RunDir, plan: &Plan, data: &Prepared) -> Result<()> {
+    dir.write(files::QUARANTINE, crate::data::quarantine::to_csv(&data.images.quarantined))?;
+    dir.write(files::SPLIT, split_csv(&data.images, &data.split))?;
+    let formats = &plan.config.output.plot_formats;
+    write_picture(dir, files::SAMPLES, plots::samples::render(&data.images), formats)?;
+    write_picture(dir, files::CLASS_COUNTS, plots::counts::render(&data.images, &data.split), formats)?;
+    if let Some(augment) = &plan.config.augment {
+        let preview = plots::augmentations::render(augment, &data.images, &data.split, plan.config.experiment.seed);
+        write_picture(dir, files::AUGMENTATIONS, preview, formats)?;
+    }
+    Ok(())
+}
+
+/// `split.csv`: every used file with its class and split, in file order.
+fn split_csv(images: &Images, split: &Split) -> String {
+    let mut out = String::from("path,class,split\n");
+    for (i, path) in images.paths.iter().enumerate() {
+        let path = crate::results::csv_field(&path.display().to_string());
+        out += &format!("{path},{},{}\n", images.classes[images.labels[i]], split.name_of(i));
+    }
+    out
+}
+
+/// A weights file: `<layer>/<weight>` tensors in the layout the README documents.
+pub fn weights_file(weights: &[safetensors::Named]) -> Vec<u8> {
+    let tensors: Vec<safetensors::TensorData> =
+        weights.iter().map(|(name, dims, values)| safetensors::TensorData { name, dims, values }).collect();
+    let metadata = BTreeMap::from([
+        ("format".to_string(), "runner".to_string()),
+        ("layout".to_string(), "conv kernels (filters, channels, kh, kw); dense kernels (inputs, units)".to_string()),
+    ]);
+    safetensors::to_bytes(&tensors, &metadata)
+}
+
+/// History files and plots, rewritten after every epoch so a stopped run keeps its curves.
+pub fn write_history(dir: &RunDir, history: &History, formats: &[PlotFormat]) -> Result<()> {
+    dir.write(files::HISTORY_CSV, history.to_csv())?;
+    dir.write(files::HISTORY_JSON, history.to_json())?;
+    for chart in plots::curves::charts(history) {
+        write_picture(dir, chart.stem, plots::curves::render(&chart), formats)?;
+    }
+    Ok(())
+}
+
+/// Writes `<stem>.png` and `<stem>.svg`, as `formats` asks.
+pub fn write_picture(
+    dir: &RunDir,
+    stem: &str,
+    picture: Result<plots::Picture, String>,
+    formats: &[PlotFormat],
+) -> Result<()> {
+    let picture = picture.map_err(|e| Error::Train(format!("drawing {stem}: {e}")))?;
+    if formats.contains(&PlotFormat::Png) {
+        dir.write(&format!("{stem}.png"), &picture.png)?;
+    }
+    if formats.contains(&PlotFormat::Svg) {
+        dir.write(&format!("{stem}.svg"), &picture.svg)?;
+    }
+    Ok(())
+}
+
+/// The confusion matrix of `predictions` (one per image of `indices`, in order), titled for
+/// its split, as `<stem>.png/svg`.
+pub fn write_confusion(
+    dir: &RunDir,
+    plan: &Plan,
+    images: &Images,
+    indices: &[usize],
+    predictions: &[Prediction],
+    (stem, title): (&str, &str),
+) -> Result<()> {
+    let predicted: Vec<usize> = predictions.iter().map(|p| p.class).collect();
+    let truth: Vec<usize> = indices.iter().map(|&i| images.labels[i]).collect();
+    let matrix = plots::confusion::matrix(images.classes.len(), &truth, &predicted);
+    let picture = plots::confusion::render(&images.classes, &matrix, title);
+    write_picture(dir, stem, picture, &plan.config.output.plot_formats)
+}

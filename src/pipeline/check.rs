@@ -1,0 +1,81 @@
+//! The commands that look before training: `runner check` (everything knowable without
+//! decoding a pixel) and `runner data` / `runner augment` (the data decoded and pictured,
+//! nothing trained).
+
+use std::path::Path;
+
+use crate::config::Overrides;
+use crate::data;
+use crate::results::RunDir;
+use crate::{Error, Result};
+
+use super::artifacts::write_data_files;
+use super::plan;
+use super::prepare::{prepare, scan};
+
+/// `runner check`: everything that can be known without decoding a pixel (the config, the
+/// dataset's classes, files and split sizes, files known to be unusable, and the model's
+/// shapes, parameters and costs), as a report for the terminal.
+pub fn check(config_path: &Path, overrides: &Overrides) -> Result<String> {
+    let plan = plan(config_path, overrides)?;
+    let cfg = &plan.config;
+    let listing = scan(&plan)?;
+    let d = &cfg.data;
+    let labels: Vec<usize> = listing.samples.iter().map(|s| s.label).collect();
+    let split =
+        data::split(&labels, listing.classes.len(), d.validation_split, d.test_split, d.stratify, cfg.experiment.seed);
+    let cache_dir = d.cache.then(data::cache::default_dir);
+    let known = data::known_quarantine(&listing, d.image_size, d.color_mode, cache_dir.as_deref());
+    let thousands = crate::model::summary::thousands;
+    let mut out = format!("{}: the config is valid\n\n", plan.sources.main().path.display());
+    out += &format!(
+        "Data: {} ({} classes, {} files)\n",
+        d.path.display(),
+        listing.classes.len(),
+        thousands(listing.samples.len())
+    );
+    for (class, n) in listing.classes.iter().zip(listing.counts()) {
+        out += &format!("  {class:<24}{:>10}\n", thousands(n));
+    }
+    out += &format!(
+        "Split (seed {}, {}): train {}, validation {}, test {} (before decoding; unusable files drop out)\n",
+        cfg.experiment.seed,
+        if d.stratify { "stratified" } else { "not stratified" },
+        thousands(split.train.len()),
+        thousands(split.val.len()),
+        thousands(split.test.len())
+    );
+    out += &match data::quarantine::summary(&known) {
+        Some(summary) => format!("Known so far: {summary}; `runner data` decodes every file and lists them all\n"),
+        None => "No unusable file known so far; `runner data` decodes every file to make sure\n".into(),
+    };
+    for q in known.iter().take(10) {
+        out += &format!("  {}: {} ({})\n", q.path.display(), q.reason.name(), q.detail);
+    }
+    if known.len() > 10 {
+        out += &format!("  ... and {} more\n", known.len() - 10);
+    }
+    out += "\n";
+    out += &crate::model::summary::render_with_costs(&cfg.experiment.name, &plan.model, cfg.train.batch_size);
+    Ok(out)
+}
+
+/// `runner data` (and `runner augment`, which insists on an `[augment]` section): checks the
+/// config, prepares the data and writes its pictures and lists into
+/// `<output.dir>/<experiment>/data/`, without training.
+pub fn data_report(config_path: &Path, overrides: &Overrides, need_augment: bool) -> Result<RunDir> {
+    let plan = plan(config_path, overrides)?;
+    if need_augment && plan.config.augment.is_none() {
+        return Err(Error::Usage(format!(
+            "{} has no [augment] section to preview; add one (for example rotation_range = 40)",
+            config_path.display()
+        )));
+    }
+    let data = prepare(&plan)?;
+    let path = plan.config.output.dir.join(&plan.config.experiment.name).join("data");
+    std::fs::create_dir_all(&path).map_err(|e| Error::io("creating folder", &path, e))?;
+    let dir = RunDir { path };
+    write_data_files(&dir, &plan, &data)?;
+    tracing::info!("wrote the data report to {}", dir.path.display());
+    Ok(dir)
+}

@@ -1,0 +1,63 @@
+//! The commands that take one experiment end to end, a file per job: `check` (look before
+//! training), `prepare` (the data), `device` (where the numbers are computed), `fit` (the
+//! training of a run), `artifacts` (the run folder's files), `resume`, `predict` and `bench`.
+//!
+//! ```text
+//! plan (config::load + validate) ──► prepare (scan, decode, split) ──► run folder
+//!    ──► fit on the chosen device (epochs, checkpoints, history) ──► artifacts, report
+//! ```
+
+pub mod artifacts;
+pub mod bench;
+pub mod check;
+pub mod device;
+pub mod fit;
+pub mod predict;
+pub mod prepare;
+pub mod resume;
+
+use std::path::Path;
+
+use crate::config::{self, Overrides, Plan};
+use crate::results::{files, RunDir};
+use crate::train::History;
+use crate::Result;
+
+pub use check::{check, data_report};
+pub use prepare::{prepare, prepare_same, Prepared};
+pub use resume::{open, resume};
+
+/// What a finished run left behind.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The run folder.
+    pub dir: RunDir,
+    /// Metrics per epoch.
+    pub history: History,
+}
+
+/// Reads and checks a config file (with what it extends and `overrides`) completely;
+/// nothing else is touched.
+pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Plan> {
+    let (config, sources) = config::load(config_path, overrides)?;
+    config::validate(config, sources)
+}
+
+/// Checks `config_path` completely, then trains it and writes its run folder.
+pub fn run(config_path: &Path, overrides: &Overrides) -> Result<Outcome> {
+    let plan = plan(config_path, overrides)?;
+    let data = prepare(&plan)?;
+    let dir = RunDir::create(&plan.config.output.dir, &plan.config.experiment.name)?;
+    run_in(plan, &data, dir)
+}
+
+/// Trains `plan` on `data`, writing the run folder `dir` (which exists) as training goes.
+pub fn run_in(plan: Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {
+    let cfg = &plan.config;
+    tracing::info!("writing results to {}", dir.path.display());
+    dir.write(files::CONFIG, artifacts::resolved_config(&plan))?;
+    dir.write(files::SUMMARY, crate::model::summary::render(&cfg.experiment.name, &plan.model))?;
+    artifacts::write_data_files(&dir, &plan, data)?;
+
+    fit::fit(plan, data, dir, None)
+}

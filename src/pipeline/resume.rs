@@ -1,0 +1,62 @@
+//! Going back to a saved run: `runner resume` goes on from its last checkpoint, and `open`
+//! reads a run folder for the commands that use one (resume, evaluate, predict).
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Overrides, Plan};
+use crate::results::manifest::{Manifest, Status};
+use crate::results::{files, RunDir};
+use crate::train::checkpoint::Checkpoint;
+use crate::{Error, Result};
+
+use super::fit::fit;
+use super::prepare::prepare_same;
+use super::{plan, Outcome};
+
+/// `runner resume <run folder>`: goes on with an interrupted, failed or killed run from its
+/// last checkpoint (or from the start when it has none), in the same folder. The data must be
+/// the same as when it started (checked by the manifest's fingerprint).
+pub fn resume(run_dir: &Path) -> Result<Outcome> {
+    let (run_dir, manifest, plan) = open(run_dir)?;
+    if manifest.status == Status::Completed {
+        return Err(Error::Usage(format!("the run in `{}` is already completed", run_dir.display())));
+    }
+    let data = prepare_same(&plan, &manifest)?;
+    let checkpoint = match std::fs::read(run_dir.join(files::LAST_CHECKPOINT)) {
+        Ok(bytes) => Some(Checkpoint::from_bytes(&bytes).map_err(|e| {
+            Error::Train(format!("cannot resume from {}: {e}", run_dir.join(files::LAST_CHECKPOINT).display()))
+        })?),
+        Err(_) => None,
+    };
+    match &checkpoint {
+        Some(c) => tracing::info!(
+            "resuming {} after epoch {}{}",
+            run_dir.display(),
+            c.state.epoch,
+            if c.state.step > 0 { format!(" and {} batches of the next", c.state.step) } else { String::new() }
+        ),
+        None => tracing::info!("{} has no checkpoint yet; training it from the start", run_dir.display()),
+    }
+    fit(plan, &data, RunDir { path: run_dir }, Some((checkpoint, manifest)))
+}
+
+/// A saved run: its folder (absolute), manifest and checked config. Enters the working
+/// directory the run started in, so relative paths in its config mean what they meant.
+pub fn open(run_dir: &Path) -> Result<(PathBuf, Manifest, Plan)> {
+    let manifest_path = run_dir.join(files::MANIFEST);
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::Usage(format!("`{}` is not a run folder (it has no {})", run_dir.display(), files::MANIFEST))
+        }
+        _ => Error::io("reading", &manifest_path, e),
+    })?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .map_err(|e| Error::Usage(format!("`{}` is not a manifest runner can read: {e}", manifest_path.display())))?;
+    let run_dir = std::fs::canonicalize(run_dir).map_err(|e| Error::io("opening run folder", run_dir, e))?;
+    if let Some(cwd) = &manifest.working_dir {
+        std::env::set_current_dir(cwd)
+            .map_err(|e| Error::io("entering the run's working folder", Path::new(cwd), e))?;
+    }
+    let plan = plan(&run_dir.join(files::CONFIG), &Overrides::default())?;
+    Ok((run_dir, manifest, plan))
+}

@@ -1,0 +1,58 @@
+//! One trial in its own process: `runner trial <sweep folder> --index i`, as local sweeps and
+//! Slurm array tasks start it.
+
+use std::path::Path;
+
+use super::plan::plan_entry;
+use super::state::{Definition, TrialState};
+use crate::results::{files, RunDir};
+use crate::{Error, Result};
+
+/// `runner trial <sweep folder> --index i`: runs one trial of a sweep in its folder, the way
+/// local sweeps and Slurm array tasks do. A completed trial is left alone; any other earlier
+/// attempt is replaced.
+pub fn run_trial(sweep_dir: &Path, index: usize) -> Result<()> {
+    let sweep_dir = std::fs::canonicalize(sweep_dir).map_err(|e| Error::io("opening sweep folder", sweep_dir, e))?;
+    let definition = Definition::read(&sweep_dir)?;
+    let Some(entry) = definition.trials.get(index) else {
+        return Err(Error::Usage(format!(
+            "the sweep in `{}` has trials 0 to {}; there is no trial {index}",
+            sweep_dir.display(),
+            definition.trials.len().saturating_sub(1)
+        )));
+    };
+    std::env::set_current_dir(&definition.cwd)
+        .map_err(|e| Error::io("entering the sweep's working folder", &definition.cwd, e))?;
+    let trial = plan_entry(&definition.config, &definition.overrides(), entry)?;
+    let dir = sweep_dir.join(&trial.name);
+    let before = TrialState::of(&dir);
+    if before == TrialState::Completed {
+        tracing::info!("trial {index} ({}) is already completed; nothing to do", trial.name);
+        return Ok(());
+    }
+    // Stopped by Ctrl-C, the scheduler or a kill: go on from its checkpoint. Failed (or never
+    // begun training): start over, since the cause may have been mended.
+    let resume = matches!(before, TrialState::Interrupted { .. })
+        || (matches!(before, TrialState::Running { .. }) && before.died());
+    let resume = resume && dir.join(files::MANIFEST).is_file();
+    if !resume && dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("clearing the earlier attempt in", &dir, e))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating trial folder", &dir, e))?;
+    let running = TrialState::Running { host: crate::results::manifest::hostname(), pid: std::process::id() };
+    running.write(&dir)?;
+    tracing::info!("trial {index} of {}: {}", definition.trials.len(), trial.label());
+    let result = if resume {
+        crate::pipeline::resume(&dir)
+    } else {
+        crate::pipeline::prepare(&trial.plan)
+            .and_then(|data| crate::pipeline::run_in(trial.plan, &data, RunDir { path: dir.clone() }))
+    };
+    let state = match &result {
+        Ok(_) => TrialState::Completed,
+        Err(Error::Interrupted(at)) => TrialState::Interrupted { reason: format!("interrupted at {at}") },
+        Err(e) => TrialState::Failed { reason: e.to_string() },
+    };
+    state.write(&dir)?;
+    result.map(|_| ())
+}
