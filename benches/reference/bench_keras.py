@@ -22,7 +22,6 @@ Usage:
   python benches/reference/bench_keras.py --threads 2 --steps 15 --warmup 3 [--reps 3]
 """
 
-import argparse
 import os
 import platform
 import statistics
@@ -32,36 +31,15 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-CONV_FILTERS = (16, 32, 64, 128)
-IMAGE = (128, 128, 3)  # height, width, channels (Keras' channels_last)
-DENSE_UNITS = 256
-EXPECTED_PARAMS = 1_277_601
+from common import CONV_FILTERS, DENSE_UNITS, IMAGE_SIZE, arg_parser, check_params, field, mib, parse, peak_memory, proc_status_mib, timed  # noqa: E402
 
-
-def proc_status_mib(field):
-    """A memory line of /proc/self/status (VmRSS, VmHWM) in MiB, or None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+IMAGE = (IMAGE_SIZE, IMAGE_SIZE, 3)  # height, width, channels (Keras' channels_last)
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=0, help="intra- and inter-op threads (0: TensorFlow's default)")
-    p.add_argument("--batch", type=int, default=32, help="images per step (default 32, the tutorial's)")
-    p.add_argument("--steps", type=int, default=15, help="timed steps of each kind (default 15)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps before them (default 3)")
+    p = arg_parser(__doc__, "intra- and inter-op threads (0: TensorFlow's default)")
     p.add_argument("--reps", type=int, default=3, help="timed model.fit epochs (default 3); 0 skips fit")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    if args.batch < 1 or args.steps < 1 or args.warmup < 0 or args.reps < 0:
-        p.error("--batch and --steps must be at least 1, --warmup and --reps at least 0")
-    return args
+    return parse(p)
 
 
 def build_model(keras):
@@ -80,17 +58,6 @@ def build_model(keras):
     return model
 
 
-def timed(fn, warmup, steps):
-    """Runs fn warmup + steps times; returns the durations of the last `steps` runs, in seconds."""
-    durations = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        fn()
-        if i >= warmup:
-            durations.append(time.perf_counter() - start)
-    return durations
-
-
 def main():
     args = parse_args()
 
@@ -107,8 +74,7 @@ def main():
     keras.utils.set_random_seed(args.seed)
     model = build_model(keras)
     params = model.count_params()
-    if params != EXPECTED_PARAMS:
-        raise SystemExit(f"the model has {params} parameters, the tutorial's has {EXPECTED_PARAMS}")
+    check_params(params)
 
     rng = np.random.default_rng(args.seed)
     x = rng.random((args.batch * args.steps, *IMAGE), dtype=np.float32)
@@ -131,9 +97,7 @@ def main():
     infer = timed(lambda: model.predict_on_batch(xb), args.warmup, args.steps)
 
     tob_s, infer_s = statistics.median(tob), statistics.median(infer)
-    peak = proc_status_mib("VmHWM")
-    above = peak - rss_after_import if peak is not None and rss_after_import is not None else None
-    mib = lambda v: "-" if v is None else f"{v:.0f} MiB"
+    peak, above = peak_memory(rss_after_import)
     rate = lambda s: args.batch / s
 
     threads = tf.config.threading.get_intra_op_parallelism_threads() or "default"
@@ -156,8 +120,7 @@ def main():
         f"train_img_s={rate(tob_s):.1f} "
         f"fit_img_s={'' if fit_per_step is None else f'{rate(fit_per_step):.1f}'} "
         f"infer_img_s={rate(infer_s):.1f} "
-        f"peak_mib={'' if peak is None else f'{peak:.0f}'} "
-        f"peak_above_import_mib={'' if above is None else f'{above:.0f}'}"
+        f"peak_mib={field(peak)} peak_above_import_mib={field(above)}"
     )
 
 

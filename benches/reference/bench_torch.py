@@ -20,42 +20,18 @@ Usage:
   python benches/reference/bench_torch.py --threads 2 --steps 15 --warmup 3 [--channels-last]
 """
 
-import argparse
 import platform
 import statistics
-import time
 
-# The tutorial's network: (out_channels of each 3x3 conv, then 2x2 max pool), then dense.
-CONV_FILTERS = (16, 32, 64, 128)
-IMAGE = (3, 128, 128)  # channels, height, width
-DENSE_UNITS = 256
-EXPECTED_PARAMS = 1_277_601
+from common import CONV_FILTERS, DENSE_UNITS, IMAGE_SIZE, arg_parser, check_params, field, mib, parse, peak_memory, proc_status_mib, timed
 
-
-def proc_status_mib(field):
-    """A memory line of /proc/self/status (VmRSS, VmHWM) in MiB, or None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+IMAGE = (3, IMAGE_SIZE, IMAGE_SIZE)  # channels, height, width
 
 
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: PyTorch's default)")
-    p.add_argument("--batch", type=int, default=32, help="images per step (default 32, the tutorial's)")
-    p.add_argument("--steps", type=int, default=15, help="timed steps of each kind (default 15)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps before them (default 3)")
+    p = arg_parser(__doc__, "intra-op threads (0: PyTorch's default)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout instead of NCHW")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    if args.batch < 1 or args.steps < 1 or args.warmup < 0:
-        p.error("--batch and --steps must be at least 1, --warmup at least 0")
-    return args
+    return parse(p)
 
 
 def build_model(nn):
@@ -73,17 +49,6 @@ def build_model(nn):
     return nn.Sequential(*layers)
 
 
-def timed(fn, warmup, steps):
-    """Runs fn warmup + steps times; returns the durations of the last `steps` runs, in seconds."""
-    durations = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        fn()
-        if i >= warmup:
-            durations.append(time.perf_counter() - start)
-    return durations
-
-
 def main():
     args = parse_args()
 
@@ -98,8 +63,7 @@ def main():
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     model = build_model(nn).to(memory_format=layout)
     params = sum(p.numel() for p in model.parameters())
-    if params != EXPECTED_PARAMS:
-        raise SystemExit(f"the model has {params} parameters, the tutorial's has {EXPECTED_PARAMS}")
+    check_params(params)
 
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.rand((args.batch, *IMAGE), generator=gen).contiguous(memory_format=layout)
@@ -125,9 +89,7 @@ def main():
     infer = timed(infer_step, args.warmup, args.steps)
 
     train_s, infer_s = statistics.median(train), statistics.median(infer)
-    peak = proc_status_mib("VmHWM")
-    above = peak - rss_after_import if peak is not None and rss_after_import is not None else None
-    mib = lambda v: "-" if v is None else f"{v:.0f} MiB"
+    peak, above = peak_memory(rss_after_import)
 
     print(
         f"torch {torch.__version__}, python {platform.python_version()}: "
@@ -142,8 +104,7 @@ def main():
         "RESULT stack=torch "
         f"layout={'channels_last' if args.channels_last else 'nchw'} threads={torch.get_num_threads()} "
         f"batch={args.batch} train_img_s={args.batch / train_s:.1f} infer_img_s={args.batch / infer_s:.1f} "
-        f"peak_mib={'' if peak is None else f'{peak:.0f}'} "
-        f"peak_above_import_mib={'' if above is None else f'{above:.0f}'}"
+        f"peak_mib={field(peak)} peak_above_import_mib={field(above)}"
     )
 
 
