@@ -16,9 +16,13 @@ pub struct Cli {
     /// For a sweep file: how many trials run at once (the cores are divided between them).
     #[arg(short, long, default_value_t = 1)]
     pub jobs: usize,
-    /// Only print warnings and errors.
-    #[arg(short, long, global = true)]
+    /// Print only warnings and errors: no progress bars, no per-epoch lines.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Also print debug detail: where each value of the config came from, the matrix kernel
+    /// and threads, the image cache, every checkpoint written.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     /// Override a config value, with TOML value syntax: `--set train.epochs=5`,
     /// `--set model.layers[2].filters=64`, `--set data.image_size=[64,64]`. Repeatable; wins
     /// over the file and over `RUNNER_<SECTION>__<KEY>` environment variables.
@@ -114,9 +118,29 @@ enum Command {
     },
     /// Check CONFIG completely without training or decoding images: report the dataset's
     /// classes, file counts and split sizes, and the model's shapes, parameters and costs.
+    /// Without the dataset, the model's part is still shown, then the data problem.
     Check {
         /// Experiment file.
         config: PathBuf,
+    },
+    /// Write a commented, runnable experiment file for a folder of images (one subfolder per
+    /// class): classes, image size and colour mode from a sample of the images, the tutorial
+    /// CNN scaled to that size, the last layer and loss for the class count.
+    Init {
+        /// The image folder.
+        folder: PathBuf,
+        /// Where to write the experiment file (default experiments/<folder name>.toml).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a shell completion script: `runner completions bash > ~/.local/share/bash-completion/completions/runner`
+    /// (zsh: into a folder of $fpath as `_runner`; fish: ~/.config/fish/completions/runner.fish).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Overlay the curves of several runs and rank them in a leaderboard (leaderboard.md,
     /// leaderboard.csv) whose columns are the config keys that differ between them.
@@ -225,6 +249,28 @@ fn print_finish(finish: &crate::sweep::Finish, skipped: usize) {
     println!("{}", finish.summary(skipped));
 }
 
+/// What `runner init` wrote, and what to run next.
+fn print_init(written: &crate::pipeline::init::Written) {
+    let thousands = crate::model::summary::thousands;
+    let plan = &written.plan;
+    let d = &plan.config.data;
+    let images: usize = written.classes.iter().map(|(_, n)| n).sum();
+    let [h, w] = d.image_size;
+    let color = crate::config::serde_name(d.color_mode);
+    let path = written.path.display();
+    println!(
+        "wrote {path}: {} classes ({} images), {w}x{h} {color}, {} parameters",
+        written.classes.len(),
+        thousands(images),
+        thousands(plan.model.param_count())
+    );
+    println!("next: runner check {path}    (the model and data, without training)");
+    println!(
+        "      runner {path}          (train; results in {})",
+        plan.config.output.dir.join(&plan.config.experiment.name).display()
+    );
+}
+
 impl Launch {
     fn run(self, config: &std::path::Path, overrides: &crate::config::Overrides) -> Result<()> {
         match self.launcher {
@@ -288,14 +334,24 @@ impl Cli {
                 Ok(())
             }
             Some(Command::Check { config }) => {
-                let report = if crate::sweep::declared(&config, overrides)? {
+                if crate::sweep::declared(&config, overrides)? {
                     let sweep = crate::sweep::plan(&config, overrides)?;
-                    crate::sweep::check_data(&sweep)?;
-                    crate::sweep::check_report(&sweep)
+                    print!("{}", crate::sweep::check_report(&sweep));
+                    crate::sweep::check_data(&sweep)
                 } else {
-                    crate::pipeline::check(&config, overrides)?
-                };
-                print!("{report}");
+                    let checked = crate::pipeline::check(&config, overrides)?;
+                    print!("{}", checked.report);
+                    checked.data_problem.map_or(Ok(()), Err)
+                }
+            }
+            Some(Command::Init { folder, out, force }) => {
+                let written = crate::pipeline::init::init(&folder, out.as_deref(), force)?;
+                print_init(&written);
+                Ok(())
+            }
+            Some(Command::Completions { shell }) => {
+                use clap::CommandFactory;
+                clap_complete::generate(shell, &mut Cli::command(), "runner", &mut std::io::stdout());
                 Ok(())
             }
             Some(Command::Data { config }) => crate::pipeline::data_report(&config, overrides, false).map(|_| ()),

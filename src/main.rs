@@ -21,7 +21,11 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
         }
     };
-    let level = if cli.quiet { tracing::Level::WARN } else { tracing::Level::INFO };
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => tracing::Level::WARN,
+        (false, true) => tracing::Level::DEBUG,
+        (false, false) => tracing::Level::INFO,
+    };
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::config::Overrides;
+use crate::config::{Overrides, Plan};
 use crate::data;
 use crate::results::RunDir;
 use crate::{Error, Result};
@@ -13,13 +13,45 @@ use super::artifacts::write_data_files;
 use super::plan;
 use super::prepare::{prepare, scan};
 
+/// What `runner check` found: a report for the terminal, and the problem with the data that
+/// kept part of it from being known.
+pub struct Checked {
+    /// The config, the dataset (when it could be read) and the model's shapes and costs.
+    pub report: String,
+    /// Why the dataset could not be looked at (or does not fit the model); the report then
+    /// holds everything that needs no data.
+    pub data_problem: Option<Error>,
+}
+
 /// `runner check`: everything that can be known without decoding a pixel (the config, the
 /// dataset's classes, files and split sizes, files known to be unusable, and the model's
-/// shapes, parameters and costs), as a report for the terminal.
-pub fn check(config_path: &Path, overrides: &Overrides) -> Result<String> {
+/// shapes, parameters and costs). A config that does not parse or validate is an error; a
+/// dataset that cannot be read still leaves the model's part of the report, which needs only
+/// the config.
+pub fn check(config_path: &Path, overrides: &Overrides) -> Result<Checked> {
     let plan = plan(config_path, overrides)?;
     let cfg = &plan.config;
-    let listing = scan(&plan)?;
+    let mut report = format!("{}: the config is valid\n\n", plan.sources.main().path.display());
+    let data_problem = match data_section(&plan) {
+        Ok(section) => {
+            report += &section;
+            report += "\n";
+            None
+        }
+        Err(e) => Some(e),
+    };
+    report += &crate::model::summary::render_with_costs(&cfg.experiment.name, &plan.model, cfg.train.batch_size);
+    if data_problem.is_some() {
+        report += &format!("\nData: {} could not be checked; the problem follows.\n", cfg.data.path.display());
+    }
+    Ok(Checked { report, data_problem })
+}
+
+/// The dataset's part of the check: classes and counts, the split's sizes and the files
+/// already known to be unusable.
+fn data_section(plan: &Plan) -> Result<String> {
+    let cfg = &plan.config;
+    let listing = scan(plan)?;
     let d = &cfg.data;
     let labels: Vec<usize> = listing.samples.iter().map(|s| s.label).collect();
     let split =
@@ -27,8 +59,7 @@ pub fn check(config_path: &Path, overrides: &Overrides) -> Result<String> {
     let cache_dir = d.cache.then(data::cache::default_dir);
     let known = data::known_quarantine(&listing, d.image_size, d.color_mode, cache_dir.as_deref());
     let thousands = crate::model::summary::thousands;
-    let mut out = format!("{}: the config is valid\n\n", plan.sources.main().path.display());
-    out += &format!(
+    let mut out = format!(
         "Data: {} ({} classes, {} files)\n",
         d.path.display(),
         listing.classes.len(),
@@ -55,8 +86,6 @@ pub fn check(config_path: &Path, overrides: &Overrides) -> Result<String> {
     if known.len() > 10 {
         out += &format!("  ... and {} more\n", known.len() - 10);
     }
-    out += "\n";
-    out += &crate::model::summary::render_with_costs(&cfg.experiment.name, &plan.model, cfg.train.batch_size);
     Ok(out)
 }
 

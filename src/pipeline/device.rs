@@ -23,6 +23,11 @@ pub trait OnDevice {
 /// Runs `job` on the device `plan` asks for, its random numbers seeded from the config's seed.
 pub fn run_on<J: OnDevice>(plan: &Plan, job: J) -> Result<J::Output> {
     let seed = device_seed(plan);
+    tracing::debug!(
+        "{} worker threads; matrix products on the {} kernel",
+        rayon::current_num_threads(),
+        crate::ops::Kernel::best().describe()
+    );
     match plan.config.experiment.device {
         DeviceKind::Cpu => job.run(Cpu::seed_from_u64(seed)),
         #[cfg(feature = "cuda")]

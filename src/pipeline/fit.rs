@@ -167,7 +167,15 @@ fn epochs<D: Backend>(
     // Ctrl-C stops training at the next batch boundary (until the guard is dropped).
     let _ctrl_c = crate::interrupt::Guard::install();
     train::fit(dev, plan, &data.images, &data.split, checkpoint, |checkpoint, saved| {
-        dir.write(files::LAST_CHECKPOINT, checkpoint.to_bytes())?;
+        let bytes = checkpoint.to_bytes();
+        tracing::debug!(
+            "checkpoint at epoch {}, batch {}: {} bytes in {}",
+            checkpoint.state.epoch,
+            checkpoint.state.step,
+            bytes.len(),
+            dir.path.join(files::LAST_CHECKPOINT).display()
+        );
+        dir.write(files::LAST_CHECKPOINT, bytes)?;
         if saved == (train::Saved::Epoch { best: true }) {
             dir.write(files::BEST_WEIGHTS, weights_file(&checkpoint.weights))?;
         }

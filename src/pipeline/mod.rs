@@ -1,6 +1,7 @@
 //! The commands that take one experiment end to end, a file per job: `check` (look before
 //! training), `prepare` (the data), `device` (where the numbers are computed), `fit` (the
-//! training of a run), `artifacts` (the run folder's files), `resume`, `predict` and `bench`.
+//! training of a run), `artifacts` (the run folder's files), `resume`, `predict`, `bench`,
+//! and `init` (a first experiment file for a folder of images).
 //!
 //! ```text
 //! plan (config::load + validate) ──► prepare (scan, decode, split) ──► run folder
@@ -12,6 +13,7 @@ pub mod bench;
 pub mod check;
 pub mod device;
 pub mod fit;
+pub mod init;
 pub mod predict;
 pub mod prepare;
 pub mod resume;
@@ -23,7 +25,7 @@ use crate::results::{files, RunDir};
 use crate::train::History;
 use crate::Result;
 
-pub use check::{check, data_report};
+pub use check::{check, data_report, Checked};
 pub use prepare::{prepare, prepare_same, Prepared};
 pub use resume::{open, resume};
 
@@ -40,7 +42,16 @@ pub struct Outcome {
 /// nothing else is touched.
 pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Plan> {
     let (config, sources) = config::load(config_path, overrides)?;
-    config::validate(config, sources)
+    let plan = config::validate(config, sources)?;
+    let files = &plan.sources.files;
+    for (key, origin) in &plan.sources.origins {
+        let from = match origin {
+            config::Origin::File(i) => files[*i].path.display().to_string(),
+            other => other.to_string(),
+        };
+        tracing::debug!("config: {key} from {from}");
+    }
+    Ok(plan)
 }
 
 /// Checks `config_path` completely, then trains it and writes its run folder.

@@ -45,6 +45,10 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
     );
     let started = Instant::now();
     let cache_dir = cfg.data.cache.then(data::cache::default_dir);
+    match &cache_dir {
+        Some(dir) => tracing::debug!("image cache folder {} (RUNNER_CACHE_DIR moves it)", dir.display()),
+        None => tracing::debug!("data.cache = false: every image is decoded"),
+    }
     let (images, stats) = data::load(listing, cfg.data.image_size, cfg.data.color_mode, cache_dir.as_deref())?;
     tracing::info!(
         "{} images ready in {:.1}s: {} decoded, {} from the cache{}",

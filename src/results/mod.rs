@@ -114,11 +114,21 @@ fn next_free(parent: &Path, prefix: &str) -> usize {
         .map_or(1, |n| n + 1)
 }
 
+/// A temporary name beside `path` (so a rename onto `path` stays on one filesystem), unique
+/// to this process and call: two writers of the same file, in one process or in several
+/// trials sharing a folder, never write into each other's temporary file.
+pub fn temporary_path(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let tmp = temporary_path(path);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -129,4 +139,50 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io("writing", path, e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_rfc_4180_needs_it() {
+        assert_eq!(csv_field("cats/a b.png"), "cats/a b.png");
+        assert_eq!(csv_field(""), "");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(csv_field("carriage\rreturn"), "\"carriage\rreturn\"");
+        assert_eq!(csv_field("\""), "\"\"\"\"");
+    }
+
+    #[test]
+    fn run_name_is_the_experiment_and_run_folder() {
+        assert_eq!(run_name(Path::new("/tmp/results/cats/run-003")), "cats/run-003");
+        assert_eq!(run_name(Path::new("results/sweep/trial-7f3a/")), "sweep/trial-7f3a");
+    }
+
+    #[test]
+    fn run_folders_are_numbered_one_past_the_highest_and_never_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = RunDir::create(tmp.path(), "exp").unwrap();
+        assert!(a.path.ends_with("exp/run-001"), "{}", a.path.display());
+        for name in ["run-007", "run-x", "trial-042", "run-"] {
+            std::fs::create_dir(tmp.path().join("exp").join(name)).unwrap();
+        }
+        assert!(RunDir::create(tmp.path(), "exp").unwrap().path.ends_with("exp/run-008"));
+        assert!(RunDir::create_numbered(tmp.path(), "exp", "trial").unwrap().path.ends_with("exp/trial-043"));
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_and_leaves_no_temporary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("history.csv");
+        write_atomic(&path, b"first").unwrap();
+        write_atomic(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["history.csv"]);
+        assert!(write_atomic(&tmp.path().join("missing/x"), b"x").is_err());
+    }
 }

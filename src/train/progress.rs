@@ -1,5 +1,6 @@
 //! What a person watching sees: a Keras-like progress bar on a terminal, one plain line per
-//! epoch otherwise (logs, CI, Slurm output files).
+//! epoch otherwise (logs, CI, Slurm output files). Both are information: `--quiet`, which
+//! lowers the log level to warnings, silences the bar as well as the lines.
 
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
@@ -17,7 +18,7 @@ pub struct Progress {
 impl Progress {
     /// Starts epoch `epoch` (0-based) of `epochs`, with `steps` batches.
     pub fn start(epoch: usize, epochs: usize, steps: usize) -> Self {
-        let tty = std::io::stderr().is_terminal();
+        let tty = std::io::stderr().is_terminal() && tracing::enabled!(tracing::Level::INFO);
         if tty {
             eprintln!("Epoch {}/{epochs}", epoch + 1);
         }

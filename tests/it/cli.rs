@@ -514,3 +514,79 @@ fn bench_reports_training_and_inference_speed_on_random_data() {
     }
     assert!(!tmp.path().join("r").exists(), "a bench writes no run folder");
 }
+
+#[test]
+fn check_without_the_dataset_still_shows_the_model_then_fails_as_a_data_error() {
+    // The tutorial's PetImages folder is not shipped with the repository.
+    let out = runner(&repo(), &["check", "experiments/cats_vs_dogs.toml"]);
+    assert_exit(&out, 65);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in [
+        "experiments/cats_vs_dogs.toml: the config is valid",
+        "Total params: 1,277,601",
+        "Multiply-accumulates per image: 50,252,224 forward",
+        "Activation memory for one training batch of 32",
+        "Data: data/PetImages could not be checked; the problem follows.",
+    ] {
+        assert!(report.contains(line), "missing {line:?} in:\n{report}");
+    }
+    let err = stderr(&out);
+    assert!(err.contains("`data/PetImages` (data.path) does not exist"), "{err}");
+}
+
+/// Runs `runner args` in `cwd` inside a pseudo-terminal (util-linux `script`), as a person at
+/// a terminal would, and returns everything it wrote.
+fn at_a_terminal(cwd: &Path, args: &[&str]) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let command: Vec<String> =
+        std::iter::once(env!("CARGO_BIN_EXE_runner")).chain(args.iter().copied()).map(quote).collect();
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command.join(" "), "/dev/null"])
+        .current_dir(cwd)
+        .env("RAYON_NUM_THREADS", "2")
+        .env("RUNNER_CACHE_DIR", cwd.join("cache"))
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn quiet_silences_progress_bars_and_information_and_verbose_adds_debug_detail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fashion_subset(&data, &["bag", "sandal"], 16);
+    let results = tmp.path().join("results");
+    std::fs::write(tmp.path().join("exp.toml"), small_config("q", &data, &results, 1, 2, 2)).unwrap();
+
+    let shown = at_a_terminal(tmp.path(), &["exp.toml"]);
+    assert!(shown.contains("Epoch 1/2") && shown.contains("[=") && shown.contains("INFO"), "{shown}");
+
+    let quiet = at_a_terminal(tmp.path(), &["exp.toml", "--quiet"]);
+    for noise in ["Epoch", "[=", "/step", "INFO"] {
+        assert!(!quiet.contains(noise), "--quiet printed {noise:?}:\n{quiet}");
+    }
+    assert!(results.join("q/run-002/history.csv").is_file(), "the quiet run trained");
+
+    let out = runner(tmp.path(), &["exp.toml", "--verbose"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("DEBUG") && err.contains("checkpoint at epoch 1") && err.contains("matrix products on"),
+        "{err}"
+    );
+    assert!(!stderr(&runner(tmp.path(), &["exp.toml"])).contains("DEBUG"), "debug detail only with --verbose");
+    assert_exit(&runner(tmp.path(), &["exp.toml", "-q", "-v"]), 64);
+}
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef runner"), ("fish", "complete -c runner")] {
+        let out = runner(tmp.path(), &["completions", shell]);
+        assert_exit(&out, 0);
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker) && script.contains("init") && script.contains("sweep"), "{shell}:\n{script}");
+    }
+    assert_exit(&runner(tmp.path(), &["completions", "cmd.exe"]), 64);
+}

@@ -6,6 +6,7 @@ mod config;
 mod data;
 mod floors;
 mod golden;
+mod init;
 mod layering;
 mod layers;
 mod model;
