@@ -133,3 +133,18 @@ pub fn striped_jpegs(dst: &Path, per_class: usize, size: (u32, u32)) {
 pub fn gray_png(path: &Path, size: u32, f: impl Fn(u32, u32) -> u8) {
     ImageBuffer::from_fn(size, size, |x, y| Luma([f(x, y)])).save(path).unwrap();
 }
+
+/// The Python that has the reference packages of `.ci/pyenv` (onnxruntime, TensorBoard's event
+/// reader): `RUNNER_TEST_PYTHON`, else `target/pyenv/bin/python`. `None` (the test is then
+/// skipped, saying why) when neither exists, except under CI, where it must.
+pub fn reference_python() -> Option<PathBuf> {
+    let python = std::env::var_os("RUNNER_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/pyenv/bin/python"));
+    if python.is_file() {
+        return Some(python);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{} is missing: .ci/run must run .ci/pyenv", python.display());
+    eprintln!("skipped: no reference Python at {} (run `bash .ci/pyenv`)", python.display());
+    None
+}
