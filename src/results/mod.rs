@@ -5,6 +5,7 @@
 //! timestamps; everything that varies between identical runs goes into `manifest.json`.
 
 pub mod manifest;
+pub mod protobuf;
 pub mod safetensors;
 
 use std::path::{Path, PathBuf};
