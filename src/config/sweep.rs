@@ -326,3 +326,176 @@ impl Distribution {
 fn round_significant(x: f64, digits: usize) -> f64 {
     format!("{x:.*e}", digits - 1).parse().unwrap_or(x)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `[sweep]` table from its TOML body.
+    fn spec(text: &str) -> SweepConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    /// Each trial's values as `key=value` strings.
+    fn shown(spec: &SweepConfig, seed: u64) -> Vec<Vec<String>> {
+        spec.expand(seed).iter().map(|t| t.iter().map(|s| format!("{}={}", s.key, s.value)).collect()).collect()
+    }
+
+    #[test]
+    fn the_grid_expands_first_key_slowest_in_file_order() {
+        let s = spec("[grid]\na = [1, 2]\nb = [3, 4]");
+        assert_eq!(s.size(), 4);
+        assert_eq!(shown(&s, 1), [["a=1", "b=3"], ["a=1", "b=4"], ["a=2", "b=3"], ["a=2", "b=4"]]);
+        // Written the other way round, `b` varies slowest.
+        let s = spec("[grid]\nb = [3, 4]\na = [1, 2]");
+        assert_eq!(shown(&s, 1), [["b=3", "a=1"], ["b=3", "a=2"], ["b=4", "a=1"], ["b=4", "a=2"]]);
+        // Each value points at its place in the file.
+        let last = &s.expand(1)[3][1];
+        let at = |k: &str| Step::Key(k.into());
+        assert_eq!(last.declared_at, [at("sweep"), at("grid"), at("a"), Step::Index(1)]);
+    }
+
+    #[test]
+    fn zip_lists_vary_together_inside_each_grid_point() {
+        let s = spec("[grid]\na = [1, 2]\n[zip]\nc = [5, 6, 7]\nd = [\"x\", \"y\", \"z\"]");
+        assert_eq!(s.size(), 6);
+        let trials = shown(&s, 1);
+        let expected: Vec<Vec<String>> = [1, 2]
+            .iter()
+            .flat_map(|a| {
+                [(5, "x"), (6, "y"), (7, "z")]
+                    .map(|(c, d)| vec![format!("a={a}"), format!("c={c}"), format!("d=\"{d}\"")])
+            })
+            .collect();
+        assert_eq!(trials, expected);
+        assert_eq!(s.keys(), ["a", "c", "d"]);
+    }
+
+    const RANDOM: &str = r#"
+[random]
+trials = 50
+[random.params]
+"train.learning_rate" = { log_uniform = [1e-4, 1e-2] }
+"model.layers[3].units" = { int = [16, 20] }
+"augment.rotation_range" = { uniform = [0, 40] }
+"train.batch_size" = { choice = [8, 16, 32] }
+"#;
+
+    #[test]
+    fn random_draws_follow_the_seed_and_stay_in_their_ranges() {
+        let s = spec(RANDOM);
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        let a = s.expand(7);
+        assert_eq!(a.len(), 50);
+        assert_eq!(a, s.expand(7), "the same seed draws the same values");
+        assert_ne!(a, s.expand(8), "another seed draws others");
+        let mut units = std::collections::BTreeSet::new();
+        for trial in &a {
+            let lr = trial[0].value.as_float().unwrap();
+            assert!((1e-4..=1e-2).contains(&lr), "{lr}");
+            assert_eq!(format!("{lr:.3e}").parse::<f64>().unwrap(), lr, "{lr} is rounded to 4 significant digits");
+            units.insert(trial[1].value.as_integer().unwrap());
+            let rotation = trial[2].value.as_float().unwrap();
+            assert!((0.0..=40.0).contains(&rotation));
+            assert!([8, 16, 32].contains(&trial[3].value.as_integer().unwrap()));
+        }
+        assert_eq!(units.into_iter().collect::<Vec<_>>(), [16, 17, 18, 19, 20], "int includes both ends");
+        // Log-uniform: about as many draws below 1e-3 (the geometric middle) as above.
+        let below = a.iter().filter(|t| t[0].value.as_float().unwrap() < 1e-3).count();
+        assert!((15..=35).contains(&below), "{below} of 50 below the geometric middle");
+    }
+
+    #[test]
+    fn a_keys_draws_depend_only_on_seed_draw_and_key() {
+        let values = |s: &SweepConfig, key: &str| -> Vec<Value> {
+            s.expand(7).into_iter().flatten().filter(|v| v.key == key).map(|v| v.value).collect()
+        };
+        let base = spec(RANDOM);
+        let lr = values(&base, "train.learning_rate");
+        // Another key before it, and a grid in front: every grid point gets the same draws.
+        let more = RANDOM.replace("[random.params]\n", "[random.params]\n\"train.momentum\" = { uniform = [0, 1] }\n");
+        let with_grid = spec(&format!("[grid]\n\"train.epochs\" = [1, 2]\n{more}"));
+        assert_eq!(with_grid.size(), 100);
+        assert_eq!(values(&with_grid, "train.learning_rate"), [lr.clone(), lr].concat());
+        // Two keys with the same distribution draw different values.
+        let twins = spec("[random]\ntrials = 5\n[random.params]\n\"train.a\" = { uniform = [0, 1] }\n\"train.b\" = { uniform = [0, 1] }");
+        assert_ne!(values(&twins, "train.a"), values(&twins, "train.b"));
+    }
+
+    #[test]
+    fn floats_are_drawn_to_four_significant_digits() {
+        assert_eq!(round_significant(0.000123456, 4), 0.0001235);
+        assert_eq!(round_significant(12345.6, 4), 12350.0);
+        assert_eq!(round_significant(-2.0 / 3.0, 4), -0.6667);
+    }
+
+    /// A grid of `sizes[i]` values for key `train.k<i>`.
+    fn grid_of(sizes: &[i64]) -> SweepConfig {
+        let mut s = spec("");
+        for (i, &n) in sizes.iter().enumerate() {
+            s.grid.insert(format!("train.k{i}"), (0..n).map(Value::Integer).collect());
+        }
+        s
+    }
+
+    fn messages(s: &SweepConfig) -> Vec<String> {
+        s.problems().into_iter().map(|(_, m)| m).collect()
+    }
+
+    #[test]
+    fn problems_catch_a_grid_over_max_trials_but_not_one_at_it() {
+        assert_eq!(MAX_TRIALS, 10_000);
+        assert_eq!(messages(&grid_of(&[100, 100])), Vec::<String>::new());
+        assert_eq!(
+            messages(&grid_of(&[101, 100])),
+            ["the sweep expands to 10100 trials, more than 10000; shrink the grid"]
+        );
+        // The size saturates instead of overflowing.
+        let huge = grid_of(&[1 << 16, 1 << 16, 1 << 16, 1 << 16]);
+        assert_eq!(huge.size(), usize::MAX);
+        assert_eq!(messages(&huge).len(), 1);
+    }
+
+    #[test]
+    fn problems_catch_a_metric_that_is_not_a_history_column() {
+        let mut s = grid_of(&[2]);
+        for metric in ["val_accuracy", "loss", "val_f1_score", "top_k_accuracy"] {
+            s.metric = metric.into();
+            assert_eq!(messages(&s), Vec::<String>::new(), "{metric}");
+        }
+        s.metric = "val_acc".into();
+        let problems = s.problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, [Step::Key("metric".into())]);
+        assert!(
+            problems[0].1.starts_with("metric `val_acc` is not a history column; use one of val_loss, "),
+            "{}",
+            problems[0].1
+        );
+    }
+
+    #[test]
+    fn problems_catch_keys_that_cannot_be_swept_or_are_swept_twice() {
+        let s = spec("[grid]\n\"output.dir\" = [\"a\"]\n\"experiment.name\" = [\"b\"]\nepochs = [1]\n\"train.epochs\" = [1]\n[zip]\n\"train.epochs\" = [2]");
+        let m = messages(&s);
+        assert_eq!(m.len(), 4, "{m:#?}");
+        assert!(m[0].starts_with("`output.dir` cannot be swept"), "{}", m[0]);
+        assert!(m[1].starts_with("`experiment.name` cannot be swept"), "{}", m[1]);
+        assert!(m[2].starts_with("`epochs` is not a key inside a section"), "{}", m[2]);
+        assert_eq!(m[3], "`train.epochs` is swept twice (also in sweep.grid); keep one");
+        assert_eq!(messages(&spec("")), ["the sweep varies nothing; add `[sweep.grid]`, `[sweep.zip]` or `[sweep.random]` with keys such as \"train.learning_rate\""]);
+    }
+
+    #[test]
+    fn losses_are_minimised_and_the_rest_maximised_unless_a_goal_is_given() {
+        let mut s = spec("");
+        assert!(s.maximize(), "val_accuracy by default");
+        s.metric = "val_loss".into();
+        assert!(!s.maximize());
+        s.goal = Some(Goal::Maximize);
+        assert!(s.maximize());
+        s.metric = "val_f1_score".into();
+        s.goal = Some(Goal::Minimize);
+        assert!(!s.maximize());
+    }
+}

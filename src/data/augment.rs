@@ -530,3 +530,144 @@ impl schemars::JsonSchema for ZoomRange {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity() -> Params {
+        Params { zx: 1.0, zy: 1.0, ..Params::default() }
+    }
+
+    /// The input point that output pixel `(row, col)` is sampled from.
+    fn source(m: &Affine, row: usize, col: usize) -> (f64, f64) {
+        let (r, c) = (row as f64, col as f64);
+        (m[0][0] * r + m[0][1] * c + m[0][2], m[1][0] * r + m[1][1] * c + m[1][2])
+    }
+
+    fn assert_maps(p: Params, (h, w): (usize, usize), cases: &[((usize, usize), (f64, f64))]) {
+        let m = p.matrix(h, w);
+        for &((row, col), (want_r, want_c)) in cases {
+            let (r, c) = source(&m, row, col);
+            assert!(
+                (r - want_r).abs() < 1e-9 && (c - want_c).abs() < 1e-9,
+                "{p:?}: output ({row}, {col}) samples ({r}, {c}), want ({want_r}, {want_c})"
+            );
+        }
+    }
+
+    #[test]
+    fn default_params_give_the_identity_matrix() {
+        let m = identity().matrix(5, 7);
+        let want = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]];
+        for i in 0..2 {
+            for j in 0..3 {
+                assert!((m[i][j] - want[i][j]).abs() < 1e-12, "m[{i}][{j}] = {}", m[i][j]);
+            }
+        }
+        assert!(identity().is_identity());
+        assert!(!Params { theta: 1.0, ..identity() }.is_identity());
+        assert!(!Params { flip_vertical: true, ..identity() }.is_identity());
+        assert!(!Params { brightness: Some(1.0), ..identity() }.is_identity());
+    }
+
+    #[test]
+    fn a_90_degree_rotation_samples_each_corner_from_the_next_one() {
+        // Output (r, c) samples input (n-1-c, r).
+        let p = Params { theta: 90.0, ..identity() };
+        assert_maps(
+            p,
+            (5, 5),
+            &[((0, 0), (4.0, 0.0)), ((0, 4), (0.0, 0.0)), ((4, 4), (0.0, 4.0)), ((2, 2), (2.0, 2.0))],
+        );
+        // 180° about the centre of a non-square grid swaps opposite corners exactly.
+        let p = Params { theta: 180.0, ..identity() };
+        assert_maps(p, (3, 6), &[((0, 0), (2.0, 5.0)), ((2, 5), (0.0, 0.0)), ((0, 5), (2.0, 0.0))]);
+    }
+
+    #[test]
+    fn flips_mirror_the_columns_or_rows() {
+        let (h, w) = (4, 6);
+        let flip_h = Params { flip_horizontal: true, ..identity() };
+        assert_maps(flip_h, (h, w), &[((0, 0), (0.0, 5.0)), ((3, 1), (3.0, 4.0)), ((2, 5), (2.0, 0.0))]);
+        let flip_v = Params { flip_vertical: true, ..identity() };
+        assert_maps(flip_v, (h, w), &[((0, 0), (3.0, 0.0)), ((3, 1), (0.0, 1.0))]);
+        let both = Params { flip_horizontal: true, flip_vertical: true, ..identity() };
+        assert_maps(both, (h, w), &[((0, 0), (3.0, 5.0)), ((1, 2), (2.0, 3.0))]);
+    }
+
+    #[test]
+    fn a_flip_acts_on_the_output_after_the_rotation() {
+        // Rotating 90° then mirroring left-right is a transpose: output (r, c) samples (c, r).
+        let p = Params { theta: 90.0, flip_horizontal: true, ..identity() };
+        assert_maps(p, (5, 5), &[((0, 3), (3.0, 0.0)), ((1, 4), (4.0, 1.0)), ((4, 0), (0.0, 4.0))]);
+    }
+
+    #[test]
+    fn zoom_scales_distances_from_the_centre() {
+        // Zoom 2 on a 9x9 grid: the centre stays, a corner samples twice as far out.
+        let p = Params { zx: 2.0, zy: 2.0, ..identity() };
+        assert_maps(p, (9, 9), &[((4, 4), (4.0, 4.0)), ((0, 0), (-4.0, -4.0)), ((4, 6), (4.0, 8.0))]);
+        // Zoom 0.5 along rows only, on a 5x8 grid (centre (2, 3.5)): zooms in on the rows.
+        let p = Params { zx: 0.5, ..identity() };
+        assert_maps(p, (5, 8), &[((0, 0), (1.0, 0.0)), ((4, 7), (3.0, 7.0))]);
+    }
+
+    /// Keras' formula by hand: M = R · T · Sh · Z, centred at c: input = M·(out - c) + c, with
+    /// the translation applied in the rotated frame.
+    #[test]
+    fn the_matrix_is_keras_rotation_shift_shear_zoom_about_the_centre() {
+        let (h, w) = (9usize, 13usize);
+        let (cr, cc) = (4.0, 6.0);
+        let p = Params { theta: 30.0, tx: 2.0, ty: -3.0, shear: 10.0, zx: 0.9, zy: 1.2, ..identity() };
+        let m = p.matrix(h, w);
+        let (t, s) = (30f64.to_radians(), 10f64.to_radians());
+        // R·Sh·Z (linear part) and R·(tx, ty) (translation).
+        let a = [[t.cos(), -t.sin()], [t.sin(), t.cos()]];
+        let sh = [[1.0, -s.sin()], [0.0, s.cos()]];
+        let lin = |i: usize, j: usize| (0..2).map(|k| a[i][k] * sh[k][j]).sum::<f64>() * [0.9, 1.2][j];
+        let shift = [a[0][0] * 2.0 + a[0][1] * -3.0, a[1][0] * 2.0 + a[1][1] * -3.0];
+        for i in 0..2 {
+            for j in 0..2 {
+                assert!((m[i][j] - lin(i, j)).abs() < 1e-12, "m[{i}][{j}] = {} want {}", m[i][j], lin(i, j));
+            }
+            let centre = [cr, cc];
+            let offset = centre[i] + shift[i] - (lin(i, 0) * cr + lin(i, 1) * cc);
+            assert!((m[i][2] - offset).abs() < 1e-12, "offset {i}: {} want {offset}", m[i][2]);
+        }
+        // Each parameter alone.
+        let only = |p: Params| p.matrix(h, w);
+        let z = only(Params { zx: 2.0, ..identity() });
+        assert_eq!((z[0][0], z[0][2]), (2.0, cr - 2.0 * cr));
+        let sft = only(Params { tx: 3.0, ty: 1.0, ..identity() });
+        assert_eq!((sft[0][2], sft[1][2]), (3.0, 1.0));
+        let shr = only(Params { shear: 20.0, ..identity() });
+        assert!(
+            (shr[0][1] + 20f64.to_radians().sin()).abs() < 1e-12
+                && (shr[1][1] - 20f64.to_radians().cos()).abs() < 1e-12
+        );
+    }
+
+    #[test]
+    fn fill_modes_fold_far_outside_indices_back_inside() {
+        // Four pixels abcd; index -1 is left of a, 4 right of d.
+        let n = 4;
+        let folded = |mode| (-6..10).map(|i| fold(i, n, mode)).collect::<Vec<_>>();
+        let some = |v: &[usize]| v.iter().map(|&i| Some(i)).collect::<Vec<_>>();
+        assert_eq!(folded(FillMode::Nearest), some(&[0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 3, 3, 3, 3, 3, 3]));
+        assert_eq!(folded(FillMode::Wrap), some(&[2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1]));
+        // dcba|abcd|dcba|abcd
+        assert_eq!(folded(FillMode::Reflect), some(&[2, 3, 3, 2, 1, 0, 0, 1, 2, 3, 3, 2, 1, 0, 0, 1]));
+        let constant = folded(FillMode::Constant);
+        assert_eq!(constant[6..10], some(&[0, 1, 2, 3])[..]);
+        assert!(constant[..6].iter().chain(&constant[10..]).all(Option::is_none));
+    }
+
+    #[test]
+    fn floor_rounds_towards_minus_infinity() {
+        let cases = [(2.7, 2), (2.0, 2), (0.0, 0), (-0.0, 0), (-0.5, -1), (-1.0, -1), (-1.5, -2)];
+        for (v, want) in cases {
+            assert_eq!(floor(v), want, "floor({v})");
+        }
+    }
+}

@@ -201,3 +201,118 @@ fn parse(bytes: &[u8], settings: &str) -> Result<HashMap<String, (Stamp, Decoded
     }
     Ok(entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "/data/cats\nsize=180x180 rgb";
+
+    /// Entries of every kind: pixels (some empty), each quarantine reason, odd names and
+    /// stamps before the Unix epoch.
+    fn entries() -> HashMap<String, (Stamp, Decoded)> {
+        let mut out = HashMap::new();
+        for i in 0..4u8 {
+            let stamp =
+                Stamp { size: 100 + u64::from(i), mtime_ns: 1_700_000_000_123_456_789 * i128::from(i), inode: 7 };
+            out.insert(format!("cat/{i}.png"), (stamp, Ok((0..i * 3).collect())));
+        }
+        for (i, reason) in Reason::ALL.into_iter().enumerate() {
+            let stamp = Stamp { size: i as u64, mtime_ns: -(i as i128) - 1, inode: u64::MAX - i as u64 };
+            out.insert(format!("dog/bad, \"{i}\" é.png"), (stamp, Err((reason, format!("why {i}\nmore")))));
+        }
+        out
+    }
+
+    fn cache(entries: HashMap<String, (Stamp, Decoded)>) -> Cache {
+        Cache { file: PathBuf::new(), settings: KEY.into(), entries, changed: true }
+    }
+
+    /// `body` with its CRC appended, as a writer would finish it.
+    fn sealed(body: &[u8]) -> Vec<u8> {
+        let mut out = body.to_vec();
+        out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn written_then_parsed_gives_the_same_entries() {
+        let bytes = cache(entries()).to_bytes();
+        assert!(bytes.starts_with(MAGIC));
+        assert_eq!(parse(&bytes, KEY), Ok(entries()));
+        let empty = cache(HashMap::new()).to_bytes();
+        assert_eq!(parse(&empty, KEY), Ok(HashMap::new()));
+    }
+
+    #[test]
+    fn the_bytes_do_not_depend_on_the_order_of_the_map() {
+        let mut reversed = HashMap::new();
+        let mut all: Vec<_> = entries().into_iter().collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0));
+        reversed.extend(all);
+        assert_eq!(cache(reversed).to_bytes(), cache(entries()).to_bytes());
+    }
+
+    #[test]
+    fn a_truncated_or_damaged_file_is_rejected() {
+        let bytes = cache(entries()).to_bytes();
+        for cut in 0..bytes.len() {
+            assert!(parse(&bytes[..cut], KEY).is_err(), "cut at {cut} of {}", bytes.len());
+        }
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x10;
+            assert!(parse(&damaged, KEY).is_err(), "byte {i} flipped");
+        }
+    }
+
+    #[test]
+    fn a_short_body_with_a_valid_checksum_is_rejected_not_misread() {
+        // Cut inside the entries and resealed: the lengths point past the end.
+        let body = &cache(entries()).to_bytes()[..];
+        let body = &body[..body.len() - 4];
+        for cut in 0..body.len() {
+            assert_eq!(parse(&sealed(&body[..cut]), KEY), Err("truncated".into()), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_file_for_other_settings_or_of_another_format_is_rejected() {
+        let bytes = cache(entries()).to_bytes();
+        assert_eq!(parse(&bytes, "/data/cats\nsize=128x128 rgb"), Err("made for other settings".into()));
+        let body = &bytes[..bytes.len() - 4];
+        let mut other_version = body.to_vec();
+        other_version[MAGIC.len() - 1] = b'2';
+        assert_eq!(parse(&sealed(&other_version), KEY), Err("not a runner image cache of this version".into()));
+        // A reason tag past the known reasons.
+        let one = cache(HashMap::from([("a".to_string(), (Stamp { size: 1, mtime_ns: 2, inode: 3 }, Ok(vec![9])))]));
+        let mut body = one.to_bytes();
+        body.truncate(body.len() - 4);
+        let tag = body.len() - 8 - 1 - 1;
+        assert_eq!(body[tag], 0, "the pixels tag");
+        body[tag] = Reason::ALL.len() as u8 + 1;
+        assert_eq!(parse(&sealed(&body), KEY), Err("bad reason".into()));
+    }
+
+    #[test]
+    fn a_saved_cache_reopens_and_answers_only_for_unchanged_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, root) = (tmp.path().join("cache"), tmp.path().join("data"));
+        std::fs::create_dir(&root).unwrap();
+        let stamp = Stamp { size: 3, mtime_ns: 5, inode: 8 };
+        let mut c = Cache::open(&dir, &root, "s");
+        assert!(c.get("a.png", stamp).is_none());
+        c.insert("a.png".into(), stamp, Ok(vec![1, 2, 3]));
+        c.insert("b.png".into(), stamp, Err((Reason::Empty, String::new())));
+        c.save().unwrap();
+        let c = Cache::open(&dir, &root, "s");
+        assert_eq!(c.get("a.png", stamp), Some(&Ok(vec![1, 2, 3])));
+        assert_eq!(c.get("b.png", stamp), Some(&Err((Reason::Empty, String::new()))));
+        assert!(c.get("a.png", Stamp { mtime_ns: 6, ..stamp }).is_none(), "a changed file is decoded again");
+        // Other settings use another file; a damaged file gives an empty cache.
+        assert!(Cache::open(&dir, &root, "t").get("a.png", stamp).is_none());
+        let file = c.file().to_path_buf();
+        std::fs::write(&file, &std::fs::read(&file).unwrap()[..20]).unwrap();
+        assert!(Cache::open(&dir, &root, "s").get("a.png", stamp).is_none());
+    }
+}

@@ -110,3 +110,133 @@ pub fn from_csv(csv: &str, paths: &[std::path::PathBuf]) -> Result<Split, String
     }
     Ok(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// Labels of `sizes[c]` samples of each class `c`, class by class.
+    fn labels(sizes: &[usize]) -> Vec<usize> {
+        sizes.iter().enumerate().flat_map(|(c, &n)| std::iter::repeat(c).take(n)).collect()
+    }
+
+    fn sizes(s: &Split) -> (usize, usize, usize) {
+        (s.train.len(), s.val.len(), s.test.len())
+    }
+
+    #[test]
+    fn one_seed_gives_one_split_and_another_seed_another() {
+        let labels = labels(&[60, 40]);
+        for stratify in [true, false] {
+            let a = split(&labels, 2, 0.25, 0.1, stratify, 42);
+            assert_eq!(a, split(&labels, 2, 0.25, 0.1, stratify, 42), "stratify {stratify}");
+            let b = split(&labels, 2, 0.25, 0.1, stratify, 43);
+            assert_eq!(sizes(&a), sizes(&b));
+            assert_ne!(a.val, b.val, "stratify {stratify}: seed 43 holds out other samples");
+        }
+    }
+
+    #[test]
+    fn stratified_splits_keep_each_class_proportion_within_one_sample() {
+        let counts = [200, 100, 70, 7];
+        let labels = labels(&counts);
+        let s = split(&labels, counts.len(), 0.2, 0.1, true, 7);
+        for (class, &n) in counts.iter().enumerate() {
+            let of_class = |idx: &[usize]| idx.iter().filter(|&&i| labels[i] == class).count() as f64;
+            let (val, test) = (of_class(&s.val), of_class(&s.test));
+            assert!((val - n as f64 * 0.2).abs() <= 1.0, "class {class}: {val} of {n} in validation");
+            assert!((test - n as f64 * 0.1).abs() <= 1.0, "class {class}: {test} of {n} in test");
+        }
+    }
+
+    #[test]
+    fn sizes_are_the_fractions_rounded_to_the_nearest_sample() {
+        assert_eq!(sizes(&split(&[0; 100], 1, 0.2, 0.15, false, 1)), (65, 20, 15));
+        // 0.125 · 10 = 1.25 rounds down, 0.25 · 10 = 2.5 rounds up.
+        assert_eq!(sizes(&split(&[0; 10], 1, 0.125, 0.25, false, 1)), (6, 1, 3));
+        assert_eq!(sizes(&split(&[0; 10], 1, 0.0, 0.0, false, 1)), (10, 0, 0));
+        // Stratified: each class rounds on its own (0.3 · 5 = 1.5 and 0.3 · 15 = 4.5 both round up).
+        assert_eq!(sizes(&split(&labels(&[5, 15]), 2, 0.3, 0.0, true, 1)), (13, 7, 0));
+    }
+
+    #[test]
+    fn small_groups_keep_one_sample_for_training_and_one_for_validation() {
+        // 0.2 · 2 rounds to 0, yet each class of two gives one to validation.
+        assert_eq!(sizes(&split(&[0, 0, 1, 1], 2, 0.2, 0.2, true, 1)), (2, 2, 0));
+        // Fractions that would take everything leave one sample to train on.
+        assert_eq!(sizes(&split(&[0; 10], 1, 0.6, 0.6, false, 1)), (1, 6, 3));
+        assert_eq!(sizes(&split(&[0], 1, 0.5, 0.5, false, 1)), (1, 0, 0));
+        // No validation asked for: none taken, even from a small group.
+        assert_eq!(sizes(&split(&[0, 0], 1, 0.0, 0.0, false, 1)), (2, 0, 0));
+    }
+
+    #[test]
+    fn every_index_is_in_exactly_one_ascending_split_and_name_of_agrees() {
+        let labels = labels(&[13, 8, 1]);
+        for stratify in [true, false] {
+            for (v, t) in [(0.0, 0.0), (0.2, 0.1), (0.5, 0.5)] {
+                let s = split(&labels, 3, v, t, stratify, 5);
+                let mut all: Vec<usize> = s.train.iter().chain(&s.val).chain(&s.test).copied().collect();
+                all.sort_unstable();
+                assert_eq!(all, (0..labels.len()).collect::<Vec<_>>(), "{v} {t} stratify {stratify}");
+                for (name, part) in [("train", &s.train), ("validation", &s.val), ("test", &s.test)] {
+                    assert!(part.windows(2).all(|w| w[0] < w[1]), "{name} is ascending: {part:?}");
+                    assert!(part.iter().all(|&i| s.name_of(i) == name), "{name}: {part:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn epoch_order_is_a_permutation_that_depends_on_seed_and_epoch() {
+        let train: Vec<usize> = (0..50).map(|i| i * 3).collect();
+        let order = epoch_order(&train, 1, 0);
+        assert_eq!(order, epoch_order(&train, 1, 0));
+        assert_ne!(order, train, "shuffled");
+        assert_ne!(order, epoch_order(&train, 1, 1), "another epoch, another order");
+        assert_ne!(order, epoch_order(&train, 2, 0), "another seed, another order");
+        let mut sorted = order;
+        sorted.sort_unstable();
+        assert_eq!(sorted, train);
+    }
+
+    /// `split.csv` as a run writes it.
+    fn split_csv(paths: &[PathBuf], s: &Split) -> String {
+        let mut out = String::from("path,class,split\n");
+        for (i, path) in paths.iter().enumerate() {
+            let path = crate::results::csv_field(&path.display().to_string());
+            out += &format!("{path},cat,{}\n", s.name_of(i));
+        }
+        out
+    }
+
+    fn paths(names: &[&str]) -> Vec<PathBuf> {
+        names.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn from_csv_reads_back_a_written_split_even_with_commas_and_quotes_in_paths() {
+        let paths = paths(&["d/cat/a.png", "d/cat/b,c.png", "d/dog/say \"hi\", dog.png", "d/dog/d.png"]);
+        let written = Split { train: vec![0, 3], val: vec![1], test: vec![2] };
+        let csv = split_csv(&paths, &written);
+        assert_eq!(from_csv(&csv, &paths), Ok(written.clone()));
+        // Rows in another order, and rows for files no longer used, change nothing.
+        let mut rows: Vec<&str> = csv.lines().skip(1).collect();
+        rows.reverse();
+        let shuffled = format!("path,class,split\n{}\nd/cat/gone.png,cat,test\n", rows.join("\n"));
+        assert_eq!(from_csv(&shuffled, &paths), Ok(written));
+    }
+
+    #[test]
+    fn from_csv_rejects_unknown_splits_short_lines_and_missing_files() {
+        let paths = paths(&["a.png", "b.png"]);
+        let err = from_csv("path,class,split\na.png,cat,training\nb.png,cat,train\n", &paths).unwrap_err();
+        assert_eq!(err, "line 2: unknown split `training` (train, validation or test)");
+        let err = from_csv("path,class,split\na.png,cat,train\nb.png\n", &paths).unwrap_err();
+        assert_eq!(err, "line 3: expected path,class,split");
+        let err = from_csv("path,class,split\na.png,cat,train\n", &paths).unwrap_err();
+        assert!(err.starts_with("1 used file(s) are not in it, such as `b.png`"), "{err}");
+    }
+}

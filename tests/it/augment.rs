@@ -81,40 +81,6 @@ fn fill_modes_give_the_known_border_pixels() {
     }
 }
 
-/// Keras' formula by hand: M = R · T · Sh · Z, centred at c: input = M·(out - c) + c, with the
-/// translation applied in the rotated frame.
-#[test]
-fn the_matrix_is_keras_rotation_shift_shear_zoom_about_the_centre() {
-    let (h, w) = (9usize, 13usize);
-    let (cr, cc) = (4.0, 6.0);
-    let p = Params { theta: 30.0, tx: 2.0, ty: -3.0, shear: 10.0, zx: 0.9, zy: 1.2, ..identity() };
-    let m = p.matrix(h, w);
-    let (t, s) = (30f64.to_radians(), 10f64.to_radians());
-    // R·Sh·Z (linear part) and R·(tx, ty) (translation).
-    let a = [[t.cos(), -t.sin()], [t.sin(), t.cos()]];
-    let sh = [[1.0, -s.sin()], [0.0, s.cos()]];
-    let lin = |i: usize, j: usize| (0..2).map(|k| a[i][k] * sh[k][j]).sum::<f64>() * [0.9, 1.2][j];
-    let shift = [a[0][0] * 2.0 + a[0][1] * -3.0, a[1][0] * 2.0 + a[1][1] * -3.0];
-    for i in 0..2 {
-        for j in 0..2 {
-            assert!((m[i][j] - lin(i, j)).abs() < 1e-12, "m[{i}][{j}] = {} want {}", m[i][j], lin(i, j));
-        }
-        let centre = [cr, cc];
-        let offset = centre[i] + shift[i] - (lin(i, 0) * cr + lin(i, 1) * cc);
-        assert!((m[i][2] - offset).abs() < 1e-12, "offset {i}: {} want {offset}", m[i][2]);
-    }
-    // Each parameter alone.
-    let only = |p: Params| p.matrix(h, w);
-    let z = only(Params { zx: 2.0, ..identity() });
-    assert_eq!((z[0][0], z[0][2]), (2.0, cr - 2.0 * cr));
-    let sft = only(Params { tx: 3.0, ty: 1.0, ..identity() });
-    assert_eq!((sft[0][2], sft[1][2]), (3.0, 1.0));
-    let shr = only(Params { shear: 20.0, ..identity() });
-    assert!(
-        (shr[0][1] + 20f64.to_radians().sin()).abs() < 1e-12 && (shr[1][1] - 20f64.to_radians().cos()).abs() < 1e-12
-    );
-}
-
 #[test]
 fn draws_stay_inside_their_ranges_and_cover_them() {
     let cfg = AugmentConfig {

@@ -1,4 +1,4 @@
-//! Scanning, splitting and decoding image folders.
+//! Scanning and decoding image folders (the split: in `src/data/split.rs`).
 
 use runner::data::ColorMode;
 use runner::data::{self, Reason};
@@ -29,35 +29,6 @@ fn scan_sorts_classes_and_files_and_skips_litter() {
 }
 
 #[test]
-fn stratified_split_keeps_class_balance_and_depends_only_on_the_seed() {
-    let labels: Vec<usize> = (0..300).map(|i| if i < 200 { 0 } else { 1 }).collect();
-    let s = data::split(&labels, 2, 0.3, 0.0, true, 42);
-    assert_eq!(s.val.len(), 90);
-    assert_eq!(s.val.iter().filter(|&&i| labels[i] == 1).count(), 30);
-    assert_eq!(s.train.len() + s.val.len(), 300);
-    let mut all: Vec<usize> = s.train.iter().chain(&s.val).copied().collect();
-    all.sort_unstable();
-    assert_eq!(all, (0..300).collect::<Vec<_>>(), "every sample in exactly one split");
-    assert_eq!(s, data::split(&labels, 2, 0.3, 0.0, true, 42));
-    assert_ne!(s, data::split(&labels, 2, 0.3, 0.0, true, 43));
-
-    let plain = data::split(&labels, 2, 0.3, 0.0, false, 42);
-    assert_eq!(plain.val.len(), 90);
-}
-
-#[test]
-fn epoch_order_is_a_seeded_permutation_that_changes_each_epoch() {
-    let train: Vec<usize> = (0..50).collect();
-    let e0 = data::epoch_order(&train, 1, 0);
-    let e1 = data::epoch_order(&train, 1, 1);
-    assert_ne!(e0, e1);
-    assert_eq!(e0, data::epoch_order(&train, 1, 0));
-    let mut sorted = e0.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, train);
-}
-
-#[test]
 fn decode_resizes_converts_and_scales_to_unit_range() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("g.png");
@@ -74,36 +45,6 @@ fn decode_resizes_converts_and_scales_to_unit_range() {
     std::fs::write(tmp.path().join("notes.jpg"), b"hello").unwrap();
     let err = data::decode::decode(&tmp.path().join("notes.jpg"), [4, 4], ColorMode::Grayscale).unwrap_err();
     assert_eq!(err.0, Reason::NotAnImage, "{err:?}");
-}
-
-#[test]
-fn train_validation_and_test_splits_are_stratified_disjoint_and_seeded() {
-    // Three classes of different sizes.
-    let labels: Vec<usize> = (0..370)
-        .map(|i| {
-            if i < 200 {
-                0
-            } else if i < 300 {
-                1
-            } else {
-                2
-            }
-        })
-        .collect();
-    let s = data::split(&labels, 3, 0.2, 0.1, true, 7);
-    for (class, n) in [(0, 200.0), (1, 100.0), (2, 70.0)] {
-        let count = |idx: &[usize]| idx.iter().filter(|&&i| labels[i] == class).count() as f64;
-        assert!((count(&s.val) - n * 0.2).abs() <= 1.0, "class {class} validation {}", count(&s.val));
-        assert!((count(&s.test) - n * 0.1).abs() <= 1.0, "class {class} test {}", count(&s.test));
-    }
-    let mut all: Vec<usize> = s.train.iter().chain(&s.val).chain(&s.test).copied().collect();
-    all.sort_unstable();
-    assert_eq!(all, (0..370).collect::<Vec<_>>(), "every sample in exactly one split");
-    assert_eq!(s, data::split(&labels, 3, 0.2, 0.1, true, 7));
-    assert_eq!(s.name_of(s.test[0]), "test");
-    // A tiny class still keeps one image for training and one for validation.
-    let tiny = data::split(&[0, 0, 1, 1], 2, 0.2, 0.2, true, 1);
-    assert_eq!((tiny.train.len(), tiny.val.len(), tiny.test.len()), (2, 2, 0));
 }
 
 /// Left half dark, right half bright, 16 wide and 8 high, whatever the file format.

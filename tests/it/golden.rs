@@ -1,5 +1,6 @@
 //! Golden tests: what a person sees for each class of config error (stderr and exit code of
-//! `runner check`), the check summary of the tutorial model, and the config reference.
+//! `runner check`), the check summary of the tutorial model, the config reference, and one
+//! chart (so a change in how plots are drawn shows up in review).
 //! Regenerate with `UPDATE_GOLDEN=1 cargo test golden` and review the diff.
 
 use std::path::Path;
@@ -14,6 +15,7 @@ fn update() -> bool {
 /// Compares `actual` with the file at `path` (or writes it when updating).
 fn golden(path: &Path, actual: &str) {
     if update() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, actual).unwrap();
         return;
     }
@@ -73,6 +75,34 @@ fn the_check_summary_of_the_tutorial_model_reads_as_recorded() {
     let summary = runner::model::summary::render_with_costs("cats_vs_dogs", &plan.model, 32);
     assert!(summary.contains("Total params: 1,277,601"));
     golden(&repo().join("tests/golden/tutorial_check_summary.txt"), &summary);
+}
+
+/// The accuracy curves of a fixed four-epoch history, as `plots/accuracy.svg` of a run.
+#[test]
+fn the_accuracy_chart_draws_as_recorded() {
+    use runner::plots::curves;
+    use runner::train::{EpochRecord, History};
+    let record = |epoch, accuracy, val_accuracy, loss, val_loss| EpochRecord {
+        epoch,
+        accuracy,
+        loss,
+        val_accuracy,
+        val_loss,
+        metrics: Default::default(),
+    };
+    let history = History {
+        epochs: vec![
+            record(0, 0.55, 0.61, 0.69, 0.66),
+            record(1, 0.68, 0.70, 0.59, 0.57),
+            record(2, 0.77, 0.74, 0.48, 0.53),
+            record(3, 0.84, 0.75, 0.37, 0.55),
+        ],
+    };
+    let charts = curves::charts(&history);
+    let chart = charts.iter().find(|c| c.stem == "accuracy").expect("an accuracy chart");
+    let svg = curves::render(chart).unwrap().svg;
+    assert_eq!(svg, curves::render(chart).unwrap().svg, "the same history draws the same SVG");
+    golden(&repo().join("tests/golden/plots/accuracy.svg"), &svg);
 }
 
 #[test]

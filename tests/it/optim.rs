@@ -1,12 +1,11 @@
-//! Optimizers, gradient clipping, losses and learning-rate schedules against their formulas,
-//! computed here in float64 on tiny examples.
+//! Optimizers, gradient clipping, losses and metrics against their formulas, computed here in
+//! float64 on tiny examples (learning-rate schedules: in `src/train/schedule.rs`).
 
 use dfdx::prelude::*;
-use runner::config::{self, Loss, LrSchedule, Source, TrainConfig};
+use runner::config::{self, Loss, Source, TrainConfig};
 use runner::model::network::NamedParam;
+use runner::train::loss;
 use runner::train::optimizer::Optimizer;
-use runner::train::schedule::{learning_rate, Plateau, Position};
-use runner::train::{loss, EpochRecord};
 
 /// A small config with `extra` in `[train]`: its keys go into the table, any sub-tables after it.
 fn config_text(extra: &str) -> String {
@@ -198,54 +197,6 @@ fn losses_match_hand_computed_values_even_for_extreme_logits() {
     // Smoothing 0.2: the target 1 becomes 0.9, so logit 50 costs 0.1·50.
     assert!((loss_of(bce, vec![50.0], 1, &[1], 0.2) - 5.0).abs() < 1e-4);
     assert!(loss_of(bce, vec![1e30, -1e30], 1, &[1, 0], 0.0).is_finite(), "no overflow at huge logits");
-}
-
-#[test]
-fn schedules_give_keras_rates_and_reduce_on_plateau_decides_as_keras() {
-    let at = |epoch, step| Position { epoch, step, steps: 10, epochs: 3 };
-    let schedule = |extra: &str| train(&format!("learning_rate = 0.1\n[train.lr_schedule]\n{extra}")).lr_schedule;
-    let none = Plateau::default();
-    let step = schedule("type = \"step_decay\"\nevery = 1\nfactor = 0.5");
-    let rates: Vec<f64> = (0..3).map(|e| learning_rate(0.1, step.as_ref(), at(e, 4), &none)).collect();
-    assert_eq!(rates, [0.1, 0.05, 0.025]);
-    let exp = schedule("type = \"exponential\"\ndecay_rate = 0.5\ndecay_steps = 10");
-    assert!((learning_rate(0.1, exp.as_ref(), at(0, 5), &none) - 0.1 * 0.5f64.sqrt()).abs() < 1e-12);
-    let stair = schedule("type = \"exponential\"\ndecay_rate = 0.5\ndecay_steps = 10\nstaircase = true");
-    assert_eq!(learning_rate(0.1, stair.as_ref(), at(0, 9), &none), 0.1);
-    assert_eq!(learning_rate(0.1, stair.as_ref(), at(1, 0), &none), 0.05);
-    let cosine = schedule("type = \"cosine\"\nwarmup_epochs = 1\nalpha = 0.1");
-    assert!((learning_rate(0.1, cosine.as_ref(), at(0, 0), &none) - 0.01).abs() < 1e-12, "warm-up starts low");
-    assert!((learning_rate(0.1, cosine.as_ref(), at(0, 9), &none) - 0.1).abs() < 1e-12, "and reaches the rate");
-    assert!((learning_rate(0.1, cosine.as_ref(), at(1, 0), &none) - 0.1).abs() < 1e-12);
-    let last = learning_rate(0.1, cosine.as_ref(), at(2, 9), &none);
-    let want = 0.1 * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * 19.0 / 20.0).cos()));
-    assert!((last - want).abs() < 1e-12, "decays towards alpha: {last} vs {want}");
-
-    let Some(LrSchedule::ReduceOnPlateau(p)) = schedule(
-        "type = \"reduce_on_plateau\"\npatience = 2\nfactor = 0.5\nmin_delta = 0.0\ncooldown = 1\nmin_lr = 0.02",
-    ) else {
-        panic!("parsed as another schedule")
-    };
-    let mut state = Plateau::default();
-    let record = |epoch, val_loss| EpochRecord {
-        epoch,
-        accuracy: 0.0,
-        loss: 0.0,
-        val_accuracy: 0.0,
-        val_loss,
-        metrics: Default::default(),
-    };
-    let losses = [1.0, 0.9, 0.9, 0.9, 0.95, 0.8, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85];
-    let reductions: Vec<(usize, f64)> = losses
-        .iter()
-        .enumerate()
-        .filter_map(|(e, &l)| state.update(&p, 0.1, &record(e, l)).map(|lr| (e, lr)))
-        .collect();
-    // Epoch 3: two epochs without improvement. Epoch 4 ends the cooldown and counts one; 5
-    // improves; 6 and 7 count, 7 reduces; 8 ends the cooldown and counts; 9 reduces to 0.0125,
-    // held at min_lr 0.02; at min_lr nothing more happens.
-    assert_eq!(reductions, [(3, 0.05), (7, 0.025), (9, 0.02)]);
-    assert_eq!(learning_rate(0.1, Some(&LrSchedule::ReduceOnPlateau(p)), at(2, 0), &state), 0.02);
 }
 
 #[test]

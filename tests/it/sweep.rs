@@ -1,95 +1,12 @@
-//! Sweeps: expansion order and size, reproducible random draws, idempotent re-runs, failure
-//! isolation and retry, concurrent trials, and a real Slurm cluster on this machine.
+//! Sweeps: idempotent re-runs, failure isolation and retry, concurrent trials, and a real
+//! Slurm cluster on this machine. The expansion into trials (order, size, random draws) is
+//! tested beside it, in `src/config/sweep.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use runner::config::SweepConfig;
-use runner::config::{self, Source};
-
 use crate::util::{assert_exit, fashion_subset, runner, small_config, stderr};
-
-/// The `[sweep]` table of `small_config` plus `sweep` (TOML text).
-fn spec(sweep: &str) -> SweepConfig {
-    let text = small_config("s", Path::new("data"), Path::new("results"), 42, 1, 2) + sweep;
-    let source = Source { path: PathBuf::from("sweep.toml"), text };
-    config::parse(&source).unwrap().sweep.expect("a [sweep] table")
-}
-
-/// Each trial's values as `key=value` strings.
-fn shown(spec: &SweepConfig, seed: u64) -> Vec<Vec<String>> {
-    spec.expand(seed).iter().map(|t| t.iter().map(|s| format!("{}={}", s.key, s.value)).collect()).collect()
-}
-
-#[test]
-fn grid_expands_in_file_order_first_key_slowest_and_zip_varies_together() {
-    let s = spec(
-        r#"
-[sweep.grid]
-"train.learning_rate" = [0.01, 0.001]
-"model.layers[0].filters" = [4, 8, 16]
-[sweep.zip]
-"train.batch_size" = [8, 32]
-"train.epochs" = [3, 1]
-"#,
-    );
-    assert!(s.problems().is_empty(), "{:?}", s.problems());
-    assert_eq!(s.size(), 12);
-    let trials = shown(&s, 1);
-    assert_eq!(trials.len(), 12);
-    let lr_f = |t: &[String]| t[..2].join(" ");
-    assert_eq!(lr_f(&trials[0]), "train.learning_rate=0.01 model.layers[0].filters=4");
-    assert_eq!(trials[0][2..], ["train.batch_size=8", "train.epochs=3"]);
-    assert_eq!(trials[1][2..], ["train.batch_size=32", "train.epochs=1"], "zip entries vary fastest, together");
-    assert_eq!(lr_f(&trials[2]), "train.learning_rate=0.01 model.layers[0].filters=8");
-    assert_eq!(lr_f(&trials[6]), "train.learning_rate=0.001 model.layers[0].filters=4", "first key slowest");
-    assert_eq!(lr_f(&trials[11]), "train.learning_rate=0.001 model.layers[0].filters=16");
-    let distinct: std::collections::BTreeSet<_> = trials.iter().collect();
-    assert_eq!(distinct.len(), 12, "every combination once");
-}
-
-#[test]
-fn random_draws_follow_the_seed_stay_in_range_and_do_not_shift_when_keys_are_added() {
-    let random = r#"
-[sweep.random]
-trials = 50
-[sweep.random.params]
-"train.learning_rate" = { log_uniform = [1e-4, 1e-2] }
-"model.layers[3].units" = { int = [16, 20] }
-"augment.rotation_range" = { uniform = [0, 40] }
-"train.batch_size" = { choice = [8, 16, 32] }
-"#;
-    let s = spec(random);
-    assert!(s.problems().is_empty(), "{:?}", s.problems());
-    let a = s.expand(7);
-    assert_eq!(a.len(), 50);
-    assert_eq!(a, s.expand(7), "the same seed draws the same values");
-    assert_ne!(a, s.expand(8), "another seed draws others");
-    let mut units = std::collections::BTreeSet::new();
-    for trial in &a {
-        let lr = trial[0].value.as_float().unwrap();
-        assert!((1e-4..=1e-2).contains(&lr), "{lr}");
-        assert_eq!(format!("{lr:.3e}").parse::<f64>().unwrap(), lr, "{lr} is rounded to 4 significant digits");
-        units.insert(trial[1].value.as_integer().unwrap());
-        let rotation = trial[2].value.as_float().unwrap();
-        assert!((0.0..=40.0).contains(&rotation));
-        assert!([8, 16, 32].contains(&trial[3].value.as_integer().unwrap()));
-    }
-    assert_eq!(units.into_iter().collect::<Vec<_>>(), [16, 17, 18, 19, 20], "int includes both ends");
-    // Log-uniform: about as many draws below 1e-3 as above.
-    let below = a.iter().filter(|t| t[0].value.as_float().unwrap() < 1e-3).count();
-    assert!((15..=35).contains(&below), "{below} of 50 below the geometric middle");
-
-    // A grid point in front: every grid point gets the same draws as before.
-    let with_grid = spec(&format!("\n[sweep.grid]\n\"train.epochs\" = [1, 2]\n{random}"));
-    let b = with_grid.expand(7);
-    assert_eq!(b.len(), 100);
-    for (i, draw) in a.iter().enumerate() {
-        assert_eq!(&b[i][1..], &draw[..]);
-        assert_eq!(&b[50 + i][1..], &draw[..]);
-    }
-}
 
 /// A two-class Fashion-MNIST subset and a sweep file over it in `root`.
 fn sweep_files(root: &Path, sweep: &str) -> PathBuf {

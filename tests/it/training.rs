@@ -1,55 +1,19 @@
-//! Training that can be relied on: early stopping and best-epoch decisions, checkpoints,
-//! resuming after a kill or Ctrl-C to the same history, the non-finite-loss guard, and using
-//! a saved run (evaluate, predict).
+//! Training that can be relied on: early stopping in a run (its decisions are tested in
+//! `src/train/monitor.rs`), checkpoints, resuming after a kill or Ctrl-C to the same history,
+//! the non-finite-loss guard, and using a saved run (evaluate, predict).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use runner::config::{EarlyStopping, Mode};
 use runner::train::checkpoint::{Checkpoint, State};
-use runner::train::monitor::{should_stop, Monitor};
+use runner::train::monitor::Monitor;
 use runner::train::{EpochRecord, History};
 
 use crate::util::{assert_exit, fashion_subset, runner, small_config, stderr};
 
 fn record(epoch: usize, val_loss: f64, val_accuracy: f64) -> EpochRecord {
     EpochRecord { epoch, accuracy: 0.5, loss: 1.0, val_accuracy, val_loss, metrics: Default::default() }
-}
-
-fn early(monitor: &str, mode: Mode, patience: usize, min_delta: f64) -> EarlyStopping {
-    EarlyStopping { monitor: monitor.into(), mode, patience, min_delta, restore_best_weights: false }
-}
-
-/// The epoch (0-based) after which `config` stops on the val_loss / val_accuracy series, if any.
-fn stops_after(config: &EarlyStopping, series: &[(f64, f64)]) -> Option<usize> {
-    let mut monitor = Monitor::default();
-    series
-        .iter()
-        .enumerate()
-        .find_map(|(e, &(loss, acc))| should_stop(config, &mut monitor, &record(e, loss, acc)).then_some(e))
-}
-
-#[test]
-fn early_stopping_decides_as_keras_on_synthetic_histories() {
-    let losses = [(1.0, 0.5), (0.8, 0.6), (0.81, 0.7), (0.79, 0.65), (0.9, 0.6), (0.95, 0.6), (0.99, 0.6)];
-    // patience 0: the first epoch that does not improve stops training.
-    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 0, 0.0), &losses), Some(2));
-    // patience 2: 0.79 at epoch 3 improves, then two epochs without.
-    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 2, 0.0), &losses), Some(5));
-    // min_delta 0.05: 0.8 improves on 1.0 by more; 0.79 does not improve on 0.8 by 0.05.
-    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 2, 0.05), &losses), Some(3));
-    // Accuracy is maximised in auto mode: 0.7 at epoch 2 is the best, then three worse.
-    assert_eq!(stops_after(&early("val_accuracy", Mode::Auto, 3, 0.0), &losses), Some(5));
-    // mode = "min" on accuracy: the first epoch is the best, so epoch 1 stops it.
-    assert_eq!(stops_after(&early("val_accuracy", Mode::Min, 0, 0.0), &losses), Some(1));
-    // Never before the second epoch, and not while improving.
-    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 0, 0.0), &[(1.0, 0.5)]), None);
-    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 0, 0.0), &[(1.0, 0.5), (0.9, 0.5), (0.8, 0.5)]), None);
-    // A NaN never counts as an improvement: patience 1 stops after the first one.
-    let nan = [(1.0, 0.5), (f64::NAN, 0.5), (f64::NAN, 0.5)];
-    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 1, 0.0), &nan), Some(1));
-    assert_eq!(stops_after(&early("val_loss", Mode::Auto, 2, 0.0), &nan), Some(2));
 }
 
 #[test]
