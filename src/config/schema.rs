@@ -448,11 +448,17 @@ pub struct OutputConfig {
     /// Plot formats to write (default both).
     #[serde(default = "default_plot_formats")]
     pub plot_formats: Vec<PlotFormat>,
+    /// Write TensorBoard event files into the run's `tensorboard/` folder as it trains
+    /// (default false): every history column per epoch, in `train/` and `validation/` with
+    /// the tags of Keras' TensorBoard callback (`epoch_loss`, `epoch_accuracy`, ...), and the
+    /// model summary as text. `tensorboard --logdir results` shows runs and sweeps side by side.
+    #[serde(default)]
+    pub tensorboard: bool,
 }
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { dir: default_dir(), plot_formats: default_plot_formats() }
+        OutputConfig { dir: default_dir(), plot_formats: default_plot_formats(), tensorboard: false }
     }
 }
 

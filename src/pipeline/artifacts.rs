@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::config::{Origin, Plan, PlotFormat};
 use crate::data::{Images, Split};
-use crate::results::{files, safetensors, RunDir};
+use crate::results::{files, safetensors, tensorboard, RunDir};
 use crate::train::{History, Prediction};
 use crate::{plots, Error, Result};
 
@@ -77,6 +77,32 @@ pub fn write_history(dir: &RunDir, history: &History, formats: &[PlotFormat]) ->
         write_picture(dir, chart.stem, plots::curves::render(&chart), formats)?;
     }
     Ok(())
+}
+
+/// The run's TensorBoard event files under `tensorboard/`, when `output.tensorboard` asks,
+/// holding the model summary and `history` (the checkpoint's a resumed run goes on from, so
+/// its curves go on without a repeated step).
+pub fn open_tensorboard(dir: &RunDir, plan: &Plan, history: Option<&History>) -> Result<Option<tensorboard::Writer>> {
+    if !plan.config.output.tensorboard {
+        return Ok(None);
+    }
+    let summary = crate::model::summary::render(&plan.config.experiment.name, &plan.model);
+    let markdown = format!("```\n{}\n```", summary.trim_end());
+    let epochs = history.map(tensorboard_epochs).unwrap_or_default();
+    let log_dir = dir.path.join(files::TENSORBOARD);
+    tensorboard::Writer::open(&log_dir, &[("model_summary", &markdown)], &epochs).map(Some)
+}
+
+/// Appends the epochs of `history` that the TensorBoard event files lack, if there are any.
+pub fn write_tensorboard(board: &mut Option<tensorboard::Writer>, history: &History) -> Result<()> {
+    match board {
+        Some(board) => board.write(&tensorboard_epochs(history)),
+        None => Ok(()),
+    }
+}
+
+fn tensorboard_epochs(history: &History) -> Vec<tensorboard::Epoch<'_>> {
+    history.epochs.iter().map(|r| tensorboard::Epoch { step: r.epoch, columns: r.columns() }).collect()
 }
 
 /// Writes `<stem>.png` and `<stem>.svg`, as `formats` asks.

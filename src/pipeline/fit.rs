@@ -13,7 +13,9 @@ use crate::results::{files, safetensors, RunDir};
 use crate::train::{self, checkpoint::Checkpoint, Evaluation};
 use crate::{Error, Result};
 
-use super::artifacts::{weights_file, write_confusion, write_history, write_picture};
+use super::artifacts::{
+    open_tensorboard, weights_file, write_confusion, write_history, write_picture, write_tensorboard,
+};
 use super::device::{self, OnDevice};
 use super::prepare::Prepared;
 use super::Outcome;
@@ -166,6 +168,7 @@ fn epochs<D: Backend>(
     let mut epoch_start = Instant::now();
     // Ctrl-C stops training at the next batch boundary (until the guard is dropped).
     let _ctrl_c = crate::interrupt::Guard::install();
+    let mut board = open_tensorboard(dir, plan, checkpoint.as_ref().map(|c| &c.state.history))?;
     train::fit(dev, plan, &data.images, &data.split, checkpoint, |checkpoint, saved| {
         let bytes = checkpoint.to_bytes();
         tracing::debug!(
@@ -184,6 +187,7 @@ fn epochs<D: Backend>(
             epoch_start = Instant::now();
         }
         write_history(dir, &checkpoint.state.history, formats)?;
+        write_tensorboard(&mut board, &checkpoint.state.history)?;
         write_manifest(dir, manifest)
     })
 }

@@ -7,6 +7,7 @@
 pub mod manifest;
 pub mod protobuf;
 pub mod safetensors;
+pub mod tensorboard;
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +52,9 @@ pub mod files {
     pub const PREDICTIONS: &str = "predictions";
     /// Stem of the bar chart of images per class and split (`.png`, `.svg`).
     pub const CLASS_COUNTS: &str = "class_counts";
+    /// TensorBoard's log folder, with `train/` and `validation/` event files (when
+    /// `output.tensorboard` is set).
+    pub const TENSORBOARD: &str = "tensorboard";
 }
 
 /// A run's folder.

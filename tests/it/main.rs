@@ -15,5 +15,6 @@ mod optim;
 mod pipeline;
 mod report;
 mod sweep;
+mod tensorboard;
 mod training;
 mod util;
