@@ -100,6 +100,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a finished run's network as an ONNX model (opset 17) that onnxruntime runs:
+    /// input `image`, float32 [N, C, H, W] with pixels / 255; output `probabilities` [N, classes].
+    /// Class names, image size, colour mode and the config's hash go into its metadata.
+    Export {
+        /// The run folder.
+        run: PathBuf,
+        /// The ONNX file to write (default: `<run>/model.onnx`).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// `last`: weights.safetensors, what `runner predict` uses; `best`: the best epoch's
+        /// (checkpoints/best.safetensors).
+        #[arg(long, value_enum, default_value_t = WeightsChoice::Last)]
+        weights: WeightsChoice,
+    },
     /// Run one trial of a sweep by index, in its folder (what local sweeps and Slurm array
     /// tasks run). A completed trial is left as it is.
     Trial {
@@ -216,6 +230,13 @@ struct Launch {
     /// Slurm: at most this many trials at once.
     #[arg(long)]
     max_parallel: Option<usize>,
+}
+
+/// Which weights `runner export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum WeightsChoice {
+    Last,
+    Best,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -396,6 +417,15 @@ impl Cli {
                     true => println!("{}", serde_json::to_string_pretty(&predictions).expect("plain data")),
                     false => print!("{}", crate::pipeline::predict::predictions_table(&predictions)),
                 }
+                Ok(())
+            }
+            Some(Command::Export { run, out, weights }) => {
+                use crate::pipeline::export::{export, Weights};
+                let weights = match weights {
+                    WeightsChoice::Last => Weights::Last,
+                    WeightsChoice::Best => Weights::Best,
+                };
+                println!("{}", export(&run, out.as_deref(), weights)?.summary());
                 Ok(())
             }
             Some(Command::Trial { dir, index }) => {

@@ -3,6 +3,7 @@
 
 pub mod layers;
 pub mod network;
+pub mod onnx;
 pub mod registry;
 pub mod shape;
 pub mod summary;

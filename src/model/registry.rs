@@ -63,6 +63,9 @@ macro_rules! layer_kinds {
             fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
                 match self { $(Self::$variant(l) => l.forward(x, ctx),)* }
             }
+            fn onnx(&self, g: &mut super::onnx::Graph, x: &str, at: &super::onnx::At<'_>) -> Result<String, String> {
+                match self { $(Self::$variant(l) => l.onnx(g, x, at),)* }
+            }
         }
     };
 }

@@ -1,7 +1,7 @@
 //! The commands that take one experiment end to end, a file per job: `check` (look before
 //! training), `prepare` (the data), `device` (where the numbers are computed), `fit` (the
 //! training of a run), `artifacts` (the run folder's files), `resume`, `predict`, `bench`,
-//! and `init` (a first experiment file for a folder of images).
+//! `init` (a first experiment file for a folder of images) and `export` (a run as ONNX).
 //!
 //! ```text
 //! plan (config::load + validate) ──► prepare (scan, decode, split) ──► run folder
@@ -12,6 +12,7 @@ pub mod artifacts;
 pub mod bench;
 pub mod check;
 pub mod device;
+pub mod export;
 pub mod fit;
 pub mod init;
 pub mod predict;

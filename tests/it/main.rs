@@ -4,6 +4,7 @@ mod augment;
 mod cli;
 mod config;
 mod data;
+mod export;
 mod floors;
 mod golden;
 mod init;

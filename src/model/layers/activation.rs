@@ -5,6 +5,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, Ctx, Layer};
+use crate::model::onnx::{At, Attr, Graph};
 use crate::model::Shape;
 use crate::ops::Backend;
 
@@ -37,12 +38,36 @@ impl Activation {
         match self {
             Activation::Linear => x,
             Activation::Relu => x.relu(),
-            Activation::LeakyRelu => leaky_relu(x, 0.2),
+            Activation::LeakyRelu => leaky_relu(x, LEAKY_RELU_ALPHA),
             Activation::Elu => elu(x, 1.0),
             Activation::Gelu => crate::ops::gelu::gelu(x),
             Activation::Tanh => x.tanh(),
             Activation::Sigmoid => x.sigmoid(),
             Activation::Softmax => x.softmax::<Axis<1>>(),
+        }
+    }
+
+    /// The function as ONNX nodes on the value `x`, named in `scope` (the layer's name);
+    /// returns the output value (`x` itself for `linear`). GELU is not an operator at opset
+    /// 17, so it is written out: x · (1 + erf(x / √2)) · 0.5.
+    pub fn onnx(self, g: &mut Graph, x: &str, scope: &str) -> String {
+        match self {
+            Activation::Linear => x.to_string(),
+            Activation::Relu => g.node(scope, "Relu", &[x], vec![]),
+            Activation::LeakyRelu => g.node(scope, "LeakyRelu", &[x], vec![("alpha", Attr::Float(LEAKY_RELU_ALPHA))]),
+            Activation::Elu => g.node(scope, "Elu", &[x], vec![("alpha", Attr::Float(1.0))]),
+            Activation::Gelu => {
+                let (sqrt_2, one, half) =
+                    (g.scalar("sqrt_2", std::f32::consts::SQRT_2), g.scalar("one", 1.0), g.scalar("half", 0.5));
+                let scaled = g.node(scope, "Div", &[x, &sqrt_2], vec![]);
+                let erf = g.node(scope, "Erf", &[&scaled], vec![]);
+                let sum = g.node(scope, "Add", &[&erf, &one], vec![]);
+                let product = g.node(scope, "Mul", &[x, &sum], vec![]);
+                g.node(scope, "Mul", &[&product, &half], vec![])
+            }
+            Activation::Tanh => g.node(scope, "Tanh", &[x], vec![]),
+            Activation::Sigmoid => g.node(scope, "Sigmoid", &[x], vec![]),
+            Activation::Softmax => g.node(scope, "Softmax", &[x], vec![("axis", Attr::Int(1))]),
         }
     }
 
@@ -56,6 +81,9 @@ impl Activation {
         }
     }
 }
+
+/// The slope of `activation = "leaky_relu"` for negative inputs (Keras' `leaky_relu` function).
+pub const LEAKY_RELU_ALPHA: f32 = 0.2;
 
 /// max(0, x) + alpha·min(0, x).
 pub fn leaky_relu<D: Backend, T: Tape<f32, D>>(x: Batch<D, T>, alpha: f32) -> Batch<D, T> {
@@ -86,6 +114,9 @@ impl Layer for ActivationConfig {
     }
     fn activation(&self) -> Activation {
         self.activation
+    }
+    fn onnx(&self, g: &mut Graph, x: &str, at: &At<'_>) -> Result<String, String> {
+        Ok(self.activation.onnx(g, x, at.name))
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         ctx.activate(self.activation, x)

@@ -8,6 +8,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, Ctx, Init, Layer, ParamSpec};
+use crate::model::onnx::{At, Attr, Graph};
 use crate::model::Shape;
 use crate::ops::Backend;
 
@@ -59,6 +60,14 @@ impl Layer for BatchNormalizationConfig {
             ParamSpec::state("moving_mean", vec![c], Init::Zeros),
             ParamSpec::state("moving_variance", vec![c], Init::Ones),
         ]
+    }
+    fn onnx(&self, g: &mut Graph, x: &str, at: &At<'_>) -> Result<String, String> {
+        // The evaluation form, per channel (axis 1, for an image or a vector alike):
+        // (x - moving_mean) / sqrt(moving_variance + epsilon) · gamma + beta. ONNX takes the
+        // tensors in the order of `params`: scale, bias, mean, variance.
+        let weights: Vec<String> = at.weights.iter().map(|w| g.weight(w)).collect();
+        let inputs: Vec<&str> = std::iter::once(x).chain(weights.iter().map(String::as_str)).collect();
+        Ok(g.node(at.name, "BatchNormalization", &inputs, vec![("epsilon", Attr::Float(self.epsilon as f32))]))
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         let (c, n) = groups(ctx.input);

@@ -6,6 +6,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{expect_image, Activation, Batch, Ctx, Fans, Init, Initializer, Layer, Padding, Pair, ParamSpec};
+use crate::model::onnx::{self, At, Attr, Graph};
 use crate::model::Shape;
 use crate::ops::{self, Backend, ConvGeom};
 
@@ -118,6 +119,22 @@ impl Layer for Conv2dConfig {
     }
     fn activation(&self) -> Activation {
         self.activation
+    }
+    fn onnx(&self, g: &mut Graph, x: &str, at: &At<'_>) -> Result<String, String> {
+        let c = self.geometry(at.input)?;
+        let [top, bottom] = onnx::pads(c.h, c.oh, c.sh, (c.kh - 1) * c.dh + 1, c.pad_top);
+        let [left, right] = onnx::pads(c.w, c.ow, c.sw, (c.kw - 1) * c.dw + 1, c.pad_left);
+        // The kernel is stored (filters, channels, kh, kw), ONNX's weight layout.
+        let weights: Vec<String> = at.weights.iter().map(|w| g.weight(w)).collect();
+        let inputs: Vec<&str> = std::iter::once(x).chain(weights.iter().map(String::as_str)).collect();
+        let attributes = vec![
+            ("kernel_shape", Attr::ints(&[c.kh, c.kw])),
+            ("strides", Attr::ints(&[c.sh, c.sw])),
+            ("dilations", Attr::ints(&[c.dh, c.dw])),
+            ("pads", Attr::ints(&[top, left, bottom, right])),
+        ];
+        let y = g.node(at.name, "Conv", &inputs, attributes);
+        Ok(self.activation.onnx(g, &y, at.name))
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         let g = self.geometry(ctx.input).expect("shape checked at compile time");

@@ -4,6 +4,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Activation, Batch, Ctx, Fans, Init, Initializer, Layer, ParamSpec};
+use crate::model::onnx::{At, Graph};
 use crate::model::Shape;
 use crate::ops::Backend;
 
@@ -55,6 +56,13 @@ impl Layer for DenseConfig {
     }
     fn activation(&self) -> Activation {
         self.activation
+    }
+    fn onnx(&self, g: &mut Graph, x: &str, at: &At<'_>) -> Result<String, String> {
+        // x · kernel + bias, the kernel stored (inputs, units).
+        let weights: Vec<String> = at.weights.iter().map(|w| g.weight(w)).collect();
+        let inputs: Vec<&str> = std::iter::once(x).chain(weights.iter().map(String::as_str)).collect();
+        let y = g.node(at.name, "Gemm", &inputs, vec![]);
+        Ok(self.activation.onnx(g, &y, at.name))
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         // A ReLU (the common case) is applied in the layer's own pass.

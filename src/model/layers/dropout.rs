@@ -8,6 +8,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, Ctx, Layer};
+use crate::model::onnx::{At, Graph};
 use crate::model::Shape;
 use crate::ops::Backend;
 use crate::seed::{self, Stream};
@@ -29,6 +30,10 @@ impl Layer for DropoutConfig {
             true => Ok(input),
             false => Err(format!("rate {} must be from 0 up to, not including, 1 (such as 0.5)", self.rate)),
         }
+    }
+    fn onnx(&self, _g: &mut Graph, x: &str, _at: &At<'_>) -> Result<String, String> {
+        // Evaluation: nothing is dropped.
+        Ok(x.to_string())
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         let Some(at) = ctx.training.filter(|_| self.rate > 0.0) else { return x };

@@ -4,6 +4,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, Ctx, Layer};
+use crate::model::onnx::{At, Attr, Graph};
 use crate::model::Shape;
 use crate::ops::Backend;
 
@@ -20,6 +21,10 @@ impl Layer for FlattenConfig {
         Ok(Shape::Flat(input.len()))
     }
     /// Activations are already stored as `(batch, features)` rows, so this is free.
+    fn onnx(&self, g: &mut Graph, x: &str, at: &At<'_>) -> Result<String, String> {
+        // Channel-major (NCHW), the order of the rows the next layer was trained on.
+        Ok(g.node(at.name, "Flatten", &[x], vec![("axis", Attr::Int(1))]))
+    }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, _ctx: &Ctx<'_, D>) -> Batch<D, T> {
         x
     }

@@ -5,6 +5,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{expect_image, Batch, Ctx, Layer};
+use crate::model::onnx::{At, Attr, Graph};
 use crate::model::Shape;
 use crate::ops::Backend;
 
@@ -20,6 +21,10 @@ impl Layer for GlobalAveragePooling2dConfig {
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
         let (c, ..) = expect_image(input, "global_average_pooling2d")?;
         Ok(Shape::Flat(c))
+    }
+    fn onnx(&self, g: &mut Graph, x: &str, at: &At<'_>) -> Result<String, String> {
+        let pooled = g.node(at.name, "GlobalAveragePool", &[x], vec![]);
+        Ok(g.node(at.name, "Flatten", &[&pooled], vec![("axis", Attr::Int(1))]))
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         let (c, h, w) = expect_image(ctx.input, "global_average_pooling2d").expect("shape checked at compile time");

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::activation::leaky_relu;
 use super::{Batch, Ctx, Layer};
+use crate::model::onnx::{At, Attr, Graph};
 use crate::model::Shape;
 use crate::ops::Backend;
 use dfdx::prelude::Tape;
@@ -30,6 +31,9 @@ impl Layer for LeakyReluConfig {
             true => Ok(input),
             false => Err(format!("alpha {} must be 0 or more", self.alpha)),
         }
+    }
+    fn onnx(&self, g: &mut Graph, x: &str, at: &At<'_>) -> Result<String, String> {
+        Ok(g.node(at.name, "LeakyRelu", &[x], vec![("alpha", Attr::Float(self.alpha))]))
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, _ctx: &Ctx<'_, D>) -> Batch<D, T> {
         leaky_relu(x, self.alpha)

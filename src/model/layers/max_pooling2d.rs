@@ -5,6 +5,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, Ctx, Layer, PoolWindow};
+use crate::model::onnx::{self, At, Graph};
 use crate::model::Shape;
 use crate::ops::{self, Backend};
 
@@ -23,6 +24,11 @@ impl Layer for MaxPooling2dConfig {
     }
     fn max_pool(&self, input: Shape) -> Option<ops::PoolGeom> {
         self.0.geometry(input, "max_pooling2d").ok()
+    }
+    fn onnx(&self, g: &mut Graph, x: &str, at: &At<'_>) -> Result<String, String> {
+        let geometry = self.0.geometry(at.input, "max_pooling2d")?;
+        // ONNX's padded cells never win either.
+        Ok(g.node(at.name, "MaxPool", &[x], onnx::pool_attributes(&geometry)))
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         let g = self.0.geometry(ctx.input, "max_pooling2d").expect("shape checked at compile time");

@@ -55,6 +55,16 @@ pub trait Layer {
     }
     /// The forward pass on a batch.
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T>;
+    /// The layer as ONNX nodes in `g` (evaluation form: dropout off, batch normalisation with
+    /// its moving averages), reading the value `x` (NCHW for an image, `[N, features]` for a
+    /// vector) and the weights in `at`; returns the name of its output value, or why it
+    /// cannot be exported (`model::onnx` names the layer).
+    fn onnx(
+        &self,
+        g: &mut crate::model::onnx::Graph,
+        x: &str,
+        at: &crate::model::onnx::At<'_>,
+    ) -> Result<String, String>;
 }
 
 /// Everything a layer's forward pass may need beyond its input.
