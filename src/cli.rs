@@ -81,6 +81,21 @@ enum Command {
         /// The run folder.
         run: PathBuf,
     },
+    /// Prove a run reproducible: train its recorded config again on the same images, split
+    /// and seed in a scratch folder and compare history, weights and plots byte for byte.
+    /// Exit 0 when identical; otherwise name the first difference and what differs in the
+    /// environment, exit 1. Works for sweep trials too.
+    Verify {
+        /// The run folder (or a sweep's trial folder).
+        run: PathBuf,
+        /// Verify only the first N epochs (their history rows, and the best weights when the
+        /// best epoch is among them), for long runs.
+        #[arg(long, value_name = "N")]
+        epochs: Option<usize>,
+        /// Keep the rerun's folder (its path is printed) to look at the differences.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Evaluate a finished run's weights again on its validation and test splits.
     Evaluate {
         /// The run folder.
@@ -390,6 +405,18 @@ impl Cli {
                     crate::Error::Usage("missing sweep file; usage: runner sweep <CONFIG.toml> (see --help)".into())
                 })?;
                 launch.run(&config, overrides)
+            }
+            Some(Command::Verify { run, epochs, keep }) => {
+                let v = crate::pipeline::verify::verify(&run, epochs, keep)?;
+                let (pictures, others): (Vec<&String>, Vec<&String>) =
+                    v.files.iter().partition(|f| f.ends_with(".png") || f.ends_with(".svg"));
+                let others: Vec<&str> = others.iter().map(|f| f.as_str()).collect();
+                let what = match v.full {
+                    true => format!("{} and {} pictures", others.join(", "), pictures.len()),
+                    false => format!("the first {} rows of {}", v.epochs, others.join(" and the best epoch's ")),
+                };
+                println!("identical: {} retrained for {} epochs: {what}, byte for byte", v.run.display(), v.epochs);
+                Ok(())
             }
             Some(Command::Resume { run }) => crate::pipeline::resume(&run).map(|_| ()),
             Some(Command::Bench { config, batch, steps, kernel, json }) => {

@@ -38,6 +38,9 @@ pub enum Error {
         "interrupted at {0}; the run folder has a checkpoint there, and `runner resume <run folder>` goes on from it"
     )]
     Interrupted(String),
+    /// `runner verify` found a rerun that differs from the run (the first difference).
+    #[error("{0}")]
+    NotReproduced(String),
     /// A sweep was stopped with Ctrl-C (what it had done).
     #[error("sweep interrupted: {0}")]
     SweepInterrupted(String),
@@ -52,7 +55,7 @@ impl Error {
             Error::Data(_) => 65,
             Error::Io { .. } => 74,
             Error::Config(_) => 78,
-            Error::Train(_) => 1,
+            Error::Train(_) | Error::NotReproduced(_) => 1,
             Error::Interrupted(_) | Error::SweepInterrupted(_) => 130,
         }
     }

@@ -97,6 +97,7 @@ pub fn run_page(dir: &Path) -> String {
     body += "<h2>Training</h2>\n";
     body += &figure(dir, "accuracy", "Accuracy");
     body += &figure(dir, "loss", "Loss");
+    body += &figure(dir, "learning_rate", "Learning rate");
     body += "<h2>Validation</h2>\n";
     body += &figure(dir, files::CONFUSION, "Confusion matrix");
     body += &figure(dir, files::PREDICTIONS, "Predictions (mistakes first, in red)");

@@ -195,3 +195,25 @@ impl Backend for Cuda {
         Ok(())
     }
 }
+
+/// The instruction-set extensions of this CPU that decide which matrix kernel runs, for the
+/// manifest (a run is bit-for-bit reproducible on any CPU that runs the same kernel family).
+pub fn cpu_features() -> Vec<String> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut found = Vec::new();
+        macro_rules! check {
+            ($($feature:tt),*) => {$(
+                if std::is_x86_feature_detected!($feature) {
+                    found.push($feature.to_string());
+                }
+            )*};
+        }
+        check!("sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl");
+        found
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        vec![std::env::consts::ARCH.to_string()]
+    }
+}

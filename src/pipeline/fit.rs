@@ -26,7 +26,13 @@ pub type Resumed = (Option<Checkpoint>, Manifest);
 /// Trains `plan` on `data` into `dir` (which exists), from the start or from `resumed`, on
 /// the device the config asks for.
 pub fn fit(plan: Plan, data: &Prepared, dir: RunDir, resumed: Option<Resumed>) -> Result<Outcome> {
-    device::in_pool(|| device::run_on(&plan, Fit { plan: &plan, data, dir, resumed }))
+    let until = plan.config.train.epochs;
+    fit_until(plan, data, dir, resumed, until)
+}
+
+/// [`fit`], ending after epoch `until` (for `runner verify --epochs`).
+pub fn fit_until(plan: Plan, data: &Prepared, dir: RunDir, resumed: Option<Resumed>, until: usize) -> Result<Outcome> {
+    device::in_pool(|| device::run_on(&plan, Fit { plan: &plan, data, dir, resumed, until }))
 }
 
 /// A run's training, as a job for any device.
@@ -35,13 +41,14 @@ struct Fit<'a> {
     data: &'a Prepared,
     dir: RunDir,
     resumed: Option<Resumed>,
+    until: usize,
 }
 
 impl OnDevice for Fit<'_> {
     type Output = Outcome;
 
     fn run<D: Backend>(self, dev: D) -> Result<Outcome> {
-        let Fit { plan, data, dir, resumed } = self;
+        let Fit { plan, data, dir, resumed, until } = self;
         let (checkpoint, mut manifest) = match resumed {
             Some((checkpoint, manifest)) => {
                 let epochs = checkpoint.as_ref().map_or(0, |c| c.state.epoch);
@@ -53,7 +60,7 @@ impl OnDevice for Fit<'_> {
         let checkpoints = dir.path.join("checkpoints");
         std::fs::create_dir_all(&checkpoints).map_err(|e| Error::io("creating folder", &checkpoints, e))?;
 
-        let trained = match epochs(&dev, plan, data, &dir, &mut manifest, checkpoint) {
+        let trained = match epochs(&dev, plan, data, &dir, &mut manifest, checkpoint, until) {
             Ok(t) => t,
             Err(e) => {
                 let status = match &e {
@@ -107,6 +114,8 @@ fn new_manifest(plan: &Plan, data: &Prepared, device: &str) -> Manifest {
             chosen => config::serde_name(chosen),
         },
         git: manifest::GitState::of(&plan.sources.main().path),
+        kernel: crate::ops::Kernel::best().describe().to_string(),
+        cpu_features: crate::ops::cpu_features(),
         threads: rayon::current_num_threads(),
         seed: cfg.experiment.seed,
         dataset: DatasetFacts {
@@ -163,13 +172,14 @@ fn epochs<D: Backend>(
     dir: &RunDir,
     manifest: &mut Manifest,
     checkpoint: Option<Checkpoint>,
+    until: usize,
 ) -> Result<train::Trained<D>> {
     let formats = &plan.config.output.plot_formats;
     let mut epoch_start = Instant::now();
     // Ctrl-C stops training at the next batch boundary (until the guard is dropped).
     let _ctrl_c = crate::interrupt::Guard::install();
     let mut board = open_tensorboard(dir, plan, checkpoint.as_ref().map(|c| &c.state.history))?;
-    train::fit(dev, plan, &data.images, &data.split, checkpoint, |checkpoint, saved| {
+    train::fit(dev, plan, &data.images, &data.split, checkpoint, until, |checkpoint, saved| {
         let bytes = checkpoint.to_bytes();
         tracing::debug!(
             "checkpoint at epoch {}, batch {}: {} bytes in {}",

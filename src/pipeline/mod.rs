@@ -18,6 +18,7 @@ pub mod init;
 pub mod predict;
 pub mod prepare;
 pub mod resume;
+pub mod verify;
 
 use std::path::Path;
 
@@ -65,11 +66,17 @@ pub fn run(config_path: &Path, overrides: &Overrides) -> Result<Outcome> {
 
 /// Trains `plan` on `data`, writing the run folder `dir` (which exists) as training goes.
 pub fn run_in(plan: Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {
+    let until = plan.config.train.epochs;
+    run_in_until(plan, data, dir, until)
+}
+
+/// [`run_in`], ending after epoch `until` (`runner verify --epochs`).
+pub fn run_in_until(plan: Plan, data: &Prepared, dir: RunDir, until: usize) -> Result<Outcome> {
     let cfg = &plan.config;
     tracing::info!("writing results to {}", dir.path.display());
     dir.write(files::CONFIG, artifacts::resolved_config(&plan))?;
     dir.write(files::SUMMARY, crate::model::summary::render(&cfg.experiment.name, &plan.model))?;
     artifacts::write_data_files(&dir, &plan, data)?;
 
-    fit::fit(plan, data, dir, None)
+    fit::fit_until(plan, data, dir, None, until)
 }

@@ -46,11 +46,12 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-/// The two charts of the Keras tutorial: accuracy and loss, training and validation.
+/// The two charts of the Keras tutorial: accuracy and loss, training and validation; and the
+/// learning rate when a schedule changed it.
 pub fn charts(history: &History) -> Vec<Chart> {
     let col = |f: fn(&crate::train::EpochRecord) -> f64| history.epochs.iter().map(f).collect::<Vec<_>>();
     let series = |name: &str, values, color| Series { name: name.into(), values, color, dashed: false };
-    vec![
+    let mut charts = vec![
         Chart {
             stem: "accuracy",
             title: "Training and validation accuracy".into(),
@@ -71,7 +72,18 @@ pub fn charts(history: &History) -> Vec<Chart> {
                 series("Validation loss", col(|r| r.val_loss), 1),
             ],
         },
-    ]
+    ];
+    let rates = col(|r| r.learning_rate);
+    if rates.windows(2).any(|w| w[0] != w[1]) {
+        charts.push(Chart {
+            stem: "learning_rate",
+            title: "Learning rate (at the end of each epoch)".into(),
+            y_label: "Learning rate",
+            legend: SeriesLabelPosition::UpperRight,
+            series: vec![series("", rates, 2)],
+        });
+    }
+    charts
 }
 
 /// Renders `chart` as PNG and SVG.

@@ -45,6 +45,13 @@ pub struct Manifest {
     pub git: Option<GitState>,
     /// Worker threads used by the CPU kernels.
     pub threads: usize,
+    /// The matrix-multiply kernel the products ran on (the numbers are the same bits on any
+    /// CPU that runs the same kernel family).
+    #[serde(default)]
+    pub kernel: String,
+    /// The CPU's instruction-set extensions that decide which kernel runs.
+    #[serde(default)]
+    pub cpu_features: Vec<String>,
     /// `experiment.seed`.
     pub seed: u64,
     /// Dataset folder, classes and split sizes.

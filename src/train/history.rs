@@ -17,6 +17,10 @@ pub struct EpochRecord {
     pub val_accuracy: f64,
     /// Validation loss after the epoch.
     pub val_loss: f64,
+    /// The learning rate of the epoch's last step (Keras logs the optimizer's rate at the
+    /// end of each epoch under this name), so schedules show in the curves.
+    #[serde(default)]
+    pub learning_rate: f64,
     /// Further metrics by history name (`precision`, `val_f1_score`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
@@ -28,6 +32,7 @@ impl EpochRecord {
         let mut all: BTreeMap<&str, f64> = self.metrics.iter().map(|(k, &v)| (k.as_str(), v)).collect();
         all.extend([
             ("accuracy", self.accuracy),
+            ("learning_rate", self.learning_rate),
             ("loss", self.loss),
             ("val_accuracy", self.val_accuracy),
             ("val_loss", self.val_loss),
@@ -45,10 +50,14 @@ pub struct History {
 
 impl History {
     /// Keras `CSVLogger` format: `epoch` and the metrics sorted by name
-    /// (`epoch,accuracy,loss,val_accuracy,val_loss` with the default metrics).
+    /// (`epoch,accuracy,learning_rate,loss,val_accuracy,val_loss` with the default metrics).
     pub fn to_csv(&self) -> String {
         let names: Vec<&str> = self.epochs.first().map(|r| r.columns().into_keys().collect()).unwrap_or_default();
-        let names = if names.is_empty() { vec!["accuracy", "loss", "val_accuracy", "val_loss"] } else { names };
+        let names = if names.is_empty() {
+            vec!["accuracy", "learning_rate", "loss", "val_accuracy", "val_loss"]
+        } else {
+            names
+        };
         let mut out = format!("epoch,{}\n", names.join(","));
         for r in &self.epochs {
             let columns = r.columns();
@@ -80,7 +89,7 @@ mod tests {
 
     fn record(epoch: usize, values: [f64; 4]) -> EpochRecord {
         let [accuracy, loss, val_accuracy, val_loss] = values;
-        EpochRecord { epoch, accuracy, loss, val_accuracy, val_loss, metrics: BTreeMap::new() }
+        EpochRecord { epoch, accuracy, loss, val_accuracy, val_loss, learning_rate: 1e-3, metrics: BTreeMap::new() }
     }
 
     /// Two epochs with values that print with many digits, and a precision column.
@@ -98,8 +107,11 @@ mod tests {
         let h = history();
         let csv = h.to_csv();
         let mut lines = csv.lines();
-        assert_eq!(lines.next(), Some("epoch,accuracy,loss,precision,val_accuracy,val_loss,val_precision"));
-        assert_eq!(lines.next(), Some("0,0.5,0.30000000000000004,0.125,0.3333333333333333,0.00000025,0.0625"));
+        assert_eq!(
+            lines.next(),
+            Some("epoch,accuracy,learning_rate,loss,precision,val_accuracy,val_loss,val_precision")
+        );
+        assert_eq!(lines.next(), Some("0,0.5,0.001,0.30000000000000004,0.125,0.3333333333333333,0.00000025,0.0625"));
         for (line, r) in csv.lines().skip(1).zip(&h.epochs) {
             let fields: Vec<f64> = line.split(',').map(|f| f.parse().unwrap()).collect();
             let columns = r.columns();
@@ -112,14 +124,14 @@ mod tests {
 
     #[test]
     fn csv_of_no_epochs_is_the_default_header() {
-        assert_eq!(History::default().to_csv(), "epoch,accuracy,loss,val_accuracy,val_loss\n");
+        assert_eq!(History::default().to_csv(), "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss\n");
     }
 
     #[test]
     fn csv_leaves_a_column_empty_where_an_epoch_lacks_it() {
         let mut h = history();
         h.epochs[1].metrics.remove("precision");
-        assert!(h.to_csv().lines().nth(2).unwrap().starts_with("1,0.75,0.25,,0.625,"), "{}", h.to_csv());
+        assert!(h.to_csv().lines().nth(2).unwrap().starts_with("1,0.75,0.001,0.25,,0.625,"), "{}", h.to_csv());
     }
 
     #[test]
@@ -129,7 +141,10 @@ mod tests {
         let object = json.as_object().unwrap();
         let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["accuracy", "epoch", "loss", "precision", "val_accuracy", "val_loss", "val_precision"]);
+        assert_eq!(
+            keys,
+            ["accuracy", "epoch", "learning_rate", "loss", "precision", "val_accuracy", "val_loss", "val_precision"]
+        );
         assert_eq!(json["epoch"], serde_json::json!([0, 1]));
         for r in &h.epochs {
             for (name, value) in r.columns() {

@@ -53,13 +53,16 @@ pub enum Saved {
 
 /// Builds the network (weights from the `Init` stream, or from `resume`) and trains it on
 /// `split.train`, validating on `split.val` after every epoch. `save` gets a checkpoint after
-/// every epoch and at a Ctrl-C, to write out; the history so far is inside it.
+/// every epoch and at a Ctrl-C, to write out; the history so far is inside it. Training ends
+/// after epoch `until` (at most `train.epochs`), every epoch exactly as in the full run:
+/// schedules still count the configured epochs.
 pub fn fit<D: Backend>(
     dev: &D,
     plan: &Plan,
     images: &Images,
     split: &Split,
     resume: Option<Checkpoint>,
+    until: usize,
     mut save: impl FnMut(&Checkpoint, Saved) -> Result<()>,
 ) -> Result<Trained<D>> {
     let cfg = &plan.config;
@@ -86,7 +89,8 @@ pub fn fit<D: Backend>(
     let steps = split.train.len().div_ceil(batch_size);
     let mut validation = None;
     let mut stopped_early = None;
-    for epoch in state.epoch..epochs {
+    let until = until.min(epochs);
+    for epoch in state.epoch..until {
         let progress = Progress::start(epoch, epochs, steps);
         // Resuming mid-epoch: skip the batches already done, carry their sums.
         let first = std::mem::take(&mut state.step);
@@ -155,12 +159,19 @@ pub fn fit<D: Backend>(
             Ok(())
         })?;
         let val = evaluate(dev, &net, plan, images, &split.val);
+        let last_step = schedule::Position { epoch, step: steps - 1, steps, epochs };
         let record = EpochRecord {
             epoch,
             accuracy: correct as f64 / seen as f64,
             loss: loss_sum / seen as f64,
             val_accuracy: val.accuracy,
             val_loss: val.loss,
+            learning_rate: schedule::learning_rate(
+                train.learning_rate,
+                train.lr_schedule.as_ref(),
+                last_step,
+                &state.plateau,
+            ),
             metrics: counter
                 .values(&train.metrics, "")
                 .into_iter()
@@ -186,7 +197,7 @@ pub fn fit<D: Backend>(
             break;
         }
         // A Ctrl-C in the last batch of an epoch stops here, at the epoch boundary.
-        if crate::interrupt::requested() && epoch + 1 < epochs {
+        if crate::interrupt::requested() && epoch + 1 < until {
             return Err(Error::Interrupted(format!("epoch {}, batch {steps} (its last)", epoch + 1)));
         }
     }

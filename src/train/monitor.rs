@@ -66,7 +66,15 @@ mod tests {
     use super::*;
 
     fn record(epoch: usize, val_loss: f64, val_accuracy: f64) -> EpochRecord {
-        EpochRecord { epoch, accuracy: 0.5, loss: 1.0, val_accuracy, val_loss, metrics: Default::default() }
+        EpochRecord {
+            epoch,
+            accuracy: 0.5,
+            loss: 1.0,
+            val_accuracy,
+            val_loss,
+            learning_rate: 1e-3,
+            metrics: Default::default(),
+        }
     }
 
     /// A monitor that has seen `best` at epoch 0.

@@ -181,7 +181,15 @@ mod tests {
     }
 
     fn record(epoch: usize, val_loss: f64, val_accuracy: f64) -> EpochRecord {
-        EpochRecord { epoch, accuracy: 0.0, loss: 0.0, val_accuracy, val_loss, metrics: Default::default() }
+        EpochRecord {
+            epoch,
+            accuracy: 0.0,
+            loss: 0.0,
+            val_accuracy,
+            val_loss,
+            learning_rate: 1e-3,
+            metrics: Default::default(),
+        }
     }
 
     fn plateau(text: &str) -> ReduceOnPlateau {

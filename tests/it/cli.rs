@@ -29,8 +29,7 @@ const FILES: [&str; 20] = [
 ];
 
 fn last_val_accuracy(run: &Path) -> f64 {
-    let csv = std::fs::read_to_string(run.join("history.csv")).unwrap();
-    csv.lines().last().unwrap().split(',').nth(3).unwrap().parse().unwrap()
+    *history_column(run, "val_accuracy").last().unwrap()
 }
 
 #[test]
@@ -51,7 +50,7 @@ fn trains_on_bundled_images_and_writes_every_result_file() {
     assert!(acc > 0.8, "validation accuracy {acc} is not well above chance (0.33)");
 
     let csv = std::fs::read_to_string(run.join("history.csv")).unwrap();
-    assert_eq!(csv.lines().next(), Some("epoch,accuracy,loss,val_accuracy,val_loss"));
+    assert_eq!(csv.lines().next(), Some("epoch,accuracy,learning_rate,loss,val_accuracy,val_loss"));
     assert_eq!(csv.lines().count(), 4, "header + 3 epochs:\n{csv}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("history.json")).unwrap()).unwrap();
@@ -404,10 +403,7 @@ fn compare_ranks_runs_by_what_differs_and_ls_lists_them() {
     // Exactly the changed key is a column, between the run and the metrics.
     assert_eq!(rows[0][..4], ["rank", "run", "train.learning_rate", "best val_accuracy"], "{md}");
     // The order matches the histories: best validation accuracy, highest first.
-    let best = |run: &str| {
-        let csv = std::fs::read_to_string(results.join(run).join("history.csv")).unwrap();
-        csv.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse::<f64>().unwrap()).fold(f64::MIN, f64::max)
-    };
+    let best = |run: &str| history_column(&results.join(run), "val_accuracy").into_iter().fold(f64::MIN, f64::max);
     let ranked: Vec<f64> = rows[1..].iter().map(|r| best(&r[1])).collect();
     assert_eq!(ranked.len(), 3, "{md}");
     assert!(

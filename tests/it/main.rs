@@ -19,3 +19,4 @@ mod sweep;
 mod tensorboard;
 mod training;
 mod util;
+mod verify;

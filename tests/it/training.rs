@@ -10,10 +10,18 @@ use runner::train::checkpoint::{Checkpoint, State};
 use runner::train::monitor::Monitor;
 use runner::train::{EpochRecord, History};
 
-use crate::util::{assert_exit, fashion_subset, runner, small_config, stderr};
+use crate::util::{assert_exit, fashion_subset, history_column, runner, small_config, stderr};
 
 fn record(epoch: usize, val_loss: f64, val_accuracy: f64) -> EpochRecord {
-    EpochRecord { epoch, accuracy: 0.5, loss: 1.0, val_accuracy, val_loss, metrics: Default::default() }
+    EpochRecord {
+        epoch,
+        accuracy: 0.5,
+        loss: 1.0,
+        val_accuracy,
+        val_loss,
+        learning_rate: 1e-3,
+        metrics: Default::default(),
+    }
 }
 
 #[test]
@@ -208,8 +216,7 @@ fn predict_on_the_validation_images_agrees_with_evaluate() {
     let metrics: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(metrics[0]["split"], "validation");
     assert_eq!(metrics[1]["split"], "test");
-    let history = String::from_utf8(file(&run, "history.csv")).unwrap();
-    let val_accuracy: f64 = history.lines().nth(1).unwrap().split(',').nth(3).unwrap().parse().unwrap();
+    let val_accuracy = history_column(&run, "val_accuracy")[0];
     assert_eq!(metrics[0]["accuracy"].as_f64().unwrap(), val_accuracy, "evaluate repeats the last epoch's validation");
     let test: serde_json::Value = serde_json::from_slice(&file(&run, "test_metrics.json")).unwrap();
     assert_eq!(metrics[1]["accuracy"], test["accuracy"]);
@@ -328,7 +335,7 @@ dir = "{}"
     let history = String::from_utf8(file(&run, "history.csv")).unwrap();
     assert_eq!(
         history.lines().next().unwrap(),
-        "epoch,accuracy,f1_score,loss,precision,recall,val_accuracy,val_f1_score,val_loss,val_precision,val_recall",
+        "epoch,accuracy,f1_score,learning_rate,loss,precision,recall,val_accuracy,val_f1_score,val_loss,val_precision,val_recall",
         "Keras' CSVLogger columns, sorted"
     );
     let last: Vec<f64> = history.lines().last().unwrap().split(',').map(|v| v.parse().unwrap()).collect();
@@ -368,4 +375,27 @@ fn devices_are_named_cpu_cuda_cuda_n_or_auto() {
     let manifest: serde_json::Value = serde_json::from_slice(&file(&run, "manifest.json")).unwrap();
     assert_eq!(manifest["device"], if cfg!(feature = "cuda") { "cuda" } else { "cpu" }, "the device actually used");
     assert!(String::from_utf8(file(&run, "config.toml")).unwrap().contains("device = \"auto\""));
+}
+
+#[test]
+fn the_history_records_each_epochs_learning_rate_and_charts_it_when_a_schedule_changes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fashion_subset(&data, &["trouser", "bag"], 16);
+    let results = tmp.path().join("results");
+    let config = small_config("lr", &data, &results, 1, 4, 2)
+        .replace("batch_size = 16\n", "batch_size = 16\nlearning_rate = 0.01\n")
+        + "\n[train.lr_schedule]\ntype = \"step_decay\"\nevery = 2\nfactor = 0.5\n";
+    std::fs::write(tmp.path().join("lr.toml"), config).unwrap();
+    assert_exit(&runner(tmp.path(), &["lr.toml", "-q"]), 0);
+    let run = results.join("lr/run-001");
+    let csv = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|c| *c == "learning_rate").expect("a learning_rate column");
+    let rates: Vec<f64> = csv.lines().skip(1).map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect();
+    assert_eq!(rates, [0.01, 0.01, 0.005, 0.005]);
+    assert!(run.join("learning_rate.svg").is_file(), "a schedule's rates are charted");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("history.json")).unwrap()).unwrap();
+    assert_eq!(json["learning_rate"], serde_json::json!([0.01, 0.01, 0.005, 0.005]));
 }

@@ -148,3 +148,12 @@ pub fn reference_python() -> Option<PathBuf> {
     eprintln!("skipped: no reference Python at {} (run `bash .ci/pyenv`)", python.display());
     None
 }
+
+/// Column `name` of a run's `history.csv`, one value per epoch.
+pub fn history_column(run: &Path, name: &str) -> Vec<f64> {
+    let csv = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|c| *c == name).unwrap_or_else(|| panic!("no column {name} in {header:?}"));
+    lines.map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect()
+}
