@@ -245,6 +245,9 @@ struct Launch {
     /// Slurm: at most this many trials at once.
     #[arg(long)]
     max_parallel: Option<usize>,
+    /// Run pruned trials again, from their checkpoints to the last epoch, without pruning.
+    #[arg(long)]
+    retry_pruned: bool,
 }
 
 /// Which weights `runner export` writes.
@@ -263,7 +266,7 @@ enum Launcher {
 /// Trains the experiment in `config`, or runs its sweep when it declares one.
 fn run_or_sweep(config: &std::path::Path, overrides: &crate::config::Overrides, jobs: usize) -> Result<()> {
     if crate::sweep::declared(config, overrides)? {
-        local_sweep(config, overrides, jobs)
+        local_sweep(config, overrides, jobs, false)
     } else {
         crate::pipeline::run(config, overrides).map(|_| ())
     }
@@ -271,8 +274,13 @@ fn run_or_sweep(config: &std::path::Path, overrides: &crate::config::Overrides, 
 
 /// Runs a sweep on this machine and shows how it ended: the leaderboard, then one line per
 /// trial that did not complete.
-fn local_sweep(config: &std::path::Path, overrides: &crate::config::Overrides, jobs: usize) -> Result<()> {
-    let done = crate::sweep::local::sweep(config, overrides, jobs)?;
+fn local_sweep(
+    config: &std::path::Path,
+    overrides: &crate::config::Overrides,
+    jobs: usize,
+    retry_pruned: bool,
+) -> Result<()> {
+    let done = crate::sweep::local::sweep(config, overrides, jobs, retry_pruned)?;
     print_finish(&done.finish, done.skipped);
     done.outcome()
 }
@@ -322,7 +330,7 @@ impl Launch {
                             .into(),
                     ));
                 }
-                local_sweep(config, overrides, self.jobs)
+                local_sweep(config, overrides, self.jobs, self.retry_pruned)
             }
             Launcher::Slurm => {
                 let options = crate::sweep::slurm::SlurmOptions {
@@ -331,6 +339,7 @@ impl Launch {
                     cpus_per_task: self.cpus_per_task,
                     gpus: self.gpus,
                     max_parallel: self.max_parallel,
+                    retry_pruned: self.retry_pruned,
                 };
                 let s = crate::sweep::slurm::submit(config, overrides, &options)?;
                 match (&s.array_job, &s.compare_job) {

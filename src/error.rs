@@ -41,6 +41,10 @@ pub enum Error {
     /// `runner verify` found a rerun that differs from the run (the first difference).
     #[error("{0}")]
     NotReproduced(String),
+    /// A sweep's pruning stopped the run at an epoch boundary (why); a trial that ends so is
+    /// `pruned`, not failed.
+    #[error("pruned: {0}")]
+    Pruned(String),
     /// A sweep was stopped with Ctrl-C (what it had done).
     #[error("sweep interrupted: {0}")]
     SweepInterrupted(String),
@@ -55,7 +59,7 @@ impl Error {
             Error::Data(_) => 65,
             Error::Io { .. } => 74,
             Error::Config(_) => 78,
-            Error::Train(_) | Error::NotReproduced(_) => 1,
+            Error::Train(_) | Error::NotReproduced(_) | Error::Pruned(_) => 1,
             Error::Interrupted(_) | Error::SweepInterrupted(_) => 130,
         }
     }

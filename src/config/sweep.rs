@@ -45,6 +45,51 @@ pub struct SweepConfig {
     /// `"maximize"` or `"minimize"` the metric (default: minimize losses, maximize the rest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goal: Option<Goal>,
+    /// Stop trials early, at an epoch boundary, when their metric falls behind the other
+    /// trials' at the same epoch: `{ rule = "median", after_epochs = 2 }` or
+    /// `{ rule = "halving", after_epochs = 1, reduction_factor = 3 }` (default: no pruning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<Prune>,
+}
+
+/// `[sweep] prune`: when a trial stops early because the others do better. Both rules
+/// compare each trial's best metric so far with the other trials' best at the same epoch,
+/// read from the history files of the trials, so they work alike for local and Slurm trials.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "rule", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Prune {
+    /// Optuna's `MedianPruner`: from epoch `after_epochs` on, stop a trial whose best so far
+    /// is worse than the median of the others' best at the same epoch, once `min_trials`
+    /// others have reached it.
+    Median {
+        /// Epochs every trial trains before it can be stopped (default 1).
+        #[serde(default = "one")]
+        after_epochs: usize,
+        /// Other trials that must have reached the epoch before a median counts (default 2).
+        #[serde(default = "two")]
+        min_trials: usize,
+    },
+    /// Asynchronous successive halving (ASHA): at rungs `after_epochs · reduction_factor^k`,
+    /// a trial goes on only if its best so far is in the best `1 / reduction_factor` of the
+    /// trials that have reached that rung (a trial alone at a rung goes on).
+    Halving {
+        /// The first rung (default 1).
+        #[serde(default = "one")]
+        after_epochs: usize,
+        /// How much fewer trials each rung keeps (default 3).
+        #[serde(default = "three")]
+        reduction_factor: usize,
+    },
+}
+
+fn one() -> usize {
+    1
+}
+fn two() -> usize {
+    2
+}
+fn three() -> usize {
+    3
 }
 
 fn default_metric() -> String {
@@ -190,6 +235,19 @@ impl SweepConfig {
                 at(&["metric"]),
                 format!("metric `{}` is not a history column; use one of {}", self.metric, columns.join(", ")),
             ));
+        }
+        match self.prune {
+            Some(Prune::Median { after_epochs: 0, .. } | Prune::Halving { after_epochs: 0, .. }) => {
+                out.push((at(&["prune", "after_epochs"]), "`after_epochs` must be at least 1".into()))
+            }
+            Some(Prune::Median { min_trials: 0, .. }) => {
+                out.push((at(&["prune", "min_trials"]), "`min_trials` must be at least 1".into()))
+            }
+            Some(Prune::Halving { reduction_factor, .. }) if reduction_factor < 2 => out.push((
+                at(&["prune", "reduction_factor"]),
+                "`reduction_factor` must be at least 2 (each rung keeps 1 / reduction_factor of the trials)".into(),
+            )),
+            _ => {}
         }
         let size = self.size();
         if size > MAX_TRIALS {

@@ -10,7 +10,7 @@ use crate::model::Network;
 use crate::ops::Backend;
 use crate::results::manifest::{self, DatasetFacts, Manifest, Status};
 use crate::results::{files, safetensors, RunDir};
-use crate::train::{self, checkpoint::Checkpoint, Evaluation};
+use crate::train::{self, checkpoint::Checkpoint, Evaluation, History};
 use crate::{Error, Result};
 
 use super::artifacts::{
@@ -25,14 +25,21 @@ pub type Resumed = (Option<Checkpoint>, Manifest);
 
 /// Trains `plan` on `data` into `dir` (which exists), from the start or from `resumed`, on
 /// the device the config asks for.
-pub fn fit(plan: Plan, data: &Prepared, dir: RunDir, resumed: Option<Resumed>) -> Result<Outcome> {
-    let until = plan.config.train.epochs;
-    fit_until(plan, data, dir, resumed, until)
+pub fn fit(plan: Plan, data: &Prepared, dir: RunDir, resumed: Option<Resumed>, limits: Limits) -> Result<Outcome> {
+    device::in_pool(|| device::run_on(&plan, Fit { plan: &plan, data, dir, resumed, limits }))
 }
 
-/// [`fit`], ending after epoch `until` (for `runner verify --epochs`).
-pub fn fit_until(plan: Plan, data: &Prepared, dir: RunDir, resumed: Option<Resumed>, until: usize) -> Result<Outcome> {
-    device::in_pool(|| device::run_on(&plan, Fit { plan: &plan, data, dir, resumed, until }))
+/// A judge of a run's history after each epoch: `Some(why)` stops it there.
+pub type Judge<'a> = &'a (dyn Fn(&History) -> Option<String> + Sync);
+
+/// How a caller may end a run before its last epoch. The default trains every epoch.
+#[derive(Clone, Copy, Default)]
+pub struct Limits<'a> {
+    /// End after this epoch, every epoch exactly as in the full run (`runner verify --epochs`).
+    pub until: Option<usize>,
+    /// Asked after each epoch, once its files are written; stopping leaves the run
+    /// `pruned`, its checkpoint kept (a sweep's pruning).
+    pub judge: Option<Judge<'a>>,
 }
 
 /// A run's training, as a job for any device.
@@ -41,14 +48,14 @@ struct Fit<'a> {
     data: &'a Prepared,
     dir: RunDir,
     resumed: Option<Resumed>,
-    until: usize,
+    limits: Limits<'a>,
 }
 
 impl OnDevice for Fit<'_> {
     type Output = Outcome;
 
     fn run<D: Backend>(self, dev: D) -> Result<Outcome> {
-        let Fit { plan, data, dir, resumed, until } = self;
+        let Fit { plan, data, dir, resumed, limits } = self;
         let (checkpoint, mut manifest) = match resumed {
             Some((checkpoint, manifest)) => {
                 let epochs = checkpoint.as_ref().map_or(0, |c| c.state.epoch);
@@ -60,11 +67,12 @@ impl OnDevice for Fit<'_> {
         let checkpoints = dir.path.join("checkpoints");
         std::fs::create_dir_all(&checkpoints).map_err(|e| Error::io("creating folder", &checkpoints, e))?;
 
-        let trained = match epochs(&dev, plan, data, &dir, &mut manifest, checkpoint, until) {
+        let trained = match epochs(&dev, plan, data, &dir, &mut manifest, checkpoint, limits) {
             Ok(t) => t,
             Err(e) => {
                 let status = match &e {
                     Error::Interrupted(at) => Status::Interrupted { at: at.clone() },
+                    Error::Pruned(reason) => Status::Pruned { reason: reason.clone() },
                     other => Status::Failed { reason: other.to_string() },
                 };
                 finish(&dir, &mut manifest, status)?;
@@ -172,8 +180,9 @@ fn epochs<D: Backend>(
     dir: &RunDir,
     manifest: &mut Manifest,
     checkpoint: Option<Checkpoint>,
-    until: usize,
+    limits: Limits,
 ) -> Result<train::Trained<D>> {
+    let until = limits.until.unwrap_or(plan.config.train.epochs);
     let formats = &plan.config.output.plot_formats;
     let mut epoch_start = Instant::now();
     // Ctrl-C stops training at the next batch boundary (until the guard is dropped).
@@ -198,7 +207,14 @@ fn epochs<D: Backend>(
         }
         write_history(dir, &checkpoint.state.history, formats)?;
         write_tensorboard(&mut board, &checkpoint.state.history)?;
-        write_manifest(dir, manifest)
+        write_manifest(dir, manifest)?;
+        match (saved, limits.judge) {
+            (train::Saved::Epoch { .. }, Some(judge)) => judge(&checkpoint.state.history).map_or(Ok(()), |why| {
+                tracing::info!("pruned after epoch {}: {why}", checkpoint.state.epoch);
+                Err(Error::Pruned(why))
+            }),
+            _ => Ok(()),
+        }
     })
 }
 

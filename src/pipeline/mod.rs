@@ -28,8 +28,9 @@ use crate::train::History;
 use crate::Result;
 
 pub use check::{check, data_report, Checked};
+pub use fit::{Judge, Limits};
 pub use prepare::{prepare, prepare_same, Prepared};
-pub use resume::{open, resume};
+pub use resume::{open, resume, resume_with};
 
 /// What a finished run left behind.
 #[derive(Clone, Debug)]
@@ -66,17 +67,16 @@ pub fn run(config_path: &Path, overrides: &Overrides) -> Result<Outcome> {
 
 /// Trains `plan` on `data`, writing the run folder `dir` (which exists) as training goes.
 pub fn run_in(plan: Plan, data: &Prepared, dir: RunDir) -> Result<Outcome> {
-    let until = plan.config.train.epochs;
-    run_in_until(plan, data, dir, until)
+    run_with(plan, data, dir, Limits::default())
 }
 
-/// [`run_in`], ending after epoch `until` (`runner verify --epochs`).
-pub fn run_in_until(plan: Plan, data: &Prepared, dir: RunDir, until: usize) -> Result<Outcome> {
+/// [`run_in`], with `limits` on how long it trains.
+pub fn run_with(plan: Plan, data: &Prepared, dir: RunDir, limits: Limits) -> Result<Outcome> {
     let cfg = &plan.config;
     tracing::info!("writing results to {}", dir.path.display());
     dir.write(files::CONFIG, artifacts::resolved_config(&plan))?;
     dir.write(files::SUMMARY, crate::model::summary::render(&cfg.experiment.name, &plan.model))?;
     artifacts::write_data_files(&dir, &plan, data)?;
 
-    fit::fit_until(plan, data, dir, None, until)
+    fit::fit(plan, data, dir, None, limits)
 }

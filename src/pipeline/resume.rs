@@ -9,7 +9,7 @@ use crate::results::{files, RunDir};
 use crate::train::checkpoint::Checkpoint;
 use crate::{Error, Result};
 
-use super::fit::fit;
+use super::fit::{fit, Limits};
 use super::prepare::prepare_same;
 use super::{plan, Outcome};
 
@@ -17,6 +17,11 @@ use super::{plan, Outcome};
 /// last checkpoint (or from the start when it has none), in the same folder. The data must be
 /// the same as when it started (checked by the manifest's fingerprint).
 pub fn resume(run_dir: &Path) -> Result<Outcome> {
+    resume_with(run_dir, Limits::default())
+}
+
+/// [`resume`], with `limits` on how long it trains (a sweep trial's pruning).
+pub fn resume_with(run_dir: &Path, limits: Limits) -> Result<Outcome> {
     let (run_dir, manifest, plan) = open(run_dir)?;
     if manifest.status == Status::Completed {
         return Err(Error::Usage(format!("the run in `{}` is already completed", run_dir.display())));
@@ -37,7 +42,7 @@ pub fn resume(run_dir: &Path) -> Result<Outcome> {
         ),
         None => tracing::info!("{} has no checkpoint yet; training it from the start", run_dir.display()),
     }
-    fit(plan, &data, RunDir { path: run_dir }, Some((checkpoint, manifest)))
+    fit(plan, &data, RunDir { path: run_dir }, Some((checkpoint, manifest)), limits)
 }
 
 /// A saved run: its folder (absolute), manifest and checked config. Enters the working

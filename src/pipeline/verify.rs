@@ -15,7 +15,7 @@ use crate::results::manifest::{Manifest, Status};
 use crate::results::{files, safetensors, RunDir};
 use crate::{Error, Result};
 
-use super::{open, prepare_same, run_in_until};
+use super::{open, prepare_same, run_with, Limits};
 
 /// Files of a finished run that depend only on the config, the data and the seed, compared
 /// after a full rerun (besides every PNG and SVG picture).
@@ -71,7 +71,7 @@ pub fn verify(run_dir: &Path, epochs: Option<usize>, keep: bool) -> Result<Verif
     let data = prepare_same(&plan, &manifest)?;
     let scratch = Scratch::new(keep)?;
     tracing::info!("verifying {}: training {until} epochs again in {}", run_dir.display(), scratch.0.display());
-    run_in_until(plan, &data, RunDir { path: scratch.0.clone() }, until)?;
+    run_with(plan, &data, RunDir { path: scratch.0.clone() }, Limits { until: Some(until), judge: None })?;
     let rerun: Manifest = serde_json::from_str(
         &std::fs::read_to_string(scratch.0.join(files::MANIFEST))
             .map_err(|e| Error::io("reading", &scratch.0.join(files::MANIFEST), e))?,

@@ -23,6 +23,11 @@ pub enum Status {
         /// The error message.
         reason: String,
     },
+    /// Stopped by a sweep's pruning, at an epoch boundary, because other trials did better.
+    Pruned {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Facts about one run.

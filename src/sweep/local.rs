@@ -48,8 +48,8 @@ impl LocalSweep {
 
 /// `runner sweep <file>` (and `runner <file>` for a sweep file) on this machine: checks every
 /// trial, writes `sweep.json`, runs the trials that are not completed `jobs` at a time, then
-/// writes the comparison.
-pub fn sweep(config_path: &Path, overrides: &Overrides, jobs: usize) -> Result<LocalSweep> {
+/// writes the comparison. Pruned trials run again (to the end) only with `retry_pruned`.
+pub fn sweep(config_path: &Path, overrides: &Overrides, jobs: usize, retry_pruned: bool) -> Result<LocalSweep> {
     let sweep = plan(config_path, overrides)?;
     check_data(&sweep)?;
     let definition = write_definition(&sweep)?;
@@ -63,7 +63,7 @@ pub fn sweep(config_path: &Path, overrides: &Overrides, jobs: usize) -> Result<L
     } else {
         jobs
     };
-    let (todo, skipped) = to_run(&sweep.dir, &definition);
+    let (todo, skipped) = to_run(&sweep.dir, &definition, retry_pruned);
     tracing::info!(
         "sweep of {} trials in {}: {skipped} already completed, {} to run, {jobs} at a time with {} threads each",
         definition.trials.len(),

@@ -16,6 +16,7 @@
 
 pub mod local;
 pub mod plan;
+pub mod prune;
 pub mod slurm;
 pub mod state;
 pub mod status;

@@ -25,6 +25,8 @@ pub struct SlurmOptions {
     pub gpus: Option<u32>,
     /// At most this many trials at once (`--array=…%K`).
     pub max_parallel: Option<usize>,
+    /// Submit pruned trials again, to run to the end.
+    pub retry_pruned: bool,
 }
 
 /// What was submitted.
@@ -46,7 +48,7 @@ pub fn submit(config_path: &Path, overrides: &Overrides, options: &SlurmOptions)
     super::check_data(&sweep)?;
     let definition = write_definition(&sweep)?;
     let dir = std::fs::canonicalize(&sweep.dir).map_err(|e| Error::io("opening sweep folder", &sweep.dir, e))?;
-    let (todo, _) = super::to_run(&dir, &definition);
+    let (todo, _) = super::to_run(&dir, &definition, options.retry_pruned);
     if todo.is_empty() {
         tracing::info!("every trial of {} is completed or running; nothing to submit", dir.display());
         return Ok(Submitted { array_job: None, compare_job: None, trials: todo, dir });

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::plan::Sweep;
+use crate::config::sweep::Prune;
 use crate::config::Overrides;
 use crate::results::write_atomic;
 use crate::{Error, Result};
@@ -38,6 +39,9 @@ pub struct Definition {
     pub maximize: bool,
     /// The swept keys.
     pub keys: Vec<String>,
+    /// When trials stop early (none for sweeps written before pruning existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<Prune>,
     /// The trials by index.
     pub trials: Vec<TrialEntry>,
 }
@@ -66,6 +70,7 @@ impl Definition {
             metric: sweep.spec.metric.clone(),
             maximize: sweep.spec.maximize(),
             keys: sweep.spec.keys().into_iter().map(str::to_string).collect(),
+            prune: sweep.spec.prune,
             trials: sweep
                 .trials
                 .iter()
@@ -130,6 +135,12 @@ pub enum TrialState {
         /// What stopped it.
         reason: String,
     },
+    /// Stopped early by the sweep's pruning because other trials did better; its checkpoint
+    /// is kept, and it runs again (to the end) only with `--retry-pruned`.
+    Pruned {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl TrialState {
@@ -152,7 +163,7 @@ impl TrialState {
         }
     }
 
-    /// One word: pending, running, died, completed, failed, interrupted.
+    /// One word: pending, running, died, completed, failed, interrupted, pruned.
     pub fn word(&self) -> &'static str {
         match self {
             TrialState::Pending => "pending",
@@ -161,6 +172,7 @@ impl TrialState {
             TrialState::Completed => "completed",
             TrialState::Failed { .. } => "failed",
             TrialState::Interrupted { .. } => "interrupted",
+            TrialState::Pruned { .. } => "pruned",
         }
     }
 

@@ -9,14 +9,16 @@ use crate::results::{files, RunDir};
 use crate::{Error, Result};
 
 /// The trials of the sweep in `dir` that are to run (or be submitted): all but the completed
-/// ones (counted, second) and those whose process is still alive (warned about: if its job is
-/// gone on another machine, deleting its `trial.json` lets it run again).
-pub fn to_run(dir: &Path, definition: &Definition) -> (Vec<usize>, usize) {
+/// ones and, unless `retry_pruned`, the pruned ones (counted, second), and those whose process
+/// is still alive (warned about: if its job is gone on another machine, deleting its
+/// `trial.json` lets it run again).
+pub fn to_run(dir: &Path, definition: &Definition, retry_pruned: bool) -> (Vec<usize>, usize) {
     let mut todo = Vec::new();
     let mut completed = 0;
     for entry in &definition.trials {
         match TrialState::of(&dir.join(&entry.name)) {
             TrialState::Completed => completed += 1,
+            TrialState::Pruned { .. } if !retry_pruned => completed += 1,
             state @ TrialState::Running { .. } if !state.died() => tracing::warn!(
                 "trial {} ({}) says it is running; leaving it alone (if its process is gone, delete {} and run again)",
                 entry.index,
@@ -87,7 +89,7 @@ pub fn status_report(dir: &Path) -> Result<String> {
     }
     for s in &standings {
         match &s.state {
-            TrialState::Failed { reason } | TrialState::Interrupted { reason } => {
+            TrialState::Failed { reason } | TrialState::Interrupted { reason } | TrialState::Pruned { reason } => {
                 out +=
                     &format!("trial {} {}: {}\n", s.entry.index, s.state.word(), reason.lines().next().unwrap_or(""));
             }
@@ -111,6 +113,8 @@ pub struct Finish {
     pub completed: usize,
     /// Failed, interrupted, died or never run: (index, why).
     pub unfinished: Vec<(usize, String)>,
+    /// Stopped early by pruning, as meant: (index, why).
+    pub pruned: Vec<(usize, String)>,
     /// The leaderboard, when any trial has a history.
     pub leaderboard: Option<String>,
 }
@@ -144,9 +148,16 @@ pub fn finish(dir: &Path) -> Result<Finish> {
         }
         Some(c.leaderboard)
     };
+    let pruned = standings
+        .iter()
+        .filter_map(|s| match &s.state {
+            TrialState::Pruned { reason } => Some((s.entry.index, reason.clone())),
+            _ => None,
+        })
+        .collect();
     let unfinished = standings
         .iter()
-        .filter(|s| s.state != TrialState::Completed)
+        .filter(|s| s.state != TrialState::Completed && !matches!(s.state, TrialState::Pruned { .. }))
         .map(|s| {
             let why = match &s.state {
                 TrialState::Failed { reason } | TrialState::Interrupted { reason } => reason.clone(),
@@ -156,15 +167,25 @@ pub fn finish(dir: &Path) -> Result<Finish> {
         })
         .collect();
     let completed = standings.iter().filter(|s| s.state == TrialState::Completed).count();
-    Ok(Finish { completed, unfinished, leaderboard })
+    Ok(Finish { completed, unfinished, pruned, leaderboard })
 }
 
 impl Finish {
     /// `4 trials: 3 completed (1 skipped as already completed), 1 not completed:` and the reasons.
     pub fn summary(&self, skipped: usize) -> String {
-        let total = self.completed + self.unfinished.len();
-        let skipped = if skipped > 0 { format!(" ({skipped} skipped as already completed)") } else { String::new() };
+        let total = self.completed + self.pruned.len() + self.unfinished.len();
+        let ended = if self.pruned.is_empty() { "completed" } else { "completed or pruned" };
+        let skipped = if skipped > 0 { format!(" ({skipped} skipped as already {ended})") } else { String::new() };
         let mut out = format!("Sweep: {total} trials: {} completed{skipped}", self.completed);
+        if !self.pruned.is_empty() {
+            let which: Vec<String> = self.pruned.iter().map(|(i, _)| i.to_string()).collect();
+            out += &format!(
+                ", {} pruned (trial{} {}; --retry-pruned runs them to the end)",
+                self.pruned.len(),
+                if self.pruned.len() == 1 { "" } else { "s" },
+                which.join(", ")
+            );
+        }
         if !self.unfinished.is_empty() {
             out += &format!(", {} not completed:", self.unfinished.len());
             for (index, why) in &self.unfinished {

@@ -6,6 +6,7 @@ use std::path::Path;
 use super::plan::plan_entry;
 use super::state::{Definition, TrialState};
 use crate::results::{files, RunDir};
+use crate::pipeline::{Judge, Limits};
 use crate::{Error, Result};
 
 /// `runner trial <sweep folder> --index i`: runs one trial of a sweep in its folder, the way
@@ -32,7 +33,10 @@ pub fn run_trial(sweep_dir: &Path, index: usize) -> Result<()> {
     }
     // Stopped by Ctrl-C, the scheduler or a kill: go on from its checkpoint. Failed (or never
     // begun training): start over, since the cause may have been mended.
-    let resume = matches!(before, TrialState::Interrupted { .. })
+    // A pruned trial runs again only when asked (`--retry-pruned`): from its checkpoint, to
+    // the end, unpruned.
+    let retry_pruned = matches!(before, TrialState::Pruned { .. });
+    let resume = matches!(before, TrialState::Interrupted { .. } | TrialState::Pruned { .. })
         || (matches!(before, TrialState::Running { .. }) && before.died());
     let resume = resume && dir.join(files::MANIFEST).is_file();
     if !resume && dir.exists() {
@@ -42,17 +46,24 @@ pub fn run_trial(sweep_dir: &Path, index: usize) -> Result<()> {
     let running = TrialState::Running { host: crate::results::manifest::hostname(), pid: std::process::id() };
     running.write(&dir)?;
     tracing::info!("trial {index} of {}: {}", definition.trials.len(), trial.label());
+    let judge = super::prune::judge(&sweep_dir, &definition, &trial.name).filter(|_| !retry_pruned);
+    let limits = Limits { until: None, judge: judge.as_ref().map(|j| j as Judge) };
     let result = if resume {
-        crate::pipeline::resume(&dir)
+        crate::pipeline::resume_with(&dir, limits)
     } else {
         crate::pipeline::prepare(&trial.plan)
-            .and_then(|data| crate::pipeline::run_in(trial.plan, &data, RunDir { path: dir.clone() }))
+            .and_then(|data| crate::pipeline::run_with(trial.plan, &data, RunDir { path: dir.clone() }, limits))
     };
     let state = match &result {
         Ok(_) => TrialState::Completed,
         Err(Error::Interrupted(at)) => TrialState::Interrupted { reason: format!("interrupted at {at}") },
+        Err(Error::Pruned(reason)) => TrialState::Pruned { reason: reason.clone() },
         Err(e) => TrialState::Failed { reason: e.to_string() },
     };
     state.write(&dir)?;
-    result.map(|_| ())
+    match result {
+        // Pruning is how a trial is meant to end when others do better: not a failure.
+        Err(Error::Pruned(_)) => Ok(()),
+        other => other.map(|_| ()),
+    }
 }

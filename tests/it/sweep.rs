@@ -323,3 +323,42 @@ fn a_sweep_submitted_to_slurm_runs_every_trial_and_the_comparison_job() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to submit"));
     drop(cluster);
 }
+
+#[test]
+fn pruning_stops_trials_behind_the_median_keeps_them_out_of_reruns_and_retry_finishes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Two learning rates that learn and two so small that nothing moves; four epochs each.
+    let config = sweep_files(
+        root,
+        "\n[sweep]\nprune = { rule = \"median\", after_epochs = 1, min_trials = 2 }\n\
+         \n[sweep.grid]\n\"train.learning_rate\" = [0.01, 0.003, 1e-7, 1e-8]\n",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace("epochs = 1\n", "epochs = 4\n");
+    std::fs::write(&config, text).unwrap();
+    let out = runner(root, &["sweep", "sweep.toml", "--jobs", "1", "-q"]);
+    assert_exit(&out, 0);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("Sweep: 4 trials: 2 completed, 2 pruned (trials 2, 3;"), "{said}");
+    let sweep_dir = root.join("results/sweeps/tiny");
+    let trials = trial_dirs(&sweep_dir);
+    let states: Vec<String> = trials.iter().map(|d| trial_state(d)).collect();
+    assert_eq!(states, ["completed", "completed", "pruned", "pruned"]);
+    let epochs = |d: &Path| std::fs::read_to_string(d.join("history.csv")).unwrap().lines().count() - 1;
+    assert_eq!(trials.iter().map(|d| epochs(d)).collect::<Vec<_>>(), [4, 4, 1, 1], "pruned after their first epoch");
+    assert!(trials[2].join("checkpoints/last.safetensors").is_file(), "a pruned trial keeps its checkpoint");
+    let board = std::fs::read_to_string(sweep_dir.join("leaderboard.md")).unwrap();
+    assert_eq!(board.matches("| pruned |").count(), 2, "{board}");
+    let status = runner(root, &["sweep", "status", sweep_dir.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("2 pruned"), "{}", String::from_utf8_lossy(&status.stdout));
+
+    // Running the sweep again leaves them; --retry-pruned takes them to the end, unpruned.
+    let again = runner(root, &["sweep", "sweep.toml", "-q"]);
+    assert_exit(&again, 0);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("(4 skipped as already completed or pruned)"));
+    assert_eq!(epochs(&trials[2]), 1);
+    let retry = runner(root, &["sweep", "sweep.toml", "--retry-pruned", "-q"]);
+    assert_exit(&retry, 0);
+    assert_eq!(trials.iter().map(|d| trial_state(d)).collect::<Vec<_>>(), ["completed"; 4]);
+    assert_eq!(epochs(&trials[2]), 4, "resumed from its checkpoint to the last epoch");
+}
