@@ -56,6 +56,15 @@ fn data_section(plan: &Plan) -> Result<String> {
     let labels: Vec<usize> = listing.samples.iter().map(|s| s.label).collect();
     let split =
         data::split(&labels, listing.classes.len(), d.validation_split, d.test_split, d.stratify, cfg.experiment.seed);
+    if split.val.is_empty() && d.split_file.is_none() {
+        // Training would stop on this after decoding everything; the check stops before.
+        return Err(Error::Data(format!(
+            "{} files in {} classes are too few to split into training and validation: no class has two; add \
+             images, at least two in some class",
+            listing.samples.len(),
+            listing.classes.len(),
+        )));
+    }
     let cache_dir = d.cache.then(data::cache::default_dir);
     let known = data::known_quarantine(&listing, d.image_size, d.color_mode, cache_dir.as_deref());
     let thousands = crate::model::summary::thousands;

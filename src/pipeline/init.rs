@@ -53,6 +53,17 @@ pub fn init(folder: &Path, out: Option<&Path>, force: bool) -> Result<Written> {
             if listing.classes.len() == 1 { "" } else { "s" }
         )));
     }
+    // The config holds out a fifth of each class, and one image of every class with two or
+    // more: when every class has a single file, nothing is left to validate with.
+    let labels: Vec<usize> = listing.samples.iter().map(|s| s.label).collect();
+    let split = data::split(&labels, listing.classes.len(), 0.2, 0.0, true, 42);
+    if split.val.is_empty() {
+        return Err(Error::Data(format!(
+            "every class folder of `{}` holds a single file: too few to train on some images and validate on \
+             others; put at least two images in each class folder",
+            folder.display()
+        )));
+    }
     let look = look(&listing)?;
     let name = experiment_name(folder);
     let path = match out {
@@ -82,7 +93,8 @@ struct Look {
 }
 
 /// Decodes up to `SAMPLE` images, spread evenly over the listing (which is sorted by class),
-/// so every class is seen and the choice is the same on every run.
+/// so the classes are seen (every one, up to `SAMPLE` of them) and the choice is the same on
+/// every run.
 fn look(listing: &Listing) -> Result<Look> {
     let n = listing.samples.len();
     let picks: Vec<usize> = (0..SAMPLE.min(n)).map(|i| i * n / SAMPLE.min(n)).collect();
@@ -102,6 +114,7 @@ fn look(listing: &Listing) -> Result<Look> {
             listing.root.display()
         )));
     }
+    usable_in_every_class(listing, &picks, &probes)?;
     let median = |f: fn(&Probe) -> u32| {
         let mut v: Vec<u32> = good.iter().map(f).collect();
         v.sort_unstable();
@@ -116,6 +129,42 @@ fn look(listing: &Listing) -> Result<Look> {
         size_reason,
         grayscale: good.iter().all(|p| p.grayscale),
     })
+}
+
+/// Fails, naming the class folder, when a class has no image that decodes (only a text file,
+/// say): training would stop on it after decoding everything. A class none of whose sampled
+/// files decoded has its other files looked at until one does.
+fn usable_in_every_class(
+    listing: &Listing,
+    picks: &[usize],
+    probes: &[std::result::Result<Probe, data::decode::Rejection>],
+) -> Result<()> {
+    let mut usable = vec![false; listing.classes.len()];
+    for (&i, probe) in picks.iter().zip(probes) {
+        usable[listing.samples[i].label] |= probe.is_ok();
+    }
+    for (label, class) in listing.classes.iter().enumerate().filter(|&(l, _)| !usable[l]) {
+        let (mut files, mut first) = (0, None);
+        let found = listing.samples.iter().filter(|s| s.label == label).any(|s| {
+            files += 1;
+            let rejection = data::decode::probe(&s.path).err();
+            if let (None, Some((reason, detail))) = (&first, rejection.as_ref()) {
+                first = Some(format!("`{}`: {}: {detail}", s.path.display(), reason.name()));
+            }
+            rejection.is_none()
+        });
+        if !found {
+            return Err(Error::Data(format!(
+                "class folder `{}` has no usable image: none of its {files} file{} decodes ({}); put images in it, \
+                 or move it out of `{}`",
+                listing.root.join(class).display(),
+                if files == 1 { "" } else { "s" },
+                first.unwrap_or_default(),
+                listing.root.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The input size for images whose median size is `[h, w]`: small images as they are, larger
@@ -165,9 +214,37 @@ fn experiment_name(folder: &Path) -> String {
     }
 }
 
-/// A TOML string literal (basic string, escaped).
+/// `s` for a comment: control characters written as escapes (`\n`), since a line break in a
+/// folder's name would end the comment and leave the rest of the name to be read as TOML.
+fn comment(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
+/// `s` as one word of a shell command, quoted when it needs to be (`'My Pets'`), so the
+/// command in the file's first line can be copied.
+fn shell_word(s: &str) -> String {
+    match !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c)) {
+        true => s.to_string(),
+        false => format!("'{}'", s.replace('\'', r"'\''")),
+    }
+}
+
+/// A TOML basic string on one line: quotes, backslashes and control characters escaped (the
+/// `toml` crate would write a name with a line break as a multi-line string).
 fn quoted(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out += &format!("\\u{:04X}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The experiment file.
@@ -176,13 +253,14 @@ fn render(folder: &Path, name: &str, listing: &Listing, look: &Look) -> String {
     let classes = listing.classes.len();
     let [h, w] = look.size;
     let mut t = String::new();
-    let _ = writeln!(t, "# Written by `runner init {}` (runner {}).", folder.display(), env!("CARGO_PKG_VERSION"));
+    let command = comment(&shell_word(&folder.display().to_string()));
+    let _ = writeln!(t, "# Written by `runner init {command}` (runner {}).", env!("CARGO_PKG_VERSION"));
     let _ = writeln!(t, "# Check it with `runner check <this file>`, train it with `runner <this file>`.");
     let _ = writeln!(t, "#");
     let total: usize = counts.iter().sum();
     let _ = writeln!(t, "# {classes} classes, {} images:", thousands(total));
     let entries: Vec<String> =
-        listing.classes.iter().zip(&counts).map(|(c, n)| format!("{c} {}", thousands(*n))).collect();
+        listing.classes.iter().zip(&counts).map(|(c, n)| format!("{} {}", comment(c), thousands(*n))).collect();
     for line in wrap(&entries, 94) {
         let _ = writeln!(t, "#   {line}");
     }
@@ -204,14 +282,14 @@ fn render(folder: &Path, name: &str, listing: &Listing, look: &Look) -> String {
     let _ = writeln!(t);
     let _ = writeln!(t, "[experiment]");
     let _ = writeln!(t, "name = {}", quoted(name));
-    let _ = writeln!(t, "{:<27}# every random choice (split, order, weights) derives from it", "seed = 42");
+    let _ = writeln!(t, "{:<26} # every random choice (split, order, weights) derives from it", "seed = 42");
     let _ = writeln!(t, "device = \"cpu\"");
     let _ = writeln!(t);
     let _ = writeln!(t, "[data]");
     let path = quoted(&folder.display().to_string());
     match folder.is_relative() {
         true => {
-            let _ = writeln!(t, "{:<27}# relative to the folder runner is started in", format!("path = {path}"));
+            let _ = writeln!(t, "{:<26} # relative to the folder runner is started in", format!("path = {path}"));
         }
         false => {
             let _ = writeln!(t, "path = {path}");
@@ -219,7 +297,7 @@ fn render(folder: &Path, name: &str, listing: &Listing, look: &Look) -> String {
     }
     let unusable = match look.unusable {
         0 => String::new(),
-        n => format!("; {n} of them could not be decoded and are skipped in training"),
+        n => format!("; {n} of them could not be decoded: such files are skipped in training"),
     };
     let sample = format!("{} images sampled from {}{unusable}", look.sampled, thousands(total));
     let words: Vec<String> =
@@ -230,8 +308,8 @@ fn render(folder: &Path, name: &str, listing: &Listing, look: &Look) -> String {
     let _ = writeln!(t, "image_size = [{h}, {w}]");
     let color = if look.grayscale { "grayscale" } else { "rgb" };
     let why = if look.grayscale { "every sampled image is grey" } else { "the images are in colour" };
-    let _ = writeln!(t, "{:<27}# {why}", format!("color_mode = \"{color}\""));
-    let _ = writeln!(t, "{:<27}# a fifth of each class is held out to validate", "validation_split = 0.2");
+    let _ = writeln!(t, "{:<26} # {why}", format!("color_mode = \"{color}\""));
+    let _ = writeln!(t, "{:<26} # a fifth of each class is held out to validate", "validation_split = 0.2");
     let _ = writeln!(t, "stratify = true");
     let _ = writeln!(t);
     let _ = writeln!(t, "# Light augmentation of the training images. Drop horizontal_flip if a mirrored image");
@@ -266,7 +344,8 @@ fn render(folder: &Path, name: &str, listing: &Listing, look: &Look) -> String {
     let _ = writeln!(t, "[[model.layers]]\ntype = \"dense\"\nunits = {units}\nactivation = \"relu\"");
     let _ = writeln!(t);
     let loss = if classes == 2 {
-        let _ = writeln!(t, "# Two classes: one sigmoid unit, the probability of \"{}\".", listing.classes[1]);
+        let _ =
+            writeln!(t, "# Two classes: one sigmoid unit, the probability of \"{}\".", comment(&listing.classes[1]));
         let _ = writeln!(t, "[[model.layers]]\ntype = \"dense\"\nunits = 1\nactivation = \"sigmoid\"");
         "binary_crossentropy"
     } else {
@@ -325,6 +404,13 @@ fn wrap_words(words: &[String], width: usize) -> Vec<String> {
 /// Writes `bytes` to `path` whole or not at all; an existing file is replaced only with
 /// `force` (a hard link from the temporary file fails if the name was taken meanwhile).
 fn write_new(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::Usage(format!(
+            "`{}` is a folder; give -o the file to write, such as `{}`",
+            path.display(),
+            path.join("experiment.toml").display()
+        )));
+    }
     if !force && path.exists() {
         return Err(Error::Usage(format!(
             "`{}` already exists; choose another file with -o, or add --force to replace it",

@@ -45,6 +45,12 @@ fn init_on_the_bundled_images_writes_a_ten_class_grayscale_config_that_checks() 
     assert!(stderr(&out).contains("`fm.toml` already exists") && stderr(&out).contains("--force"), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(tmp.path().join("fm.toml")).unwrap(), "# mine\n");
     assert_exit(&runner(tmp.path(), &["init", data.to_str().unwrap(), "-o", "fm.toml", "--force"]), 0);
+    // A folder is never a file to write, with --force or without.
+    std::fs::create_dir(tmp.path().join("configs")).unwrap();
+    let out = runner(tmp.path(), &["init", data.to_str().unwrap(), "-o", "configs", "--force"]);
+    assert_exit(&out, 64);
+    assert!(stderr(&out).contains("`configs` is a folder; give -o the file to write"), "{}", stderr(&out));
+    std::fs::remove_dir(tmp.path().join("configs")).unwrap();
     assert_eq!(std::fs::read_to_string(tmp.path().join("fm.toml")).unwrap(), text);
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 1, "no temporary file is left behind: {leftovers:?}");
@@ -88,4 +94,60 @@ fn init_refuses_what_is_not_a_folder_of_class_folders() {
     assert_exit(&out, 65);
     assert!(stderr(&out).contains("at least two"), "{}", stderr(&out));
     assert!(!Path::new(&tmp.path().join("experiments")).exists(), "nothing is written");
+}
+
+/// Folder and class names with spaces, quotes, commas, non-ASCII and even a line break stay
+/// inside their comments and strings, so the file is valid TOML that checks and trains; a
+/// class folder holding no image (only a text file) is named before anything is written.
+#[test]
+fn odd_folder_and_class_names_give_a_valid_file_and_a_class_without_images_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("my \"odd\"\nfolder");
+    let classes = ["it's a bag", "trouser, \"café\"", "two\nlines = 3"];
+    for (class, source) in classes.iter().zip(["bag", "trouser", "sneaker"]) {
+        fashion_subset(&folder, &[source], 6);
+        std::fs::rename(folder.join(source), folder.join(class)).unwrap();
+    }
+    std::fs::create_dir(folder.join("notes")).unwrap();
+    std::fs::write(folder.join("notes/readme.txt"), "not an image").unwrap();
+    let folder_arg = folder.to_str().unwrap();
+    let out = runner(tmp.path(), &["init", folder_arg, "-o", "odd.toml"]);
+    assert_exit(&out, 65);
+    let err = stderr(&out);
+    assert!(err.contains("notes` has no usable image: none of its 1 file decodes"), "{err}");
+    assert!(err.contains("readme.txt`: not_an_image") && err.contains("move it out of"), "{err}");
+    assert!(!tmp.path().join("odd.toml").exists(), "nothing is written");
+
+    std::fs::remove_dir_all(folder.join("notes")).unwrap();
+    let out = runner(tmp.path(), &["init", folder_arg, "-o", "new folder/odd.toml"]);
+    assert_exit(&out, 0);
+    let text = std::fs::read_to_string(tmp.path().join("new folder/odd.toml")).unwrap();
+    assert!(text.starts_with("# Written by `runner init '"), "the folder is quoted for a shell:\n{text}");
+    assert!(text.contains("#   it's a bag 6, trouser, \"café\" 6, two\\nlines = 3 6\n"), "{text}");
+    assert!(text.contains("path = \"") && text.contains("my \\\"odd\\\"\\u000Afolder\"\n"), "{text}");
+    let parsed: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(parsed["data"]["path"].as_str(), Some(folder_arg));
+    assert_exit(&runner(tmp.path(), &["check", "new folder/odd.toml"]), 0);
+    assert_exit(&runner(tmp.path(), &["new folder/odd.toml", "--set", "train.epochs=1", "-q"]), 0);
+}
+
+/// A folder whose classes have one file each leaves nothing to validate with: `init` says so
+/// instead of writing a config that stops after decoding, and `check` of such a config fails
+/// as training would.
+#[test]
+fn one_image_per_class_is_too_few_for_init_and_for_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    fashion_subset(&tmp.path().join("tiny"), &["bag", "trouser"], 1);
+    let out = runner(tmp.path(), &["init", "tiny"]);
+    assert_exit(&out, 65);
+    assert!(stderr(&out).contains("holds a single file") && stderr(&out).contains("at least two"), "{}", stderr(&out));
+
+    fashion_subset(&tmp.path().join("two"), &["bag", "trouser"], 2);
+    assert_exit(&runner(tmp.path(), &["init", "two", "-o", "two.toml"]), 0);
+    let text = std::fs::read_to_string(tmp.path().join("two.toml")).unwrap();
+    std::fs::write(tmp.path().join("tiny.toml"), text.replace("path = \"two\"", "path = \"tiny\"")).unwrap();
+    let out = runner(tmp.path(), &["check", "tiny.toml"]);
+    assert_exit(&out, 65);
+    assert!(stdout(&out).contains("Total params"), "the model's part is still shown: {}", stdout(&out));
+    assert!(stderr(&out).contains("too few to split into training and validation"), "{}", stderr(&out));
 }
