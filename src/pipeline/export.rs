@@ -186,6 +186,17 @@ pub fn export(run_dir: &Path, out: Option<&Path>, weights: Weights) -> Result<Ex
         )));
     }
     let path = out.unwrap_or_else(|| run_dir.join(DEFAULT_FILE));
+    if path.is_dir() {
+        return Err(Error::Usage(format!(
+            "`{}` is a folder; give -o the file to write, such as `{}`",
+            path.display(),
+            path.join(DEFAULT_FILE).display()
+        )));
+    }
+    // `-o` may name a folder that does not exist yet, as `runner init -o` may.
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("creating folder", parent, e))?;
+    }
     write_atomic(&path, &model)?;
     Ok(Exported { path, bytes: model.len(), image: [c, h, w], color_mode, classes: columns, weights })
 }

@@ -59,8 +59,17 @@ pub fn open(run_dir: &Path) -> Result<(PathBuf, Manifest, Plan)> {
         .map_err(|e| Error::Usage(format!("`{}` is not a manifest runner can read: {e}", manifest_path.display())))?;
     let run_dir = std::fs::canonicalize(run_dir).map_err(|e| Error::io("opening run folder", run_dir, e))?;
     if let Some(cwd) = &manifest.working_dir {
-        std::env::set_current_dir(cwd)
-            .map_err(|e| Error::io("entering the run's working folder", Path::new(cwd), e))?;
+        match std::env::set_current_dir(cwd) {
+            Ok(()) => {}
+            // A run folder copied to another machine: what needs only the folder (export,
+            // predict) works, and relative paths of the config mean what they mean here.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => tracing::info!(
+                "the run's working folder {cwd} does not exist here; relative paths in its {} are taken from the \
+                 current folder",
+                files::CONFIG
+            ),
+            Err(e) => return Err(Error::io("entering the run's working folder", Path::new(cwd), e)),
+        }
     }
     let plan = plan(&run_dir.join(files::CONFIG), &Overrides::default())?;
     Ok((run_dir, manifest, plan))

@@ -330,6 +330,31 @@ fn export_errors_name_the_missing_weights_and_the_choices() {
     let err = stderr(&out);
     assert!(err.contains("invalid value 'worst'") && err.contains("[possible values: last, best]"), "{err}");
 
+    // -o into folders that do not exist yet makes them, as `runner init -o` does; -o naming a
+    // folder asks for a file name.
+    assert_exit(&runner(root, &["export", run_arg, "-o", "new/deeper/m.onnx", "-q"]), 0);
+    assert!(root.join("new/deeper/m.onnx").is_file());
+    let out = runner(root, &["export", run_arg, "-o", "new"]);
+    assert_exit(&out, 64);
+    let err = stderr(&out);
+    assert!(
+        err.contains("new` is a folder; give -o the file to write, such as") && err.contains("model.onnx"),
+        "{err}"
+    );
+
+    // A run folder copied to a machine without the folder it was started in exports as well.
+    let copy = root.join("copied");
+    std::fs::create_dir_all(copy.join("checkpoints")).unwrap();
+    for file in ["manifest.json", "config.toml", "weights.safetensors"] {
+        std::fs::copy(run.join(file), copy.join(file)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(copy.join("manifest.json")).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    edited["working_dir"] = serde_json::json!("/nowhere/the/run/was/started");
+    std::fs::write(copy.join("manifest.json"), edited.to_string()).unwrap();
+    assert_exit(&runner(root, &["export", copy.to_str().unwrap(), "-q"]), 0);
+    assert!(copy.join("model.onnx").is_file());
+
     std::fs::remove_file(run.join("checkpoints/best.safetensors")).unwrap();
     let out = runner(root, &["export", run_arg, "--weights", "best"]);
     assert_exit(&out, 64);
