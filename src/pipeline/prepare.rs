@@ -96,12 +96,24 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
 pub fn prepare_same(plan: &Plan, manifest: &Manifest) -> Result<Prepared> {
     let data = prepare(plan)?;
     let split = &data.split;
-    let now = manifest::Fingerprint::of(&data.images.paths, &split.train, &split.val, &split.test);
-    if serde_json::to_value(&now).ok() != serde_json::to_value(&manifest.dataset.fingerprint).ok() {
+    let recorded = &manifest.dataset.fingerprint;
+    let mut now =
+        manifest::Fingerprint::of(&data.images.paths, &data.images.pixels, &split.train, &split.val, &split.test);
+    let pixels = std::mem::replace(&mut now.pixels, recorded.pixels.clone());
+    let path = plan.config.data.path.display();
+    let what = "resume and verify need the very images the run used: put them back, or start a new run";
+    if serde_json::to_value(&now).ok() != serde_json::to_value(recorded).ok() {
         return Err(Error::Data(format!(
-            "the images under `{}` are not the ones the run was trained on (their fingerprint differs); \
-             start a new run instead",
-            plan.config.data.path.display()
+            "the images under `{path}` are not the ones the run was trained on (the files, their sizes or the \
+             split differ from the manifest's fingerprint); {what}"
+        )));
+    }
+    // Manifests from before the pixels were recorded have only the files to compare.
+    if recorded.pixels.is_some() && pixels != recorded.pixels {
+        return Err(Error::Data(format!(
+            "the images under `{path}` have the names and sizes the run recorded but not the same pixels (a file \
+             was changed in place, or this runner decodes differently from runner {} that trained it); {what}",
+            manifest.runner_version
         )));
     }
     Ok(data)

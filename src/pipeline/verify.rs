@@ -46,9 +46,23 @@ pub struct Verified {
 /// compares; `keep` leaves the scratch folder in place (its path is logged).
 pub fn verify(run_dir: &Path, epochs: Option<usize>, keep: bool) -> Result<Verified> {
     let (run_dir, manifest, plan) = open(run_dir)?;
-    let recorded = read_history(&run_dir.join(files::HISTORY_CSV))?;
-    let finished = recorded.rows.len();
     let completed = manifest.status == Status::Completed;
+    // A run stopped in its first epoch has no history yet.
+    let recorded = match read_history(&run_dir.join(files::HISTORY_CSV)) {
+        Err(Error::Io { source, .. }) if !completed && source.kind() == std::io::ErrorKind::NotFound => {
+            Table { header: Vec::new(), rows: Vec::new() }
+        }
+        other => other?,
+    };
+    let finished = recorded.rows.len();
+    if finished == 0 && !completed {
+        return Err(Error::Usage(format!(
+            "the run in `{}` has not finished an epoch, so there is nothing to verify; go on with it with \
+             `runner resume {}`",
+            run_dir.display(),
+            run_dir.display()
+        )));
+    }
     let until = match epochs {
         Some(0) => return Err(Error::Usage("--epochs must be at least 1".into())),
         Some(n) if n > finished => {
@@ -96,7 +110,9 @@ pub fn verify(run_dir: &Path, epochs: Option<usize>, keep: bool) -> Result<Verif
     if full {
         names.extend(DETERMINISTIC.iter().map(|s| s.to_string()));
         names.extend(pictures(&run_dir)?);
-    } else if manifest.best_epoch.is_some_and(|best| best <= until) {
+    } else if manifest.best_epoch.map_or(until == finished, |best| best <= until) {
+        // A run that did not complete records no best epoch, but its best weights are the best
+        // of the epochs it finished: the rerun's when it trained all of them.
         names.push(files::BEST_WEIGHTS.to_string());
     }
     for name in names {
@@ -114,7 +130,9 @@ pub fn verify(run_dir: &Path, epochs: Option<usize>, keep: bool) -> Result<Verif
         }
         same.push(name);
     }
-    Ok(Verified { run: run_dir, epochs: until, full, files: same })
+    // Early stopping may have ended both before `train.epochs`.
+    let epochs = if full { again.rows.len() } else { until };
+    Ok(Verified { run: run_dir, epochs, full, files: same })
 }
 
 /// A scratch folder for the rerun, removed when dropped unless kept.

@@ -117,11 +117,23 @@ pub struct Fingerprint {
     pub validation: String,
     /// The test file list.
     pub test: String,
+    /// The decoded pixels of the used images, in order, as the network sees them before
+    /// augmentation: a file changed in place with its size kept (two images swapped between
+    /// classes, say) changes it. Absent from manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixels: Option<String>,
 }
 
 impl Fingerprint {
-    /// The fingerprint of `paths` (in order) split into the index lists `splits`.
-    pub fn of(paths: &[std::path::PathBuf], train: &[usize], validation: &[usize], test: &[usize]) -> Fingerprint {
+    /// The fingerprint of `paths` (in order), decoded into `pixels`, split into the index
+    /// lists `splits`.
+    pub fn of(
+        paths: &[std::path::PathBuf],
+        pixels: &[u8],
+        train: &[usize],
+        validation: &[usize],
+        test: &[usize],
+    ) -> Fingerprint {
         let mut files = crc32fast::Hasher::new();
         let mut bytes = 0;
         for p in paths {
@@ -140,6 +152,7 @@ impl Fingerprint {
             train: list(train),
             validation: list(validation),
             test: list(test),
+            pixels: Some(format!("{:08x}", crc32fast::hash(pixels))),
         }
     }
 }

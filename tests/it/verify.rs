@@ -96,3 +96,83 @@ fn a_sweep_trial_is_verified_like_a_run() {
     assert_exit(&out, 0);
     assert!(stdout(&out).starts_with("identical: "), "{}", stdout(&out));
 }
+
+/// Two images swapped between classes keep every file name and size, all the file list's
+/// fingerprint sees; the decoded pixels' fingerprint tells, so verify stops with a data error
+/// naming the folder instead of a "difference" in the history that the environment does not
+/// explain. A manifest from before pixels were recorded still verifies by its file list.
+#[test]
+fn images_changed_in_place_are_a_data_error_not_a_difference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let data = root.join("data");
+    for (class, base) in [("dark", 30u32), ("light", 190)] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..12u32 {
+            // BMP: the file's size depends only on the image's, whatever its pixels.
+            let img = image::GrayImage::from_fn(16, 16, |x, y| image::Luma([(base + (x * 7 + y * 3 + i) % 40) as u8]));
+            img.save(data.join(class).join(format!("{i}.bmp"))).unwrap();
+        }
+    }
+    std::fs::write(root.join("exp.toml"), small_config("p", &data, &root.join("results"), 5, 1, 2)).unwrap();
+    assert_exit(&runner(root, &["exp.toml", "-q"]), 0);
+    let run = root.join("results/p/run-001");
+    let run_arg = run.to_str().unwrap();
+    let (a, b) = (data.join("dark/3.bmp"), data.join("light/3.bmp"));
+    let (dark, light) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(dark.len(), light.len());
+    std::fs::write(&a, &light).unwrap();
+    std::fs::write(&b, &dark).unwrap();
+
+    let out = runner(root, &["verify", run_arg, "-q"]);
+    assert_exit(&out, 65);
+    let err = stderr(&out);
+    assert!(err.contains("have the names and sizes the run recorded but not the same pixels"), "{err}");
+    assert!(err.contains(&format!("`{}`", data.display())) && err.contains("put them back"), "{err}");
+
+    let manifest_path = run.join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let fingerprint = manifest["dataset"]["fingerprint"].as_object_mut().unwrap();
+    assert!(fingerprint.remove("pixels").is_some(), "recorded: {fingerprint:?}");
+    std::fs::write(&manifest_path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    assert_exit(&runner(root, &["verify", run_arg, "-q"]), 1);
+}
+
+/// A run stopped early (here: early stopping after 2 of 20 epochs) is reported with the
+/// epochs it trained. An interrupted run verified over every epoch it finished has its best
+/// weights compared too; one that never finished an epoch has nothing to verify.
+#[test]
+fn early_stopped_and_interrupted_runs_report_what_was_compared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = finished_run(tmp.path());
+    let run_arg = run.to_str().unwrap();
+    let manifest_path = run.join("manifest.json");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    edited["status"] = serde_json::json!({ "state": "interrupted", "at": "epoch 4, batch 1" });
+    edited.as_object_mut().unwrap().remove("best_epoch");
+    std::fs::write(&manifest_path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    let out = runner(tmp.path(), &["verify", run_arg, "--epochs", "3", "-q"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("checkpoints/best.safetensors"), "{}", stdout(&out));
+
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    std::fs::write(run.join("history.csv"), history.lines().next().unwrap().to_string() + "\n").unwrap();
+    let out = runner(tmp.path(), &["verify", run_arg, "-q"]);
+    assert_exit(&out, 64);
+    assert!(stderr(&out).contains("has not finished an epoch, so there is nothing to verify"), "{}", stderr(&out));
+    std::fs::remove_file(run.join("history.csv")).unwrap();
+    assert_exit(&runner(tmp.path(), &["verify", run_arg, "-q"]), 64);
+
+    let early = tmp.path().join("early.toml");
+    let config = std::fs::read_to_string(tmp.path().join("exp.toml")).unwrap().replace("epochs = 3", "epochs = 20")
+        + "\n[train.early_stopping]\nmonitor = \"val_loss\"\npatience = 0\nmin_delta = 100.0\n";
+    std::fs::write(&early, config.replace("name = \"v\"", "name = \"early\"")).unwrap();
+    assert_exit(&runner(tmp.path(), &["early.toml", "-q"]), 0);
+    let trained =
+        std::fs::read_to_string(tmp.path().join("results/early/run-001/history.csv")).unwrap().lines().count() - 1;
+    assert!(trained < 20, "stopped early: {trained} epochs");
+    let out = runner(tmp.path(), &["verify", "results/early/run-001", "-q"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains(&format!("retrained for {trained} epochs")), "{}", stdout(&out));
+}
