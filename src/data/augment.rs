@@ -545,7 +545,10 @@ mod tests {
         (m[0][0] * r + m[0][1] * c + m[0][2], m[1][0] * r + m[1][1] * c + m[1][2])
     }
 
-    fn assert_maps(p: Params, (h, w): (usize, usize), cases: &[((usize, usize), (f64, f64))]) {
+    /// An output pixel `(row, col)` and the input point it must sample.
+    type Case = ((usize, usize), (f64, f64));
+
+    fn assert_maps(p: Params, (h, w): (usize, usize), cases: &[Case]) {
         let m = p.matrix(h, w);
         for &((row, col), (want_r, want_c)) in cases {
             let (r, c) = source(&m, row, col);
@@ -616,6 +619,7 @@ mod tests {
     /// Keras' formula by hand: M = R · T · Sh · Z, centred at c: input = M·(out - c) + c, with
     /// the translation applied in the rotated frame.
     #[test]
+    #[allow(clippy::needless_range_loop)] // matrix entries by row and column, as the formula writes them
     fn the_matrix_is_keras_rotation_shift_shear_zoom_about_the_centre() {
         let (h, w) = (9usize, 13usize);
         let (cr, cc) = (4.0, 6.0);

@@ -119,7 +119,7 @@ mod tests {
 
     /// Labels of `sizes[c]` samples of each class `c`, class by class.
     fn labels(sizes: &[usize]) -> Vec<usize> {
-        sizes.iter().enumerate().flat_map(|(c, &n)| std::iter::repeat(c).take(n)).collect()
+        sizes.iter().enumerate().flat_map(|(c, &n)| std::iter::repeat_n(c, n)).collect()
     }
 
     fn sizes(s: &Split) -> (usize, usize, usize) {

@@ -53,7 +53,7 @@ impl Operands {
     }
 
     /// The same matrices from step `p` of `k` on.
-    unsafe fn from_step(self, p: usize) -> Self {
+    unsafe fn at_step(self, p: usize) -> Self {
         match self.b_rows.is_null() {
             true => Operands { a: self.a.add(p * self.a_cs), b: self.b.add(p * self.b_rs), ..self },
             false => Operands { a: self.a.add(p * self.a_cs), b_rows: self.b_rows.add(p), ..self },
@@ -82,7 +82,7 @@ macro_rules! kernel {
                 let kc = (k - p).min(KC);
                 // Slices after the first continue the sums already in `c`.
                 let accumulate = accumulate || p > 0;
-                let o = o.from_step(p);
+                let o = o.at_step(p);
                 for j in (0..n).step_by(NR) {
                     let cols = (n - j).min(NR);
                     for i in (0..m).step_by(MR) {

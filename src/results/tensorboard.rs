@@ -297,7 +297,7 @@ fn read_records(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
 /// CRC-32C as TFRecord masks it: rotated right by 15 bits, plus a constant.
 fn masked_crc32c(data: &[u8]) -> u32 {
     let crc = crc32c(data);
-    ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8)
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of TFRecord files.
@@ -370,7 +370,7 @@ mod tests {
         assert_eq!(crc32c(&[0; 32]), 0x8A91_36AA);
         assert_eq!(masked_crc32c(b""), 0xa282_ead8);
         let crc = 0xE306_9283u32;
-        assert_eq!(masked_crc32c(b"123456789"), ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8));
+        assert_eq!(masked_crc32c(b"123456789"), crc.rotate_right(15).wrapping_add(0xa282_ead8));
     }
 
     #[test]

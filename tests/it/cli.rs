@@ -218,7 +218,8 @@ fn position(text: &str, needle: &str, col: usize) -> String {
 #[test]
 fn config_errors_exit_78_with_file_line_and_column() {
     // (what, edit, line to point at, column, message)
-    let cases: [(&str, fn(String) -> String, &str, usize, &str); 5] = [
+    type Case = (&'static str, fn(String) -> String, &'static str, usize, &'static str);
+    let cases: [Case; 5] = [
         (
             "unknown key",
             |t| t.replace("batch_size = 32", "batch_sise = 32"),

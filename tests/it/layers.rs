@@ -136,7 +136,8 @@ const TRAINING: Option<Training> = Some(Training { seed: 9, epoch: 2, step: 5 })
 fn activations_match_their_formulas_and_their_gradients() {
     let input = Shape::Flat(7);
     let x = random(3 * 7, 1, true);
-    let cases: [(&str, fn(f64) -> f64); 5] = [
+    type Case = (&'static str, fn(f64) -> f64);
+    let cases: [Case; 5] = [
         ("leaky_relu", |v| if v > 0.0 { v } else { 0.2 * v }),
         ("elu", |v| if v > 0.0 { v } else { v.exp() - 1.0 }),
         ("gelu", |v| 0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2))),

@@ -1,6 +1,9 @@
 //! Optimizers, gradient clipping, losses and metrics against their formulas, computed here in
 //! float64 on tiny examples (learning-rate schedules: in `src/train/schedule.rs`).
 
+// The formulas are written element by element and step by step, as the papers write them.
+#![allow(clippy::needless_range_loop)]
+
 use dfdx::prelude::*;
 use runner::config::{self, Loss, Source, TrainConfig};
 use runner::model::network::NamedParam;
@@ -102,7 +105,7 @@ fn sgd_with_momentum_and_nesterov_and_rmsprop_follow_their_formulas() {
         let t = train(&format!("optimizer = \"sgd\"\nlearning_rate = 0.1\nmomentum = 0.9\nnesterov = {nesterov}"));
         let got = run(&t, &[P0.to_vec()], grad, 3);
         let mut p: Vec<f64> = P0.iter().map(|&v| f64::from(v)).collect();
-        let mut vel = vec![0.0; 3];
+        let mut vel = [0.0; 3];
         for step in 0..3 {
             for i in 0..3 {
                 let g = f64::from(grad(step)[0][i]);
