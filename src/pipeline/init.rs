@@ -174,7 +174,9 @@ fn choose_size([h, w]: [u32; 2]) -> Result<([usize; 2], String)> {
     let (h, w) = (h as usize, w as usize);
     if h.min(w) < 8 {
         return Err(Error::Data(format!(
-            "the sampled images are {w}x{h} pixels (median); a convolutional network needs at least 8x8"
+            "the sampled images are {w}x{h} pixels (median); a convolutional network needs at least 8x8: write \
+             the config by hand with a larger data.image_size (every image is resized to it), or start from larger \
+             images"
         )));
     }
     if h.max(w) <= 64 {
