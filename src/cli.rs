@@ -130,7 +130,8 @@ enum Command {
         weights: WeightsChoice,
     },
     /// Run one trial of a sweep by index, in its folder (what local sweeps and Slurm array
-    /// tasks run). A completed trial is left as it is.
+    /// tasks run). A completed trial is left as it is; an interrupted or dead one goes on from
+    /// its checkpoint; one whose earlier attempt is alive (its heartbeat is fresh) is refused.
     Trial {
         /// The sweep folder (holding sweep.json).
         dir: PathBuf,
@@ -207,11 +208,20 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SweepAction {
-    /// Each trial's state (pending, running, completed, failed, interrupted, died), epochs and
-    /// best metric, read from the files the trials write.
+    /// Each trial's state (pending, running, died, completed, failed, interrupted, pruned),
+    /// epoch, best metric so far, heartbeat age and host, read from the files the trials write.
+    /// A running trial whose heartbeat is older than 6 of its intervals is shown as died.
     Status {
         /// The sweep folder.
         dir: PathBuf,
+        /// Show it again every SECONDS (default 2) until no trial is pending or running;
+        /// Ctrl-C ends it (exit 0).
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<f64>,
+        /// Print JSON for scripts (its shape is in README's "Sweeps"); with --watch, one line
+        /// per refresh.
+        #[arg(long)]
+        json: bool,
     },
     /// Write the comparison of the trials so far (leaderboard, curves, metric against each
     /// swept key) into the sweep folder.
@@ -233,9 +243,18 @@ struct Launch {
     /// Slurm: partition to submit to.
     #[arg(long)]
     partition: Option<String>,
-    /// Slurm: time limit per trial, such as 2:00:00 (the trial stops cleanly a minute before).
+    /// Slurm: time limit per trial, such as 2:00:00 (the trial stops cleanly --grace seconds
+    /// before, with a checkpoint; submitting again goes on from it).
     #[arg(long)]
     time: Option<String>,
+    /// Slurm: seconds before the --time limit at which the trial is told to stop (default 60,
+    /// or half the limit when that is shorter; 0: only Slurm's SIGTERM at the limit).
+    #[arg(long, value_name = "SECONDS")]
+    grace: Option<u64>,
+    /// Slurm: let Slurm requeue a preempted task (or one on a failed node); it goes on from
+    /// its checkpoint.
+    #[arg(long)]
+    requeue: bool,
     /// Slurm: cores per trial (its thread count).
     #[arg(long, default_value_t = 1)]
     cpus_per_task: usize,
@@ -293,6 +312,59 @@ fn print_finish(finish: &crate::sweep::Finish, skipped: usize) {
     println!("{}", finish.summary(skipped));
 }
 
+/// `runner sweep status`: the table (or JSON) once, or with `watch` again every so many
+/// seconds until no trial is pending or running: on a terminal in place of the last one,
+/// otherwise one block (or JSON line) after another. Ctrl-C ends watching with exit 0.
+fn sweep_status(dir: &std::path::Path, watch: Option<f64>, json: bool) -> Result<()> {
+    use std::io::{IsTerminal, Write};
+    let Some(every) = watch else {
+        let report = crate::sweep::status(dir)?;
+        match json {
+            true => println!("{}", serde_json::to_string_pretty(&report).expect("plain data")),
+            false => print!("{}", report.table()),
+        }
+        return Ok(());
+    };
+    if !(every > 0.0 && every <= 86_400.0) {
+        return Err(crate::Error::Usage(format!("--watch {every}: give a number of seconds above 0, a day at most")));
+    }
+    let _ctrl_c = crate::interrupt::Guard::install();
+    let terminal = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout();
+    loop {
+        let report = crate::sweep::status(dir)?;
+        let text = match json {
+            true => serde_json::to_string(&report).expect("plain data") + "\n",
+            false => {
+                let head = format!("{} at {}", dir.display(), crate::results::manifest::now_utc());
+                let tail = match report.ended {
+                    true => "every trial has ended".to_string(),
+                    false => format!("every {every} s until every trial has ended; Ctrl-C stops watching"),
+                };
+                format!("{head}\n{}{tail}\n", report.table())
+            }
+        };
+        // On a terminal the screen is cleared first (cursor home, erase), so the table stays in place.
+        let clear = if terminal && !json { "\x1b[H\x1b[2J" } else { "" };
+        let separator = if !terminal && !json { "\n" } else { "" };
+        let _ = write!(out, "{clear}{text}{separator}");
+        let _ = out.flush();
+        if report.ended {
+            return Ok(());
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(every);
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            if crate::interrupt::requested() {
+                return Ok(());
+            }
+            std::thread::sleep(left.min(std::time::Duration::from_millis(100)));
+        }
+        if crate::interrupt::requested() {
+            return Ok(());
+        }
+    }
+}
+
 /// What `runner init` wrote, and what to run next.
 fn print_init(written: &crate::pipeline::init::Written) {
     let thousands = crate::model::summary::thousands;
@@ -323,10 +395,13 @@ impl Launch {
                     || self.time.is_some()
                     || self.gpus.is_some()
                     || self.max_parallel.is_some()
+                    || self.grace.is_some()
+                    || self.requeue
                     || self.cpus_per_task != 1;
                 if slurm_only {
                     return Err(crate::Error::Usage(
-                        "--partition, --time, --cpus-per-task, --gpus and --max-parallel are for --launcher slurm"
+                        "--partition, --time, --grace, --requeue, --cpus-per-task, --gpus and --max-parallel are for \
+                         --launcher slurm"
                             .into(),
                     ));
                 }
@@ -340,6 +415,8 @@ impl Launch {
                     gpus: self.gpus,
                     max_parallel: self.max_parallel,
                     retry_pruned: self.retry_pruned,
+                    requeue: self.requeue,
+                    grace: self.grace,
                 };
                 let s = crate::sweep::slurm::submit(config, overrides, &options)?;
                 match (&s.array_job, &s.compare_job) {
@@ -402,8 +479,8 @@ impl Cli {
             Some(Command::Data { config }) => crate::pipeline::data_report(&config, overrides, false).map(|_| ()),
             Some(Command::Augment { config }) => crate::pipeline::data_report(&config, overrides, true).map(|_| ()),
             Some(Command::Run { config, jobs }) => run_or_sweep(&config, overrides, jobs),
-            Some(Command::Sweep { action: Some(SweepAction::Status { dir }), .. }) => {
-                crate::sweep::status_report(&dir).map(|report| print!("{report}"))
+            Some(Command::Sweep { action: Some(SweepAction::Status { dir, watch, json }), .. }) => {
+                sweep_status(&dir, watch, json)
             }
             Some(Command::Sweep { action: Some(SweepAction::Compare { dir }), .. }) => {
                 print_finish(&crate::sweep::finish(&dir)?, 0);

@@ -33,7 +33,7 @@ pub enum Error {
     /// Training could not go on (for example a non-finite loss).
     #[error("{0}")]
     Train(String),
-    /// Training was stopped with Ctrl-C (at the given point).
+    /// Training was stopped with Ctrl-C or SIGTERM (at the given point).
     #[error(
         "interrupted at {0}; the run folder has a checkpoint there, and `runner resume <run folder>` goes on from it"
     )]
@@ -45,14 +45,15 @@ pub enum Error {
     /// `pruned`, not failed.
     #[error("pruned: {0}")]
     Pruned(String),
-    /// A sweep was stopped with Ctrl-C (what it had done).
+    /// A sweep was stopped with Ctrl-C or SIGTERM (what it had done).
     #[error("sweep interrupted: {0}")]
     SweepInterrupted(String),
 }
 
 impl Error {
     /// The process exit code for this error (sysexits: 64 usage, 65 data, 74 I/O, 78 config;
-    /// 130 for Ctrl-C, as shells report it).
+    /// 130 for Ctrl-C, as shells report it; the binary makes that 143 when SIGTERM stopped it,
+    /// see `interrupt::exit_code`).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 64,

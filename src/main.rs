@@ -41,7 +41,12 @@ fn main() -> ExitCode {
                 Error::Config(rendered) => eprintln!("{rendered}"),
                 other => eprintln!("error: {other}"),
             }
-            ExitCode::from(e.exit_code())
+            // 143 rather than 130 when SIGTERM (a scheduler, `kill`) stopped it instead of Ctrl-C.
+            let code = match e {
+                Error::Interrupted(_) | Error::SweepInterrupted(_) => runner::interrupt::exit_code(),
+                _ => None,
+            };
+            ExitCode::from(code.unwrap_or_else(|| e.exit_code()))
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Running a sweep on this machine: `--jobs N` child processes at a time, each
 //! `runner trial <folder> --index i` with its share of the cores, its output in
-//! `logs/<trial>.log`. A trial that fails or crashes is reported and the others go on.
+//! `logs/<trial>.log`. A trial that fails or crashes is reported and the others go on. Ctrl-C
+//! reaches the trials from the terminal; a SIGTERM to the sweep (`kill`, or a scheduler ending a
+//! job the sweep runs in) is passed on to them, and each stops with a checkpoint.
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::plan::{check_data, plan};
 use super::state::{write_definition, Definition, TrialEntry, TrialState, LOGS};
@@ -22,7 +24,7 @@ pub struct LocalSweep {
     pub skipped: usize,
     /// Trials in the sweep.
     pub total: usize,
-    /// Whether Ctrl-C (or the scheduler's SIGINT) stopped it.
+    /// Whether Ctrl-C or SIGTERM (or the scheduler's SIGINT) stopped it.
     pub interrupted: bool,
 }
 
@@ -94,8 +96,9 @@ pub fn cores() -> usize {
 }
 
 /// Runs `todo` (trial indices of the sweep in `dir`), `jobs` at a time, each with
-/// `cores / jobs` threads. Ctrl-C stops starting trials; the running ones stop at their next
-/// batch (they get the same signal) and are reported interrupted.
+/// `cores / jobs` threads. Ctrl-C or SIGTERM stops starting trials; the running ones stop at
+/// their next batch (they get the same Ctrl-C; a SIGTERM is passed on) and are reported
+/// interrupted.
 pub fn run(dir: &Path, definition: &Definition, todo: &[usize], jobs: usize) -> Result<Vec<Ended>> {
     let exe =
         std::env::current_exe().map_err(|e| Error::io("finding the runner executable", Path::new("runner"), e))?;
@@ -164,7 +167,8 @@ fn run_one(exe: &Path, dir: &Path, entry: &TrialEntry, threads: usize) -> Option
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
-            .status()
+            .spawn()
+            .and_then(wait_passing_on_sigterm)
     });
     let shown = log_path.display();
     match status {
@@ -188,6 +192,30 @@ fn run_one(exe: &Path, dir: &Path, entry: &TrialEntry, threads: usize) -> Option
                 }
             })
         }
+    }
+}
+
+/// Waits for a trial's process. A SIGTERM that this process caught is sent on to it, once, so
+/// that it stops at its next batch with a checkpoint instead of running on (Ctrl-C at a
+/// terminal reaches the whole process group, so it needs no passing on; sending it again would
+/// be a second Ctrl-C, which kills).
+fn wait_passing_on_sigterm(mut child: Child) -> std::io::Result<ExitStatus> {
+    let mut passed_on = false;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if !passed_on && crate::interrupt::by_sigterm() {
+            passed_on = true;
+            #[cfg(unix)]
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: signals our own child, which has not been reaped (try_wait said so).
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

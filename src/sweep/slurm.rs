@@ -3,6 +3,14 @@
 //! the comparison when every task has ended. Submitting returns at once; `runner sweep status`
 //! follows the trials through the files they write. The sweep folder, the config, the data
 //! and this executable must be on a filesystem the compute nodes share.
+//!
+//! Time limits and preemption: with `--time`, the task's process gets SIGINT `--grace` seconds
+//! before the limit (`#SBATCH --signal=B:INT@grace`) and stops at its next batch with a
+//! checkpoint, marked interrupted; at the limit itself, on preemption and on requeue, Slurm
+//! sends SIGTERM, which the trial takes the same way. `--requeue` lets Slurm put a preempted
+//! task (or one on a failed node) back in the queue; run again, `runner trial` goes on from the
+//! checkpoint, so the trial ends with the history of one that was never stopped. A trial
+//! stopped by its time limit is not requeued by Slurm: submitting the sweep again resumes it.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,6 +35,72 @@ pub struct SlurmOptions {
     pub max_parallel: Option<usize>,
     /// Submit pruned trials again, to run to the end.
     pub retry_pruned: bool,
+    /// `--requeue`: Slurm may put a preempted task (or one on a failed node) back in the queue.
+    pub requeue: bool,
+    /// Seconds before the `--time` limit at which the trial is told to stop (default
+    /// [`default_grace`]); 0 sends nothing early (Slurm's SIGTERM at the limit still stops it).
+    pub grace: Option<u64>,
+}
+
+/// The grace by default: 60 s, or half the time limit when that is shorter.
+pub fn default_grace(limit_seconds: u64) -> u64 {
+    60.min(limit_seconds / 2)
+}
+
+/// Seconds in a Slurm time limit: `minutes`, `minutes:seconds`, `hours:minutes:seconds`,
+/// `days-hours`, `days-hours:minutes` or `days-hours:minutes:seconds`; `None` for
+/// `infinite`/`unlimited` and for anything else (see [`check_options`]).
+pub fn time_seconds(time: &str) -> Option<u64> {
+    let time = time.trim();
+    let number = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.chars().all(|c| c.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    };
+    let (days, rest) = match time.split_once('-') {
+        Some((d, rest)) => (Some(number(d)?), rest),
+        None => (None, time),
+    };
+    let parts: Vec<u64> = rest.split(':').map(number).collect::<Option<_>>()?;
+    let seconds = match (days, parts.as_slice()) {
+        (None, [m]) => m * 60,
+        (None, [m, s]) => m * 60 + s,
+        (None, [h, m, s]) => h * 3600 + m * 60 + s,
+        (Some(d), [h]) => d * 86_400 + h * 3600,
+        (Some(d), [h, m]) => d * 86_400 + h * 3600 + m * 60,
+        (Some(d), [h, m, s]) => d * 86_400 + h * 3600 + m * 60 + s,
+        _ => return None,
+    };
+    Some(seconds)
+}
+
+/// Checks `--time` and `--grace` before anything is written: a time Slurm would refuse, a
+/// grace without a time limit, or one that leaves no time to train.
+pub fn check_options(options: &SlurmOptions) -> Result<()> {
+    let unlimited = |t: &str| matches!(t.trim().to_ascii_lowercase().as_str(), "infinite" | "unlimited");
+    let limit = match &options.time {
+        None => None,
+        Some(t) if unlimited(t) => None,
+        Some(t) => Some(time_seconds(t).filter(|&s| s > 0).ok_or_else(|| {
+            Error::Usage(format!(
+                "--time `{t}` is not a Slurm time limit; write minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
+            ))
+        })?),
+    };
+    match (options.grace, limit) {
+        (Some(g), None) if g > 0 => {
+            Err(Error::Usage("--grace is the time before the --time limit; give --time with it".into()))
+        }
+        (Some(g), Some(limit)) if g >= limit => Err(Error::Usage(format!(
+            "--grace {g} leaves no time to train within --time {} ({limit} s); give less",
+            options.time.as_deref().unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The `--signal` grace in seconds, when the trials get one.
+fn grace_seconds(options: &SlurmOptions) -> Option<u64> {
+    let limit = time_seconds(options.time.as_deref()?)?;
+    Some(options.grace.unwrap_or_else(|| default_grace(limit))).filter(|&g| g > 0)
 }
 
 /// What was submitted.
@@ -44,6 +118,7 @@ pub struct Submitted {
 /// Checks every trial, writes `sweep.json` and the sbatch scripts into the sweep folder, and
 /// submits the trials that are not completed (or running) plus the comparison job.
 pub fn submit(config_path: &Path, overrides: &Overrides, options: &SlurmOptions) -> Result<Submitted> {
+    check_options(options)?;
     let sweep = super::plan(config_path, overrides)?;
     super::check_data(&sweep)?;
     let definition = write_definition(&sweep)?;
@@ -111,9 +186,16 @@ pub fn trials_sbatch(exe: &Path, dir: &Path, cwd: &Path, name: &str, todo: &[usi
     if let Some(gpus) = options.gpus {
         s += &format!("#SBATCH --gpus={gpus}\n");
     }
-    if options.time.is_some() {
-        // Ctrl-C a minute before the time limit: the trial stops at a batch boundary and says so.
-        s += "#SBATCH --signal=B:INT@60\n";
+    if let Some(grace) = grace_seconds(options) {
+        // Ctrl-C `grace` seconds before the time limit: the trial stops at a batch boundary,
+        // with a checkpoint, and says so. (Slurm looks at time limits every half minute or so,
+        // so the signal may come a little later.)
+        s += &format!("#SBATCH --signal=B:INT@{grace}\n");
+    }
+    if options.requeue {
+        // Preempted (SIGTERM, then requeued) or its node lost: the task runs again and goes on
+        // from the checkpoint; its log keeps every attempt.
+        s += "#SBATCH --requeue\n#SBATCH --open-mode=append\n";
     }
     s += "\n# Each trial uses the cores Slurm gave it.\nexport RAYON_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n";
     s += &format!("exec {} trial {} --index \"$SLURM_ARRAY_TASK_ID\"\n", quote(exe), quote(dir));
@@ -161,4 +243,55 @@ pub fn ranges(indices: &[usize]) -> String {
         i += 1;
     }
     out.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_time_limits_read_in_seconds() {
+        for (text, seconds) in [
+            ("1", 60),
+            ("90", 5400),
+            ("1:30", 90),
+            ("2:00:00", 7200),
+            ("1-0", 86_400),
+            ("1-2:30", 95_400),
+            ("0-0:0:45", 45),
+        ] {
+            assert_eq!(time_seconds(text), Some(seconds), "{text}");
+        }
+        for bad in ["", "abc", "1:2:3:4", "-5", "1h", "1-"] {
+            assert_eq!(time_seconds(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_grace_signal_scales_with_short_limits_and_requeue_resumes_from_the_checkpoint() {
+        let script = |time: Option<&str>, grace: Option<u64>, requeue: bool| {
+            let options = SlurmOptions { time: time.map(String::from), grace, requeue, ..SlurmOptions::default() };
+            check_options(&options).map(|()| {
+                trials_sbatch(Path::new("/bin/runner"), Path::new("/s"), Path::new("/"), "x", &[0, 1], &options)
+            })
+        };
+        let long = script(Some("2:00:00"), None, false).unwrap();
+        assert!(long.contains("#SBATCH --time=2:00:00\n"), "{long}");
+        assert!(long.contains("#SBATCH --signal=B:INT@60\n") && !long.contains("--requeue"), "{long}");
+        let short = script(Some("1"), None, true).unwrap();
+        assert!(short.contains("#SBATCH --signal=B:INT@30\n"), "half of a minute: {short}");
+        assert!(short.contains("#SBATCH --requeue\n#SBATCH --open-mode=append\n"), "{short}");
+        assert!(script(Some("1"), Some(55), false).unwrap().contains("#SBATCH --signal=B:INT@55\n"));
+        assert!(!script(Some("1"), Some(0), false).unwrap().contains("--signal"), "0: nothing early");
+        assert!(!script(None, None, false).unwrap().contains("--signal"));
+        assert!(!script(Some("unlimited"), None, false).unwrap().contains("--signal"));
+        for (time, grace, why) in [
+            (Some("1"), Some(60), "leaves no time"),
+            (None, Some(30), "give --time"),
+            (Some("soon"), None, "not a Slurm time limit"),
+        ] {
+            let e = script(time, grace, false).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+    }
 }

@@ -164,10 +164,16 @@ fn check_lists_every_trial_and_rejects_a_sweep_whose_trials_do_not_fit_the_data(
 /// A one-node Slurm cluster on this machine, stopped (with the munge daemon, if it started
 /// one) when dropped. `start` is the whole recipe: a slurm.conf for this host on free ports,
 /// munged as the munge user if none runs, then slurmctld and slurmd, ready once the node is idle.
+/// One cluster at a time: the tests that start one wait for each other.
 struct Cluster {
     dir: tempfile::TempDir,
     started_munge: bool,
+    /// When slurmctld was started: it looks at time limits every 30 s from then on.
+    started: Instant,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Cluster {
     fn conf(&self) -> PathBuf {
@@ -178,6 +184,7 @@ impl Cluster {
         if !Path::new("/usr/sbin/slurmctld").exists() {
             return None;
         }
+        let one_at_a_time = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         for sub in ["state", "spool", "log"] {
@@ -212,7 +219,8 @@ impl Cluster {
             let munged = Command::new("runuser").args(["-u", "munge", "--", "/usr/sbin/munged"]).status().unwrap();
             assert!(munged.success(), "munged did not start");
         }
-        let cluster = Cluster { dir, started_munge: !munge_alive };
+        let cluster =
+            Cluster { dir, started_munge: !munge_alive, started: Instant::now(), _one_at_a_time: one_at_a_time };
         for daemon in ["/usr/sbin/slurmctld", "/usr/sbin/slurmd"] {
             let status = Command::new(daemon).env("SLURM_CONF", cluster.conf()).status().unwrap();
             assert!(status.success(), "{daemon} did not start");
@@ -235,10 +243,18 @@ impl Cluster {
         let out = Command::new("squeue").arg("-h").env("SLURM_CONF", self.conf()).output().unwrap();
         out.status.success() && out.stdout.is_empty()
     }
+
+    /// Runs a Slurm command (`scancel`, `scontrol`, `squeue`) against this cluster.
+    fn command(&self, program: &str, args: &[&str]) -> std::process::Output {
+        Command::new(program).args(args).env("SLURM_CONF", self.conf()).output().unwrap()
+    }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // Jobs still queued or running (a test that failed half-way) end with the daemons.
+        let _ = self.command("scancel", &["--user=root", "--full", "--signal=KILL"]);
+        let _ = self.command("scancel", &["--user=root"]);
         let d = self.dir.path();
         let pids: Vec<String> = ["slurmd.pid", "slurmctld.pid"]
             .iter()
@@ -350,7 +366,11 @@ fn pruning_stops_trials_behind_the_median_keeps_them_out_of_reruns_and_retry_fin
     let board = std::fs::read_to_string(sweep_dir.join("leaderboard.md")).unwrap();
     assert_eq!(board.matches("| pruned |").count(), 2, "{board}");
     let status = runner(root, &["sweep", "status", sweep_dir.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&status.stdout).contains("2 pruned"), "{}", String::from_utf8_lossy(&status.stdout));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("2 pruned"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
 
     // Running the sweep again leaves them; --retry-pruned takes them to the end, unpruned.
     let again = runner(root, &["sweep", "sweep.toml", "-q"]);
@@ -361,4 +381,346 @@ fn pruning_stops_trials_behind_the_median_keeps_them_out_of_reruns_and_retry_fin
     assert_exit(&retry, 0);
     assert_eq!(trials.iter().map(|d| trial_state(d)).collect::<Vec<_>>(), ["completed"; 4]);
     assert_eq!(epochs(&trials[2]), 4, "resumed from its checkpoint to the last epoch");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heartbeats, SIGTERM and time limits (issue 21)
+
+/// `runner` with `args` in `cwd`, started and not waited for, beating every second.
+fn spawn_runner(cwd: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RAYON_NUM_THREADS", "1")
+        .env("RUNNER_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-cache"))
+        .env("RUNNER_HEARTBEAT_SECONDS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runner starts")
+}
+
+fn json_file(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// Rows of a run folder's history.csv: its epochs finished.
+fn history_rows(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("history.csv")).map_or(0, |t| t.lines().count().saturating_sub(1))
+}
+
+/// Waits (50 ms at a time) until `ready`, failing after `limit`.
+fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `signal` (`TERM`, `KILL`, `STOP`, `CONT`, `INT`) to process `pid`; whether it was there.
+fn send(signal: &str, pid: u64) -> bool {
+    let mut kill = Command::new("kill");
+    kill.arg(format!("-{signal}")).arg(pid.to_string()).stderr(std::process::Stdio::null());
+    kill.status().unwrap().success()
+}
+
+/// `runner sweep status --json` of `sweep_dir`.
+fn status_json(root: &Path, sweep_dir: &Path) -> serde_json::Value {
+    let out = runner(root, &["sweep", "status", sweep_dir.to_str().unwrap(), "--json"]);
+    assert_exit(&out, 0);
+    serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
+}
+
+/// The process id a trial's trial.json names while it runs.
+fn trial_pid(trial: &Path) -> u64 {
+    json_file(&trial.join("trial.json")).and_then(|v| v["pid"].as_u64()).expect("a running trial's pid")
+}
+
+/// Rewrites the host in a trial's trial.json and heartbeat.json, as if the trial had run on
+/// another machine (whose processes this one cannot look up: only the heartbeat tells).
+fn move_to_another_host(trial: &Path) {
+    for name in ["trial.json", "heartbeat.json"] {
+        let path = trial.join(name);
+        let mut value = json_file(&path).unwrap();
+        value["host"] = "node-elsewhere".into();
+        let tmp = trial.join(format!(".{name}.moved"));
+        std::fs::write(&tmp, value.to_string()).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string()
+}
+
+/// The uninterrupted run of the sweep files' experiment for `epochs`, for its history.
+fn reference_history(root: &Path, epochs: usize) -> String {
+    let plain = root.join("plain.toml");
+    std::fs::write(&plain, small_config("tiny", &root.join("data"), &root.join("results"), 3, epochs, 2)).unwrap();
+    let out = runner(root, &[plain.to_str().unwrap(), "-q"]);
+    assert_exit(&out, 0);
+    let runs = root.join("results/tiny");
+    let last = std::fs::read_dir(&runs).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+    std::fs::read_to_string(last.join("history.csv")).unwrap()
+}
+
+#[test]
+fn sigterm_stops_a_local_sweep_with_a_checkpoint_and_running_it_again_gives_the_uninterrupted_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Trial 0 trains 60 epochs; trial 1 (2 epochs) never starts before the SIGTERM.
+    let config = sweep_files(root, "\n[sweep.grid]\n\"train.epochs\" = [60, 2]\n");
+    let config = config.to_str().unwrap();
+    let sweep_dir = root.join("results/sweeps/tiny");
+    let sweep = spawn_runner(root, &["sweep", config, "--jobs", "1"]);
+    wait_for("the sweep is written", Duration::from_secs(60), || sweep_dir.join("sweep.json").is_file());
+    let trials = trial_dirs(&sweep_dir);
+    wait_for("trial 0 trains", Duration::from_secs(60), || history_rows(&trials[0]) >= 2);
+
+    // A running trial beats a heartbeat in its folder.
+    let beat = json_file(&trials[0].join("heartbeat.json")).expect("heartbeat.json");
+    assert_eq!(beat["host"], this_host().as_str(), "{beat}");
+    assert_eq!(beat["pid"].as_u64(), Some(trial_pid(&trials[0])), "{beat}");
+    assert_eq!(beat["interval_seconds"], 1.0, "{beat}");
+    assert!(beat["beat"].as_u64().unwrap() >= 1 && beat["epoch"].as_u64().is_some() && beat["time"].is_string());
+
+    // SIGTERM to the sweep (as `kill` or a scheduler sends it) reaches the trial, which stops
+    // at its next batch with a checkpoint; both exit 143.
+    assert!(send("TERM", u64::from(sweep.id())));
+    let out = sweep.wait_with_output().unwrap();
+    assert_exit(&out, 143);
+    assert!(stderr(&out).contains("sweep interrupted"), "{}", stderr(&out));
+    assert_eq!(trial_state(&trials[0]), "interrupted");
+    let reason = json_file(&trials[0].join("trial.json")).unwrap()["reason"].as_str().unwrap().to_string();
+    assert!(reason.starts_with("interrupted by SIGTERM at epoch "), "{reason}");
+    let stopped_at = history_rows(&trials[0]);
+    assert!(stopped_at < 60, "it stopped early, after {stopped_at} epochs");
+    assert!(trials[0].join("checkpoints/last.safetensors").is_file());
+    assert!(!trials[1].exists(), "trial 1 never started");
+
+    // Status: per trial state, epoch of all, best so far, host; JSON for scripts.
+    let report = status_json(root, &sweep_dir);
+    for key in ["sweep", "metric", "goal", "dead_after_intervals", "clock", "trials", "counts", "ended"] {
+        assert!(report.get(key).is_some(), "no `{key}` in {report}");
+    }
+    assert_eq!((report["metric"].as_str(), report["goal"].as_str()), (Some("val_accuracy"), Some("maximize")));
+    assert_eq!(report["clock"], "filesystem");
+    assert_eq!(report["ended"], false, "a trial is pending");
+    let t = &report["trials"][0];
+    assert_eq!(
+        (t["state"].as_str(), t["epoch"].as_u64(), t["epochs"].as_u64()),
+        (Some("interrupted"), Some(stopped_at as u64), Some(60))
+    );
+    assert_eq!(t["reason"].as_str(), Some(reason.as_str()));
+    assert_eq!(t["host"], this_host().as_str());
+    assert!(t["best"]["value"].is_f64() && t["best"]["epoch"].as_u64().is_some(), "{t}");
+    assert_eq!(t["values"]["train.epochs"], "60");
+    assert_eq!(t["heartbeat"]["interval_seconds"], 1.0);
+    assert_eq!(report["trials"][1]["state"], "pending");
+    assert!(report["trials"][1]["heartbeat"].is_null());
+    let table = runner(root, &["sweep", "status", sweep_dir.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    for column in ["state", "epoch", "best val_accuracy", "heartbeat", "host"] {
+        assert!(table.lines().next().unwrap().contains(column), "no {column} column:\n{table}");
+    }
+    assert!(
+        table.contains(&format!("{stopped_at}/60")) && table.contains("trial 0 interrupted: interrupted by SIGTERM")
+    );
+
+    // --watch repeats the table until every trial has ended; one is pending, so Ctrl-C ends it, with exit 0.
+    let watch = spawn_runner(root, &["sweep", "status", sweep_dir.to_str().unwrap(), "--watch", "0.2"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(send("INT", u64::from(watch.id())));
+    let watched = watch.wait_with_output().unwrap();
+    assert_exit(&watched, 0);
+    let blocks = String::from_utf8_lossy(&watched.stdout).matches("2 trials: 1 interrupted, 1 pending").count();
+    assert!(blocks >= 2, "refreshed: {blocks} blocks");
+
+    // Running the sweep again goes on from the checkpoint and ends with the history of a run
+    // that was never stopped.
+    let again = runner(root, &["sweep", config, "-q"]);
+    assert_exit(&again, 0);
+    assert_eq!(trials.iter().map(|t| trial_state(t)).collect::<Vec<_>>(), ["completed", "completed"]);
+    let manifest = json_file(&trials[0].join("manifest.json")).unwrap();
+    assert_eq!(manifest["resumed_at"].as_array().map(Vec::len), Some(1), "resumed once: {manifest}");
+    let history = std::fs::read_to_string(trials[0].join("history.csv")).unwrap();
+    assert!(history == reference_history(root, 60), "the resumed trial's history differs from an uninterrupted run's");
+    let watched = runner(root, &["sweep", "status", sweep_dir.to_str().unwrap(), "--watch", "--json"]);
+    assert_exit(&watched, 0);
+    let line: serde_json::Value = serde_json::from_slice(&watched.stdout).expect("one JSON line: it has ended");
+    assert_eq!((&line["ended"], &line["counts"]["completed"]), (&true.into(), &2.into()));
+}
+
+#[test]
+fn a_killed_trial_on_another_host_is_dead_once_its_heartbeat_is_older_than_the_margin_and_then_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let config = sweep_files(root, "\n[sweep.grid]\n\"train.epochs\" = [60]\n");
+    let config = config.to_str().unwrap();
+    let sweep_dir = root.join("results/sweeps/tiny");
+    let sweep = spawn_runner(root, &["sweep", config]);
+    wait_for("the sweep is written", Duration::from_secs(60), || sweep_dir.join("sweep.json").is_file());
+    let trial = trial_dirs(&sweep_dir).remove(0);
+    wait_for("the trial trains", Duration::from_secs(60), || history_rows(&trial) >= 2);
+    assert!(send("KILL", trial_pid(&trial)));
+    let out = sweep.wait_with_output().unwrap();
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("crashed (signal 9)"), "{}", stderr(&out));
+    assert_eq!(trial_state(&trial), "running", "killed: nothing recorded its end");
+
+    // On another machine its process cannot be looked up: it counts as alive while its
+    // heartbeat is fresh, and a rerun leaves it alone.
+    move_to_another_host(&trial);
+    let moved = Instant::now();
+    let report = status_json(root, &sweep_dir);
+    let t = &report["trials"][0];
+    assert_eq!((t["state"].as_str(), t["host"].as_str()), (Some("running"), Some("node-elsewhere")), "{t}");
+    assert!(t["heartbeat"]["age_seconds"].as_f64().unwrap() < 6.0, "{t}");
+    let early = runner(root, &["sweep", config, "-q"]);
+    if moved.elapsed() < Duration::from_secs(5) {
+        assert_exit(&early, 1);
+        assert!(stderr(&early).contains("is running; leaving it alone"), "{}", stderr(&early));
+        assert_eq!(json_file(&trial.join("trial.json")).unwrap()["host"], "node-elsewhere", "not run again");
+    }
+
+    // --watch (not on a terminal: one block after another) ends by itself once the trial is
+    // dead, 6 intervals of 1 s after its last beat.
+    let watched = runner(root, &["sweep", "status", sweep_dir.to_str().unwrap(), "--watch", "0.5"]);
+    assert_exit(&watched, 0);
+    assert!(moved.elapsed() >= Duration::from_millis(5900), "dead only after the margin: {:?}", moved.elapsed());
+    let text = String::from_utf8_lossy(&watched.stdout).into_owned();
+    let (first, last) = (text.find("1 running").expect("seen running"), text.rfind("1 died").expect("seen dead"));
+    assert!(first < last && text.contains("every trial has ended"), "{text}");
+    assert!(text.contains("trial 0 died: no heartbeat from process"), "{text}");
+    let report = status_json(root, &sweep_dir);
+    assert_eq!(report["trials"][0]["state"], "died");
+    assert!(report["trials"][0]["reason"].as_str().unwrap().contains("on node-elsewhere for"), "{report}");
+
+    // Running the sweep again checks that the counter stands still, then goes on from the
+    // checkpoint, to the history of an uninterrupted run.
+    let again = runner(root, &["sweep", config, "-q"]);
+    assert_exit(&again, 0);
+    assert_eq!(trial_state(&trial), "completed");
+    let log = std::fs::read_to_string(
+        sweep_dir.join("logs").join(format!("{}.log", trial.file_name().unwrap().to_str().unwrap())),
+    )
+    .unwrap();
+    assert!(log.contains("checking that the heartbeat") && log.contains("the earlier attempt is dead"), "{log}");
+    assert!(log.contains("resuming"), "{log}");
+    let history = std::fs::read_to_string(trial.join("history.csv")).unwrap();
+    assert!(history == reference_history(root, 60), "the resumed trial's history differs from an uninterrupted run's");
+}
+
+/// Whether process `pid` has SIGINT pending, or has caught one already (runner's handler then
+/// restores the default, which takes SIGINT out of the caught set).
+fn sigint_arrived(pid: u64) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return true };
+    let mask = |key: &str| {
+        status.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    let int = 1 << (2 - 1);
+    (mask("SigPnd:").unwrap_or(0) | mask("ShdPnd:").unwrap_or(0)) & int != 0 || mask("SigCgt:").unwrap_or(0) & int == 0
+}
+
+#[test]
+fn slurm_time_limits_stop_trials_cleanly_resubmitting_finishes_them_and_killed_tasks_are_dead_then_requeued() {
+    let Some(cluster) = Cluster::start() else {
+        assert!(std::env::var_os("CI").is_none(), "CI must install Slurm (see .ci/run)");
+        eprintln!("note: Slurm is not installed; the Slurm time-limit test was not run");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let config = sweep_files(root, "\n[sweep.grid]\n\"train.epochs\" = [150, 120]\n");
+    let submit = |extra: &[&str]| {
+        let mut args = vec!["sweep", config.to_str().unwrap(), "--launcher", "slurm", "--max-parallel", "2"];
+        args.extend(extra);
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(&args)
+            .current_dir(root)
+            .env("SLURM_CONF", cluster.conf())
+            .env("RUNNER_CACHE_DIR", root.join("cache"))
+            .env("RUNNER_HEARTBEAT_SECONDS", "1")
+            .output()
+            .unwrap()
+    };
+    // A one-minute limit whose early SIGINT is due 5 s after a task starts.
+    let out = submit(&["--time", "1", "--grace", "55", "--requeue"]);
+    assert_exit(&out, 0);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let array = said.split("array job ").nth(1).and_then(|s| s.split(';').next()).expect("an array job id").to_string();
+    let sweep_dir = std::fs::canonicalize(root.join("results/sweeps/tiny")).unwrap();
+    let script = std::fs::read_to_string(sweep_dir.join("slurm/trials.sbatch")).unwrap();
+    for line in ["#SBATCH --time=1\n", "#SBATCH --signal=B:INT@55\n", "#SBATCH --requeue\n"] {
+        assert!(script.contains(line), "{line}{script}");
+    }
+    let trials = trial_dirs(&sweep_dir);
+    let epoch = |t: &Path| json_file(&t.join("heartbeat.json")).and_then(|b| b["epoch"].as_u64()).unwrap_or(0);
+    let state_of = |report: &serde_json::Value, i: usize| report["trials"][i]["state"].as_str().unwrap().to_string();
+
+    // Slurm looks at time limits every 30 s from slurmctld's start, so trial 0 is held still
+    // (SIGSTOP, as Slurm's own suspend does) from its first epoch until the signal is there.
+    wait_for("trial 0 trains", Duration::from_secs(60), || epoch(&trials[0]) >= 1);
+    let pid0 = trial_pid(&trials[0]);
+    assert!(send("STOP", pid0));
+
+    // Trial 1 is killed (SIGKILL, as the OOM killer or a lost node would) after its first epoch.
+    wait_for("trial 1 trains", Duration::from_secs(60), || epoch(&trials[1]) >= 1);
+    let killed = cluster.command("scancel", &["--batch", "--signal=KILL", &format!("{array}_1")]);
+    assert!(killed.status.success(), "{killed:?}");
+    wait_for("trial 1's process ends", Duration::from_secs(30), || {
+        !Path::new(&format!("/proc/{}", trial_pid(&trials[1]))).exists()
+    });
+    // On this machine its process is known to be gone at once; on another, once its heartbeat
+    // is older than 6 intervals.
+    let report = status_json(root, &sweep_dir);
+    assert_eq!(state_of(&report, 1), "died", "{report}");
+    assert!(report["trials"][1]["reason"].as_str().unwrap().ends_with("is gone"), "{report}");
+    move_to_another_host(&trials[1]);
+    let moved = Instant::now();
+    assert_eq!(state_of(&status_json(root, &sweep_dir), 1), "running");
+    wait_for("trial 1 shows dead", Duration::from_secs(30), || state_of(&status_json(root, &sweep_dir), 1) == "died");
+    assert!(moved.elapsed() >= Duration::from_millis(5900), "{:?}", moved.elapsed());
+    let report = status_json(root, &sweep_dir);
+    assert!(report["trials"][1]["reason"].as_str().unwrap().contains("no heartbeat"), "{report}");
+
+    // --requeue: Slurm runs the task again (the test skips Slurm's delay before it does) and
+    // it goes on from its checkpoint.
+    let task1 = format!("{array}_1");
+    assert!(cluster.command("scontrol", &["requeue", &task1]).status.success());
+    assert!(cluster.command("scontrol", &["update", &format!("JobId={task1}"), "StartTime=now"]).status.success());
+
+    // Trial 0: the time limit's early SIGINT arrives; let go, it stops at its next batch with
+    // a checkpoint, interrupted. (Slurm may send SIGCONT with it, and the trial be done already.)
+    let signalled = cluster.started + Duration::from_secs(80);
+    wait_for("Slurm's early SIGINT", signalled.saturating_duration_since(Instant::now()), || sigint_arrived(pid0));
+    send("CONT", pid0);
+    wait_for("trial 0 stops", Duration::from_secs(30), || trial_state(&trials[0]) == "interrupted");
+    let reason = json_file(&trials[0].join("trial.json")).unwrap()["reason"].as_str().unwrap().to_string();
+    assert!(reason.starts_with("interrupted by SIGINT (Ctrl-C) at epoch"), "{reason}");
+    assert!(history_rows(&trials[0]) < 150);
+
+    let log1 = sweep_dir.join("logs").join(format!("slurm-{array}_1.log"));
+    wait_for("the requeued trial 1 ends", Duration::from_secs(60), || {
+        ["completed", "interrupted"].contains(&trial_state(&trials[1]).as_str())
+    });
+    let text = std::fs::read_to_string(&log1).unwrap();
+    assert!(text.contains("Slurm started this job again") && text.contains("resuming"), "{text}");
+
+    // Submitting again (without the limit) finishes what is left, from the checkpoints.
+    wait_for("the array ends", Duration::from_secs(60), || {
+        String::from_utf8_lossy(&cluster.command("squeue", &["-h", "-j", &array]).stdout).trim().is_empty()
+    });
+    let out = submit(&[]);
+    assert_exit(&out, 0);
+    wait_for("the resubmitted trials end", Duration::from_secs(120), || {
+        cluster.squeue_empty() && trials.iter().all(|t| trial_state(t) == "completed")
+    });
+    let history = std::fs::read_to_string(trials[0].join("history.csv")).unwrap();
+    assert!(history == reference_history(root, 150), "trial 0's history differs from an uninterrupted run's");
+    assert_eq!(history_rows(&trials[1]), 120);
+    let report = status_json(root, &sweep_dir);
+    assert_eq!((&report["ended"], &report["counts"]["completed"]), (&true.into(), &2.into()), "{report}");
+    drop(cluster);
 }
