@@ -9,7 +9,7 @@ use crate::Result;
 
 /// Train a convolutional network described by a TOML file.
 #[derive(Debug, Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(version, about)]
 pub struct Cli {
     /// Experiment file to run (same as `runner run <CONFIG>`).
     pub config: Option<PathBuf>,
@@ -45,7 +45,6 @@ enum Command {
     /// Run the sweep declared in CONFIG's [sweep] table: each trial becomes a run folder under
     /// `<output.dir>/sweeps/<experiment.name>/`, named by a hash of its config. Completed trials
     /// are skipped; the others run (again). The comparison of all trials is written at the end.
-    #[command(args_conflicts_with_subcommands = true)]
     Sweep {
         #[command(subcommand)]
         action: Option<SweepAction>,
@@ -366,7 +365,7 @@ fn sweep_status(dir: &std::path::Path, watch: Option<f64>, json: bool) -> Result
 }
 
 /// What `runner init` wrote, and what to run next.
-fn print_init(written: &crate::pipeline::init::Written) {
+fn print_init(written: &crate::pipeline::init::Written, quiet: bool) {
     let thousands = crate::model::summary::thousands;
     let plan = &written.plan;
     let d = &plan.config.data;
@@ -380,14 +379,32 @@ fn print_init(written: &crate::pipeline::init::Written) {
         thousands(images),
         thousands(plan.model.param_count())
     );
-    println!("next: runner check {path}    (the model and data, without training)");
+    if quiet {
+        return;
+    }
+    let arg = crate::pipeline::init::shell_word(&written.path.display().to_string());
+    println!("next: runner check {arg}    (the model and data, without training)");
     println!(
-        "      runner {path}          (train; results in {})",
+        "      runner {arg}          (train; results in {})",
         plan.config.output.dir.join(&plan.config.experiment.name).display()
     );
 }
 
 impl Launch {
+    /// Whether no launcher option was given.
+    fn is_default(&self) -> bool {
+        self.launcher == Launcher::Local
+            && self.jobs == 1
+            && self.partition.is_none()
+            && self.time.is_none()
+            && self.grace.is_none()
+            && !self.requeue
+            && self.cpus_per_task == 1
+            && self.gpus.is_none()
+            && self.max_parallel.is_none()
+            && !self.retry_pruned
+    }
+
     fn run(self, config: &std::path::Path, overrides: &crate::config::Overrides) -> Result<()> {
         match self.launcher {
             Launcher::Local => {
@@ -437,6 +454,25 @@ impl Launch {
 impl Cli {
     /// Carries out the command.
     pub fn execute(self) -> Result<()> {
+        // Global flags (-q, -v, --set) may stand before or after a command; what belongs to
+        // `runner <CONFIG>` alone may not be mixed with a command.
+        if self.command.is_some() && (self.config.is_some() || self.jobs != 1) {
+            return Err(crate::Error::Usage(
+                "an experiment file or --jobs before a command does not go with it; use `runner <CONFIG> [--jobs N]` \
+                 or `runner <COMMAND> ...` (see --help)"
+                    .into(),
+            ));
+        }
+        if let Some(Command::Sweep { action: Some(_), config, launch }) = &self.command {
+            if config.is_some() || !launch.is_default() {
+                return Err(crate::Error::Usage(
+                    "`runner sweep status` and `runner sweep compare` take only the sweep folder; launcher options \
+                     go with `runner sweep <CONFIG>`"
+                        .into(),
+                ));
+            }
+        }
+        let quiet = self.quiet;
         let overrides = crate::config::Overrides::with_env(self.sets);
         let overrides = &overrides;
         match self.command {
@@ -468,7 +504,7 @@ impl Cli {
             }
             Some(Command::Init { folder, out, force }) => {
                 let written = crate::pipeline::init::init(&folder, out.as_deref(), force)?;
-                print_init(&written);
+                print_init(&written, quiet);
                 Ok(())
             }
             Some(Command::Completions { shell }) => {
@@ -497,11 +533,16 @@ impl Cli {
                 let (pictures, others): (Vec<&String>, Vec<&String>) =
                     v.files.iter().partition(|f| f.ends_with(".png") || f.ends_with(".svg"));
                 let others: Vec<&str> = others.iter().map(|f| f.as_str()).collect();
-                let what = match v.full {
-                    true => format!("{} and {} pictures", others.join(", "), pictures.len()),
-                    false => format!("the first {} rows of {}", v.epochs, others.join(" and the best epoch's ")),
+                let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+                let what = match (v.full, pictures.len()) {
+                    (true, 0) => others.join(", "),
+                    (true, n) => format!("{} and {}", others.join(", "), plural(n, "picture")),
+                    (false, _) => {
+                        format!("the first {} of {}", plural(v.epochs, "row"), others.join(" and the best epoch's "))
+                    }
                 };
-                println!("identical: {} retrained for {} epochs: {what}, byte for byte", v.run.display(), v.epochs);
+                let epochs = plural(v.epochs, "epoch");
+                println!("identical: {} retrained for {epochs}: {what}, byte for byte", v.run.display());
                 Ok(())
             }
             Some(Command::Resume { run }) => crate::pipeline::resume(&run).map(|_| ()),

@@ -224,7 +224,7 @@ fn comment(s: &str) -> String {
 
 /// `s` as one word of a shell command, quoted when it needs to be (`'My Pets'`), so the
 /// command in the file's first line can be copied.
-fn shell_word(s: &str) -> String {
+pub fn shell_word(s: &str) -> String {
     match !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c)) {
         true => s.to_string(),
         false => format!("'{}'", s.replace('\'', r"'\''")),

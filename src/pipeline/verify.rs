@@ -43,7 +43,8 @@ pub struct Verified {
 }
 
 /// Re-runs the run in `run_dir` (its first `epochs` epochs, or all) in a scratch folder and
-/// compares; `keep` leaves the scratch folder in place (its path is logged).
+/// compares; `keep` leaves the scratch folder in place (its path is logged as a warning, so
+/// that `--quiet` shows it too).
 pub fn verify(run_dir: &Path, epochs: Option<usize>, keep: bool) -> Result<Verified> {
     let (run_dir, manifest, plan) = open(run_dir)?;
     let completed = manifest.status == Status::Completed;
@@ -150,7 +151,8 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         match self.1 {
-            true => tracing::info!("the rerun is kept in {}", self.0.display()),
+            // Asked for with --keep, so shown even with --quiet.
+            true => tracing::warn!("the rerun is kept in {}", self.0.display()),
             false => {
                 let _ = std::fs::remove_dir_all(&self.0);
             }

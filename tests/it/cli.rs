@@ -336,6 +336,29 @@ fn usage_errors_exit_64() {
     assert!(stderr(&out).contains("no_such.toml"), "{}", stderr(&out));
     assert_exit(&runner(tmp.path(), &["--no-such-flag"]), 64);
     assert_exit(&runner(tmp.path(), &[]), 64);
+    // What belongs to `runner <CONFIG>` alone does not go with a command.
+    assert_exit(&runner(tmp.path(), &["--jobs", "2", "check", "x.toml"]), 64);
+    assert_exit(&runner(tmp.path(), &["sweep", "--jobs", "2", "status", "results"]), 64);
+}
+
+#[test]
+fn global_flags_go_before_or_after_a_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = repo().join("experiments/baseline.toml");
+    let config = config.to_str().unwrap();
+    for args in [
+        vec!["-q", "check", config],
+        vec!["check", "-q", config],
+        vec!["--set", "train.epochs=2", "check", config],
+        vec!["check", config, "--set", "train.epochs=2", "-v"],
+    ] {
+        let out = runner(&repo(), &args);
+        assert_exit(&out, 0);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Total params"), "{args:?}");
+    }
+    let out = runner(tmp.path(), &["-q", "sweep", "status", tmp.path().to_str().unwrap()]);
+    assert_exit(&out, 64);
+    assert!(stderr(&out).contains("is not a sweep folder"), "{}", stderr(&out));
 }
 
 #[test]
