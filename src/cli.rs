@@ -9,7 +9,7 @@ use crate::Result;
 
 /// Train a convolutional network described by a TOML file.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, override_usage = "runner [OPTIONS] <CONFIG>\n       runner [OPTIONS] <COMMAND>")]
 pub struct Cli {
     /// Experiment file to run (same as `runner run <CONFIG>`).
     pub config: Option<PathBuf>,
