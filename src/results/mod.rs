@@ -132,16 +132,21 @@ pub fn temporary_path(path: &Path) -> PathBuf {
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_through(&temporary_path(path), path, bytes)
+}
+
+/// Writes `bytes` to `tmp` (a name of the caller's choosing in `path`'s folder), syncs it,
+/// and renames it over `path`; the temporary file is removed when that fails.
+pub fn write_through(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let tmp = temporary_path(path);
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::File::create(tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(tmp, path)
     })();
     result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
         Error::io("writing", path, e)
     })
 }

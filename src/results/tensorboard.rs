@@ -153,17 +153,7 @@ impl EventFile {
 /// Writes `bytes` to `path` atomically, through a temporary name without `tfevents` in it:
 /// TensorBoard reads every file whose name has it, a temporary one too.
 fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = super::temporary_path(&path.with_file_name("events"));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io("writing", path, e)
-    })
+    super::write_through(&super::temporary_path(&path.with_file_name("events")), path, bytes)
 }
 
 /// The event files in `dir`, by name.

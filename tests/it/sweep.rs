@@ -178,6 +178,32 @@ impl Cluster {
         self.dir.path().join("slurm.conf")
     }
 
+    /// A cluster for the test `what`; none (the test is skipped, saying so) where Slurm is
+    /// not installed, which CI must not be.
+    fn start_for(what: &str) -> Option<Cluster> {
+        let cluster = Cluster::start();
+        if cluster.is_none() {
+            assert!(std::env::var_os("CI").is_none(), "CI must install Slurm (see .ci/run)");
+            eprintln!("note: Slurm is not installed; the {what} was not run");
+        }
+        cluster
+    }
+
+    /// `runner sweep <config> --launcher slurm --max-parallel 2 <extra>` on this cluster, from
+    /// `root`, with one-second heartbeats.
+    fn submit(&self, root: &Path, config: &Path, extra: &[&str]) -> std::process::Output {
+        let mut args = vec!["sweep", config.to_str().unwrap(), "--launcher", "slurm", "--max-parallel", "2"];
+        args.extend(extra);
+        Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(&args)
+            .current_dir(root)
+            .env("SLURM_CONF", self.conf())
+            .env("RUNNER_CACHE_DIR", root.join("cache"))
+            .env("RUNNER_HEARTBEAT_SECONDS", "1")
+            .output()
+            .unwrap()
+    }
+
     fn start() -> Option<Cluster> {
         if !Path::new("/usr/sbin/slurmctld").exists() {
             return None;
@@ -276,28 +302,14 @@ impl Drop for Cluster {
 
 #[test]
 fn a_sweep_submitted_to_slurm_runs_every_trial_and_the_comparison_job() {
-    let Some(cluster) = Cluster::start() else {
-        assert!(std::env::var_os("CI").is_none(), "CI must install Slurm (see .ci/run)");
-        eprintln!("note: Slurm is not installed; the Slurm sweep test was not run");
-        return;
-    };
+    let Some(cluster) = Cluster::start_for("Slurm sweep test") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let config = sweep_files(
         root,
         "\n[sweep.grid]\n\"train.learning_rate\" = [0.01, 0.001]\n\"model.layers[0].filters\" = [4, 8]\n",
     );
-    let submit = |extra: &[&str]| {
-        let mut args = vec!["sweep", config.to_str().unwrap(), "--launcher", "slurm", "--max-parallel", "2"];
-        args.extend(extra);
-        Command::new(env!("CARGO_BIN_EXE_runner"))
-            .args(&args)
-            .current_dir(root)
-            .env("SLURM_CONF", cluster.conf())
-            .env("RUNNER_CACHE_DIR", root.join("cache"))
-            .output()
-            .unwrap()
-    };
+    let submit = |extra: &[&str]| cluster.submit(root, &config, extra);
     let started = Instant::now();
     let out = submit(&[]);
     assert_exit(&out, 0);
@@ -622,26 +634,11 @@ fn sigint_arrived(pid: u64) -> bool {
 
 #[test]
 fn slurm_time_limits_stop_trials_cleanly_resubmitting_finishes_them_and_killed_tasks_are_dead_then_requeued() {
-    let Some(cluster) = Cluster::start() else {
-        assert!(std::env::var_os("CI").is_none(), "CI must install Slurm (see .ci/run)");
-        eprintln!("note: Slurm is not installed; the Slurm time-limit test was not run");
-        return;
-    };
+    let Some(cluster) = Cluster::start_for("Slurm time-limit test") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let config = sweep_files(root, "\n[sweep.grid]\n\"train.epochs\" = [150, 120]\n");
-    let submit = |extra: &[&str]| {
-        let mut args = vec!["sweep", config.to_str().unwrap(), "--launcher", "slurm", "--max-parallel", "2"];
-        args.extend(extra);
-        Command::new(env!("CARGO_BIN_EXE_runner"))
-            .args(&args)
-            .current_dir(root)
-            .env("SLURM_CONF", cluster.conf())
-            .env("RUNNER_CACHE_DIR", root.join("cache"))
-            .env("RUNNER_HEARTBEAT_SECONDS", "1")
-            .output()
-            .unwrap()
-    };
+    let submit = |extra: &[&str]| cluster.submit(root, &config, extra);
     // A one-minute limit whose early SIGINT is due 5 s after a task starts.
     let out = submit(&["--time", "1", "--grace", "55", "--requeue"]);
     assert_exit(&out, 0);

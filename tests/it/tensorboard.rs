@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::util::{assert_exit, fashion_subset, reference_python, runner, small_config};
 
@@ -141,16 +140,7 @@ fn run_and_interrupt(root: &Path, config: &Path, run: &Path) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let first_epoch_saved = || {
-        let manifest = std::fs::read(run.join("manifest.json")).unwrap_or_default();
-        let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap_or_default();
-        manifest["epoch_seconds"].as_array().is_some_and(|e| !e.is_empty())
-    };
-    let started = Instant::now();
-    while !first_epoch_saved() {
-        assert!(started.elapsed() < Duration::from_secs(120), "no epoch finished within two minutes");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    crate::util::wait_for_first_epoch(&run);
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
     assert_eq!(child.wait().unwrap().code(), Some(130));
 }

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use runner::train::checkpoint::{Checkpoint, State};
 use runner::train::monitor::Monitor;
@@ -86,16 +85,7 @@ fn run_and_signal_named(root: &Path, config: &str, name: &str, signal: &str) -> 
     // last thing written), so the signal lands early in the second epoch's batches. A fixed
     // wait after the checkpoint could land while the epoch's plots are drawn, or in the last
     // batch, where a Ctrl-C stops at the epoch boundary instead: epochs here take milliseconds.
-    let first_epoch_saved = || {
-        let manifest = std::fs::read(next.join("manifest.json")).unwrap_or_default();
-        let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap_or_default();
-        manifest["epoch_seconds"].as_array().is_some_and(|e| !e.is_empty())
-    };
-    let started = Instant::now();
-    while !first_epoch_saved() {
-        assert!(started.elapsed() < Duration::from_secs(120), "no epoch finished within two minutes");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    crate::util::wait_for_first_epoch(&next);
     assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
     child.wait().unwrap()
 }

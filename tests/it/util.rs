@@ -157,3 +157,18 @@ pub fn history_column(run: &Path, name: &str) -> Vec<f64> {
     let col = header.iter().position(|c| *c == name).unwrap_or_else(|| panic!("no column {name} in {header:?}"));
     lines.map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect()
 }
+
+/// Waits (at most two minutes) until the run in `run` has saved its first epoch completely:
+/// its time in the manifest is the last thing an epoch writes.
+pub fn wait_for_first_epoch(run: &Path) {
+    let first_epoch_saved = || {
+        let manifest = std::fs::read(run.join("manifest.json")).unwrap_or_default();
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap_or_default();
+        manifest["epoch_seconds"].as_array().is_some_and(|e| !e.is_empty())
+    };
+    let started = std::time::Instant::now();
+    while !first_epoch_saved() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "no epoch finished within two minutes");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
