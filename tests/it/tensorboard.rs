@@ -3,7 +3,7 @@
 //! model summary as text, and a resumed run's curves without a repeated step.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::util::{assert_exit, fashion_subset, reference_python, runner, small_config};
 
@@ -132,17 +132,9 @@ fn a_run_writes_every_history_column_and_the_model_summary_for_tensorboard() {
 /// Starts a run of `config` in `root` and sends it SIGINT once its first epoch is saved (the
 /// manifest's epoch time is the last thing written), so that it stops in the second epoch.
 fn run_and_interrupt(root: &Path, config: &Path, run: &Path) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args([config.to_str().unwrap(), "--set", "output.tensorboard=true"])
-        .current_dir(root)
-        .env("RAYON_NUM_THREADS", "2")
-        .env("RUNNER_CACHE_DIR", root.join("cache"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    crate::util::wait_for_first_epoch(&run);
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
-    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let args = [config.to_str().unwrap(), "--set", "output.tensorboard=true"];
+    let status = crate::util::signal_after_first_epoch(root, &args, run, "-INT");
+    assert_eq!(status.code(), Some(130));
 }
 
 /// The only event file in `dir`.

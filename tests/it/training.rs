@@ -3,7 +3,6 @@
 //! the non-finite-loss guard, and using a saved run (evaluate, predict).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use runner::train::checkpoint::{Checkpoint, State};
 use runner::train::monitor::Monitor;
@@ -71,23 +70,9 @@ fn run_and_signal(root: &Path, config: &Path, signal: &str) -> std::process::Exi
 
 /// [`run_and_signal`] for the first run of experiment `name`.
 fn run_and_signal_named(root: &Path, config: &str, name: &str, signal: &str) -> std::process::ExitStatus {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
-        .arg(config)
-        .current_dir(root)
-        .env("RAYON_NUM_THREADS", "2")
-        .env("RUNNER_CACHE_DIR", root.join("cache"))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let runs = root.join("results").join(name);
     let next = (1..).map(|n| runs.join(format!("run-{n:03}"))).find(|d| !d.exists()).unwrap();
-    // Signalled as soon as the first epoch is fully saved (its time in the manifest is the
-    // last thing written), so the signal lands early in the second epoch's batches. A fixed
-    // wait after the checkpoint could land while the epoch's plots are drawn, or in the last
-    // batch, where a Ctrl-C stops at the epoch boundary instead: epochs here take milliseconds.
-    crate::util::wait_for_first_epoch(&next);
-    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
-    child.wait().unwrap()
+    crate::util::signal_after_first_epoch(root, &[config], &next, signal)
 }
 
 fn file(dir: &Path, name: &str) -> Vec<u8> {

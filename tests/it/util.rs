@@ -158,9 +158,20 @@ pub fn history_column(run: &Path, name: &str) -> Vec<f64> {
     lines.map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect()
 }
 
-/// Waits (at most two minutes) until the run in `run` has saved its first epoch completely:
-/// its time in the manifest is the last thing an epoch writes.
-pub fn wait_for_first_epoch(run: &Path) {
+/// Starts `runner args` in `root` and sends it `signal` (`-INT`, `-TERM`, `-KILL`) as soon as
+/// its run in `run` has saved its first epoch completely: its time in the manifest is the last
+/// thing an epoch writes, so the signal lands early in the second epoch's batches. (A fixed
+/// wait after the checkpoint could land while the epoch's plots are drawn, or in the last
+/// batch, where a Ctrl-C stops at the epoch boundary instead: epochs here take milliseconds.)
+pub fn signal_after_first_epoch(root: &Path, args: &[&str], run: &Path, signal: &str) -> std::process::ExitStatus {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(args)
+        .current_dir(root)
+        .env("RAYON_NUM_THREADS", "2")
+        .env("RUNNER_CACHE_DIR", root.join("cache"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let first_epoch_saved = || {
         let manifest = std::fs::read(run.join("manifest.json")).unwrap_or_default();
         let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap_or_default();
@@ -171,4 +182,6 @@ pub fn wait_for_first_epoch(run: &Path) {
         assert!(started.elapsed() < std::time::Duration::from_secs(120), "no epoch finished within two minutes");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
+    child.wait().unwrap()
 }
