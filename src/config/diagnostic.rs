@@ -194,6 +194,15 @@ impl Sources {
             .unwrap_or(Origin::File(0))
     }
 
+    /// `origin` for a person: the file's path, or the environment variable, `--set` or sweep
+    /// trial.
+    pub fn describe(&self, origin: &Origin) -> String {
+        match origin {
+            Origin::File(i) => self.files[*i].path.display().to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// A diagnostic about the value at `path`.
     pub fn at(&self, path: &[Seg], message: impl Into<String>) -> Diagnostic {
         self.diagnostic(path, false, message.into())

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Origin, Plan, PlotFormat};
+use crate::config::{Plan, PlotFormat};
 use crate::data::{Images, Split};
 use crate::results::{files, safetensors, tensorboard, RunDir};
 use crate::train::{History, Prediction};
@@ -24,11 +24,7 @@ pub fn resolved_config(plan: &Plan) -> String {
         env!("CARGO_PKG_VERSION")
     );
     for (key, origin) in &plan.sources.origins {
-        let from = match origin {
-            Origin::File(i) => files[*i].path.display().to_string(),
-            other => other.to_string(),
-        };
-        out += &format!("#   {key:<40} {from}\n");
+        out += &format!("#   {key:<40} {}\n", plan.sources.describe(origin));
     }
     out + "\n" + &body
 }

@@ -46,13 +46,8 @@ pub struct Outcome {
 pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Plan> {
     let (config, sources) = config::load(config_path, overrides)?;
     let plan = config::validate(config, sources)?;
-    let files = &plan.sources.files;
     for (key, origin) in &plan.sources.origins {
-        let from = match origin {
-            config::Origin::File(i) => files[*i].path.display().to_string(),
-            other => other.to_string(),
-        };
-        tracing::debug!("config: {key} from {from}");
+        tracing::debug!("config: {key} from {}", plan.sources.describe(origin));
     }
     Ok(plan)
 }

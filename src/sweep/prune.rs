@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::state::Definition;
 use crate::config::sweep::Prune;
-use crate::train::History;
+use crate::train::{monitor, History};
 
 /// The judge of the trial `name` of the sweep in `dir`, for the pipeline to ask after each
 /// epoch; none when the sweep does not prune.
@@ -22,8 +22,7 @@ pub fn judge(dir: &Path, definition: &Definition, name: &str) -> Option<impl Fn(
     let others: Vec<std::path::PathBuf> =
         definition.trials.iter().filter(|t| t.name != name).map(|t| dir.join(&t.name).join("history.csv")).collect();
     Some(move |history: &History| {
-        let own: Vec<f64> =
-            history.epochs.iter().map(|r| r.columns().get(metric.as_str()).copied().unwrap_or(f64::NAN)).collect();
+        let own: Vec<f64> = history.epochs.iter().map(|r| monitor::value(r, &metric).unwrap_or(f64::NAN)).collect();
         let others: Vec<Vec<f64>> = others.iter().filter_map(|path| column(path, &metric)).collect();
         verdict(rule, &metric, maximize, &own, &others)
     })
