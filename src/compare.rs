@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::SeriesLabelPosition;
 
+use crate::bounded;
 use crate::plots::curves::{self, Chart, Series};
 use crate::results::{files, RunDir};
+use crate::train::history;
 use crate::{Error, Result};
 
 /// What one run left behind, as far as comparing needs it.
@@ -32,24 +34,20 @@ pub struct Run {
 impl Run {
     /// Reads the run folder `dir`.
     pub fn load(dir: &Path) -> std::result::Result<Run, String> {
-        let csv = std::fs::read_to_string(dir.join(files::HISTORY_CSV))
+        let table = history::Table::read(&dir.join(files::HISTORY_CSV))
             .map_err(|e| format!("no readable {}: {e}", files::HISTORY_CSV))?;
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines.next().ok_or("history.csv is empty")?.split(',').collect();
-        let mut history: BTreeMap<String, Vec<f64>> = header.iter().map(|h| (h.to_string(), Vec::new())).collect();
-        for (n, line) in lines.enumerate() {
-            for (h, v) in header.iter().zip(line.split(',')) {
-                let v = v.parse().map_err(|_| format!("history.csv line {}: `{v}` is not a number", n + 2))?;
-                history.get_mut(*h).expect("header key").push(v);
-            }
+        if table.header.is_empty() {
+            return Err(format!("{} is empty", files::HISTORY_CSV));
         }
-        let config = std::fs::read_to_string(dir.join(files::CONFIG))
+        let history = table.numbers().map_err(|e| format!("{} {e}", files::HISTORY_CSV))?;
+        let config = bounded::read_to_string(&dir.join(files::CONFIG), &bounded::CONFIG)
             .ok()
             .and_then(|t| t.parse::<toml::Table>().ok())
             .map(|t| flatten(&toml::Value::Table(t)))
             .unwrap_or_default();
-        let json =
-            |name: &str| std::fs::read_to_string(dir.join(name)).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let json = |name: &str| {
+            bounded::read(&dir.join(name), &bounded::RUN_FILE).ok().and_then(|t| serde_json::from_slice(&t).ok())
+        };
         let name = crate::results::run_name(dir);
         Ok(Run {
             dir: dir.to_path_buf(),
@@ -285,12 +283,7 @@ pub fn compare(paths: &[PathBuf], out: Option<&Path>, metric: &str, maximize: bo
             md += &format!("- {note}\n");
         }
     }
-    let csv_row =
-        |row: &[String]| row.iter().map(|f| crate::results::csv_field(f)).collect::<Vec<_>>().join(",") + "\n";
-    let mut csv = csv_row(&header);
-    for row in &rows {
-        csv += &csv_row(row);
-    }
+    let csv = crate::results::csv_table(std::iter::once(&header).chain(&rows));
     dir.write("leaderboard.md", &md)?;
     dir.write("leaderboard.csv", &csv)?;
     dir.write(files::REPORT, crate::report::comparison_page(&dir.path))?;

@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bounded;
 pub mod cli;
 pub mod compare;
 pub mod config;

@@ -8,7 +8,7 @@ use crate::plots::xml_escape as escape;
 use crate::results::files;
 
 fn read(dir: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(name)).ok()
+    crate::bounded::read_to_string(&dir.join(name), &crate::bounded::RUN_FILE).ok()
 }
 
 /// An inline SVG figure from `<stem>.svg`, if present.
@@ -109,8 +109,9 @@ pub fn run_page(dir: &Path) -> String {
     if let Some(summary) = read(dir, files::SUMMARY) {
         body += &format!("<h2>Model</h2>\n<pre>{}</pre>\n", escape(&summary));
     }
-    if let Some(history) = read(dir, files::HISTORY_CSV) {
-        let md: String = history.lines().map(|l| format!("| {} |\n", l.replace(',', " | "))).collect();
+    if let Ok(history) = crate::train::history::Table::read(&dir.join(files::HISTORY_CSV)) {
+        let rows = std::iter::once(&history.header).chain(&history.rows);
+        let md: String = rows.map(|row| format!("| {} |\n", row.join(" | "))).collect();
         body += &format!("<h2>History</h2>\n{}", table(&md));
     }
     if let Some(config) = read(dir, files::CONFIG) {

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use toml::{Table, Value};
 
 use super::diagnostic::{path_string, Diagnostic, Location, Origin, Seg, Source, Sources};
-use crate::{Error, Result};
+use crate::{bounded, Error, Result};
 
 /// Overrides given outside the config file.
 #[derive(Clone, Debug, Default)]
@@ -230,6 +231,38 @@ fn merge(into: &mut Table, over: Table, prefix: &str, origin: &Origin, origins: 
     }
 }
 
+/// The text of the config file at `path`, at most [`bounded::CONFIG`] long. A file that is not a
+/// regular file (a pipe, a FIFO, the shell's `<(…)` as `/dev/fd/N`) can be read only once, so
+/// its text is kept for the rest of the process: the look at whether it declares a sweep and
+/// the plan made after it read the same text. A regular file is read afresh each time.
+pub fn read(path: &Path) -> std::io::Result<String> {
+    static KEPT: Mutex<BTreeMap<PathBuf, String>> = Mutex::new(BTreeMap::new());
+    let mut kept = KEPT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(text) = kept.get(path) {
+        return Ok(text.clone());
+    }
+    let text = bounded::read_to_string(path, &bounded::CONFIG)?;
+    if !is_regular(path) {
+        kept.insert(path.to_path_buf(), text.clone());
+    }
+    Ok(text)
+}
+
+/// Whether `path` is a regular file (after symlinks), rather than a pipe or a device.
+pub fn is_regular(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// The folder a config's relative `extends` is taken from: the config's own folder, or the
+/// current folder for a config read from a pipe (`/dev/fd/63` says nothing of where the text
+/// came from, so relative names mean what they mean in the shell that made the pipe).
+fn folder_of(config: &Path) -> &Path {
+    match config.parent() {
+        Some(folder) if is_regular(config) => folder,
+        _ => Path::new(""),
+    }
+}
+
 /// Reads one file (index in `sources.files` = load order) and what it extends.
 /// `chain` holds the files being read (canonical path, path as shown), to detect cycles.
 fn load_file(source: Source, chain: &mut Vec<(PathBuf, String)>, sources: &mut Sources) -> Result<Table> {
@@ -248,7 +281,7 @@ fn load_file(source: Source, chain: &mut Vec<(PathBuf, String)>, sources: &mut S
     let mut merged = match table.remove("extends") {
         None => Table::new(),
         Some(Value::String(rel)) => {
-            let path = source.path.parent().unwrap_or(Path::new("")).join(&rel);
+            let path = folder_of(&source.path).join(&rel);
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if let Some(start) = chain.iter().position(|(p, _)| *p == canonical) {
                 let cycle: Vec<&str> = chain[start..]
@@ -258,7 +291,7 @@ fn load_file(source: Source, chain: &mut Vec<(PathBuf, String)>, sources: &mut S
                     .collect();
                 return Err(at_extends(sources, format!("`extends` makes a cycle: {}", cycle.join(" → "))));
             }
-            let text = std::fs::read_to_string(&path)
+            let text = read(&path)
                 .map_err(|e| at_extends(sources, format!("cannot read the base config `{}`: {e}", path.display())))?;
             load_file(Source { path, text }, chain, sources)?
         }

@@ -38,7 +38,7 @@ pub struct Plan {
 
 /// Reads `path` (and what it extends), applies `overrides`, and deserialises the result.
 pub fn load(path: &Path, overrides: &Overrides) -> Result<(Config, Sources)> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+    let text = layering::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::Usage(format!("config file `{}` does not exist", path.display())),
         _ => Error::io("reading config file", path, e),
     })?;

@@ -2,9 +2,8 @@
 //! training or listed here (and in `quarantine.csv` of the run folder); only hidden files and
 //! operating-system litter are skipped without a word.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-
-use crate::results::csv_field;
 
 /// Why a file was not used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,15 +73,14 @@ impl Quarantined {
     }
 }
 
-/// `quarantine.csv`: `path,reason,detail`, one row per entry, in path order.
-pub fn to_csv(entries: &[Quarantined]) -> String {
-    let mut rows: Vec<&Quarantined> = entries.iter().collect();
-    rows.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut out = String::from("path,reason,detail\n");
-    for q in rows {
-        out += &format!("{},{},{}\n", csv_field(&q.path.display().to_string()), q.reason.name(), csv_field(&q.detail));
-    }
-    out
+/// `quarantine.csv`: `path,reason,detail`, one row per entry, in path order; RFC 4180
+/// quoting, and each path as its bytes, as in `split.csv`.
+pub fn to_csv(entries: &[Quarantined]) -> Vec<u8> {
+    let mut entries: Vec<&Quarantined> = entries.iter().collect();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let header = [&b"path"[..], b"reason", b"detail"];
+    let rows = entries.iter().map(|q| [q.path.as_os_str().as_bytes(), q.reason.name().as_bytes(), q.detail.as_bytes()]);
+    crate::results::csv_table(std::iter::once(header).chain(rows))
 }
 
 /// One line for the log: `3 files quarantined: 1 corrupt_image, 2 empty_file`.

@@ -1,5 +1,10 @@
 //! The seeded train/validation split and the per-epoch order of the training samples.
 
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
 use rand::seq::SliceRandom;
 
 use crate::seed::{self, Stream};
@@ -72,29 +77,64 @@ pub fn epoch_order(train: &[usize], seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
-/// The split recorded in a run's `split.csv` (`path,class,split`), applied to `paths`. Every
-/// path must be listed; the file must name only `train`, `validation` and `test`.
-pub fn from_csv(csv: &str, paths: &[std::path::PathBuf]) -> Result<Split, String> {
-    let mut recorded = std::collections::HashMap::new();
-    for (n, line) in csv.lines().enumerate().skip(1) {
-        // The path may be quoted (it can hold commas); class and split never are.
-        let mut fields = line.rsplitn(3, ',');
-        let (Some(split), Some(_class), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
-            return Err(format!("line {}: expected path,class,split", n + 1));
-        };
-        let path = match path.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
-            Some(quoted) => quoted.replace("\"\"", "\""),
-            None => path.to_string(),
-        };
-        if !["train", "validation", "test"].contains(&split) {
-            return Err(format!("line {}: unknown split `{split}` (train, validation or test)", n + 1));
+/// `split.csv`: a header, then every used file with its class and split (`path,class,split`),
+/// in file order. Written with RFC 4180 quoting, and a path as its bytes, so any name the scan
+/// accepts (commas, quotes, line breaks, names that are not UTF-8) reads back the same.
+pub fn to_csv(paths: &[PathBuf], classes: &[String], labels: &[usize], split: &Split) -> Vec<u8> {
+    let header = [&b"path"[..], b"class", b"split"].map(<[u8]>::to_vec);
+    let rows = paths.iter().enumerate().map(|(i, path)| {
+        [path.as_os_str().as_bytes().to_vec(), classes[labels[i]].as_bytes().to_vec(), split.name_of(i).into()]
+    });
+    crate::results::csv_table(std::iter::once(header).chain(rows))
+}
+
+/// The split recorded in a `split.csv` (as [`to_csv`] writes it) for the files `paths` of the
+/// dataset folder `root`. Every path must be listed; rows may come in any order, and rows for
+/// files no longer used are ignored. A row naming a file outside `root` (an absolute path
+/// elsewhere, or one whose `..` climbs out) is refused: a split file says how a folder's own
+/// images are split. Errors name the row by its line in the file.
+pub fn from_csv(csv: &[u8], root: &Path, paths: &[PathBuf]) -> Result<Split, String> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(csv);
+    let mut recorded: HashMap<PathBuf, &'static str> = HashMap::new();
+    let root = normal(root);
+    let mut record = csv::ByteRecord::new();
+    let mut first = true;
+    loop {
+        let line = reader.position().line();
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => return Err(format!("line {line}: {e}")),
         }
-        recorded.insert(path, split.to_string());
+        if std::mem::take(&mut first) {
+            continue; // the header
+        }
+        let fields: Vec<&[u8]> = record.iter().collect();
+        let [path, _class, split] = fields[..] else {
+            return Err(format!("line {line}: expected path,class,split"));
+        };
+        let path = PathBuf::from(OsStr::from_bytes(path));
+        let Some(&split) = ["train", "validation", "test"].iter().find(|s| s.as_bytes() == split) else {
+            let split = String::from_utf8_lossy(split);
+            return Err(format!("line {line}: unknown split `{split}` (train, validation or test)"));
+        };
+        let normal_path = normal(&path);
+        if !normal_path.starts_with(&root) {
+            return Err(format!(
+                "line {line}: `{}` is outside the dataset folder `{}`; a split file may name only the folder's own images",
+                path.display(),
+                root.display()
+            ));
+        }
+        recorded.insert(normal_path, split);
+    }
+    if first {
+        return Err("the file is empty; expected the header `path,class,split`".into());
     }
     let mut s = Split { train: Vec::new(), val: Vec::new(), test: Vec::new() };
     let mut missing = Vec::new();
     for (i, path) in paths.iter().enumerate() {
-        match recorded.get(&path.display().to_string()).map(String::as_str) {
+        match recorded.get(&normal(path)).copied() {
             Some("train") => s.train.push(i),
             Some("validation") => s.val.push(i),
             Some(_) => s.test.push(i),
@@ -109,6 +149,26 @@ pub fn from_csv(csv: &str, paths: &[std::path::PathBuf]) -> Result<Split, String
         ));
     }
     Ok(s)
+}
+
+/// `path` made absolute (from the current folder), with `.` left out and each `..` taking
+/// away the component before it, without asking the filesystem (the files of a split need not
+/// exist, and a symlinked dataset folder stays where it is named): `/d/a/../b` is `/d/b`. So
+/// `data/x/a.png` and `./data/x/a.png` are one file, and `data/x/../y.png` is outside `data/x`.
+fn normal(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                // `/..` is `/`.
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -202,14 +262,9 @@ mod tests {
         assert_eq!(sorted, train);
     }
 
-    /// `split.csv` as a run writes it.
-    fn split_csv(paths: &[PathBuf], s: &Split) -> String {
-        let mut out = String::from("path,class,split\n");
-        for (i, path) in paths.iter().enumerate() {
-            let path = crate::results::csv_field(&path.display().to_string());
-            out += &format!("{path},cat,{}\n", s.name_of(i));
-        }
-        out
+    /// `split.csv` as a run writes it, every file of class `cat`.
+    fn split_csv(paths: &[PathBuf], s: &Split) -> Vec<u8> {
+        to_csv(paths, &["cat".to_string()], &vec![0; paths.len()], s)
     }
 
     fn paths(names: &[&str]) -> Vec<PathBuf> {
@@ -217,26 +272,50 @@ mod tests {
     }
 
     #[test]
-    fn from_csv_reads_back_a_written_split_even_with_commas_and_quotes_in_paths() {
-        let paths = paths(&["d/cat/a.png", "d/cat/b,c.png", "d/dog/say \"hi\", dog.png", "d/dog/d.png"]);
-        let written = Split { train: vec![0, 3], val: vec![1], test: vec![2] };
+    fn from_csv_reads_back_a_written_split_with_commas_quotes_line_breaks_and_any_bytes_in_paths() {
+        let mut paths = paths(&[
+            "d/cat/a.png",
+            "d/cat/b,c.png",
+            "d/dog/say \"hi\", dog.png",
+            "d/dög/naïve ünïcödé.png",
+            "d/dog/two\nlines.png",
+        ]);
+        paths.push(PathBuf::from(OsStr::from_bytes(b"d/dog/latin-1 \xe9t\xe9.png")));
+        let written = Split { train: vec![0, 3, 5], val: vec![1, 4], test: vec![2] };
         let csv = split_csv(&paths, &written);
-        assert_eq!(from_csv(&csv, &paths), Ok(written.clone()));
+        assert!(csv.starts_with(b"path,class,split\nd/cat/a.png,cat,train\n\"d/cat/b,c.png\",cat,validation\n"));
+        assert_eq!(from_csv(&csv, Path::new("d"), &paths), Ok(written.clone()));
         // Rows in another order, and rows for files no longer used, change nothing.
-        let mut rows: Vec<&str> = csv.lines().skip(1).collect();
-        rows.reverse();
-        let shuffled = format!("path,class,split\n{}\nd/cat/gone.png,cat,test\n", rows.join("\n"));
-        assert_eq!(from_csv(&shuffled, &paths), Ok(written));
+        let mut reversed = paths.clone();
+        reversed.reverse();
+        let flipped = Split { train: vec![0, 2, 5], val: vec![1, 4], test: vec![3] };
+        let mut csv = split_csv(&reversed, &flipped);
+        csv.extend_from_slice(b"d/cat/gone.png,cat,test\n./d/cat/../cat/a.png,cat,train\n");
+        assert_eq!(from_csv(&csv, Path::new("./d/"), &paths), Ok(written));
     }
 
     #[test]
-    fn from_csv_rejects_unknown_splits_short_lines_and_missing_files() {
+    fn from_csv_refuses_a_path_outside_the_dataset_folder_naming_the_line() {
+        let paths = paths(&["d/cat/a.png"]);
+        for outside in ["/etc/passwd", "d/../x.png", "d/cat/../../d2/cat/a.png", "dd/cat/a.png"] {
+            let csv = format!("path,class,split\nd/cat/a.png,cat,train\n{outside},cat,test\n");
+            let err = from_csv(csv.as_bytes(), Path::new("d"), &paths).unwrap_err();
+            assert!(err.starts_with(&format!("line 3: `{outside}` is outside the dataset folder `")), "{err}");
+        }
+    }
+
+    #[test]
+    fn from_csv_rejects_unknown_splits_short_lines_broken_quotes_and_missing_files() {
         let paths = paths(&["a.png", "b.png"]);
-        let err = from_csv("path,class,split\na.png,cat,training\nb.png,cat,train\n", &paths).unwrap_err();
-        assert_eq!(err, "line 2: unknown split `training` (train, validation or test)");
-        let err = from_csv("path,class,split\na.png,cat,train\nb.png\n", &paths).unwrap_err();
-        assert_eq!(err, "line 3: expected path,class,split");
-        let err = from_csv("path,class,split\na.png,cat,train\n", &paths).unwrap_err();
-        assert!(err.starts_with("1 used file(s) are not in it, such as `b.png`"), "{err}");
+        let read = |csv: &str| from_csv(csv.as_bytes(), Path::new("."), &paths).unwrap_err();
+        assert_eq!(
+            read("path,class,split\na.png,cat,training\nb.png,cat,train\n"),
+            "line 2: unknown split `training` (train, validation or test)"
+        );
+        assert_eq!(read("path,class,split\na.png,cat,train\nb.png\n"), "line 3: expected path,class,split");
+        assert!(
+            read("path,class,split\na.png,cat,train\n").starts_with("1 used file(s) are not in it, such as `b.png`")
+        );
+        assert!(read("").starts_with("the file is empty"));
     }
 }

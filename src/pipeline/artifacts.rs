@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Plan, PlotFormat};
-use crate::data::{Images, Split};
+use crate::data::Images;
 use crate::results::{files, safetensors, tensorboard, RunDir};
 use crate::train::{History, Prediction};
 use crate::{plots, Error, Result};
@@ -33,7 +33,8 @@ pub fn resolved_config(plan: &Plan) -> String {
 /// (file by file), sample images per class and the class counts per split.
 pub fn write_data_files(dir: &RunDir, plan: &Plan, data: &Prepared) -> Result<()> {
     dir.write(files::QUARANTINE, crate::data::quarantine::to_csv(&data.images.quarantined))?;
-    dir.write(files::SPLIT, split_csv(&data.images, &data.split))?;
+    let images = &data.images;
+    dir.write(files::SPLIT, crate::data::split::to_csv(&images.paths, &images.classes, &images.labels, &data.split))?;
     let formats = &plan.config.output.plot_formats;
     write_picture(dir, files::SAMPLES, plots::samples::render(&data.images), formats)?;
     write_picture(dir, files::CLASS_COUNTS, plots::counts::render(&data.images, &data.split), formats)?;
@@ -42,16 +43,6 @@ pub fn write_data_files(dir: &RunDir, plan: &Plan, data: &Prepared) -> Result<()
         write_picture(dir, files::AUGMENTATIONS, preview, formats)?;
     }
     Ok(())
-}
-
-/// `split.csv`: every used file with its class and split, in file order.
-fn split_csv(images: &Images, split: &Split) -> String {
-    let mut out = String::from("path,class,split\n");
-    for (i, path) in images.paths.iter().enumerate() {
-        let path = crate::results::csv_field(&path.display().to_string());
-        out += &format!("{path},{},{}\n", images.classes[images.labels[i]], split.name_of(i));
-    }
-    out
 }
 
 /// A weights file: `<layer>/<weight>` tensors in the layout the README documents.

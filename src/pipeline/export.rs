@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::bounded;
 use crate::model::onnx;
 use crate::model::Shape;
 use crate::results::{files, safetensors, write_atomic};
@@ -97,7 +98,7 @@ pub fn export(run_dir: &Path, out: Option<&Path>, weights: Weights) -> Result<Ex
     };
     let (run_dir, manifest, plan) = open(run_dir)?;
     let weights_path = run_dir.join(weights.file());
-    let bytes = std::fs::read(&weights_path).map_err(|e| match e.kind() {
+    let bytes = bounded::read(&weights_path, &bounded::WEIGHTS).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             let run = run_dir.display();
             Error::Usage(match weights {
@@ -118,7 +119,8 @@ pub fn export(run_dir: &Path, out: Option<&Path>, weights: Weights) -> Result<Ex
         safetensors::from_bytes(&bytes).map_err(|e| Error::Data(format!("{}: {e}", weights_path.display())))?;
 
     let config_path = run_dir.join(files::CONFIG);
-    let config_bytes = std::fs::read(&config_path).map_err(|e| Error::io("reading", &config_path, e))?;
+    let config_bytes =
+        bounded::read(&config_path, &bounded::CONFIG).map_err(|e| Error::io("reading", &config_path, e))?;
     let config_hash = format!("{:016x}", crate::hash::fnv1a(&config_bytes));
     let classes = &manifest.dataset.classes;
     let d = &plan.config.data;

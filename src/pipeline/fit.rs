@@ -240,7 +240,8 @@ fn final_weights<D: Backend>(
     let mut best_net = net.clone();
     let best_path = dir.path.join(files::BEST_WEIGHTS);
     if best_path.is_file() {
-        let bytes = std::fs::read(&best_path).map_err(|e| Error::io("reading", &best_path, e))?;
+        let bytes = crate::bounded::read(&best_path, &crate::bounded::WEIGHTS)
+            .map_err(|e| Error::io("reading", &best_path, e))?;
         let best_weights = safetensors::from_bytes(&bytes).map_err(Error::Train)?;
         best_net.load_weights(dev, &best_weights).map_err(|e| Error::Train(format!("best weights: {e}")))?;
     }

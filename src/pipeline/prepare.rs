@@ -64,8 +64,9 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
     let d = &cfg.data;
     let split = match &d.split_file {
         Some(file) => {
-            let csv = std::fs::read_to_string(file).map_err(|e| Error::io("reading data.split_file", file, e))?;
-            data::split::from_csv(&csv, &images.paths)
+            let csv = crate::bounded::read(file, &crate::bounded::SPLIT_FILE)
+                .map_err(|e| Error::io("reading data.split_file", file, e))?;
+            data::split::from_csv(&csv, &d.path, &images.paths)
                 .map_err(|why| Error::Data(format!("data.split_file `{}`: {why}", file.display())))?
         }
         None => data::split(

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::bounded;
 use crate::config::{Overrides, Plan};
 use crate::results::manifest::{Manifest, Status};
 use crate::results::{files, RunDir};
@@ -27,11 +28,14 @@ pub fn resume_with(run_dir: &Path, limits: Limits) -> Result<Outcome> {
         return Err(Error::Usage(format!("the run in `{}` is already completed", run_dir.display())));
     }
     let data = prepare_same(&plan, &manifest)?;
-    let checkpoint = match std::fs::read(run_dir.join(files::LAST_CHECKPOINT)) {
-        Ok(bytes) => Some(Checkpoint::from_bytes(&bytes).map_err(|e| {
-            Error::Train(format!("cannot resume from {}: {e}", run_dir.join(files::LAST_CHECKPOINT).display()))
-        })?),
-        Err(_) => None,
+    let last = run_dir.join(files::LAST_CHECKPOINT);
+    let checkpoint = match bounded::read(&last, &bounded::WEIGHTS) {
+        Ok(bytes) => Some(
+            Checkpoint::from_bytes(&bytes)
+                .map_err(|e| Error::Train(format!("cannot resume from {}: {e}", last.display())))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("reading the checkpoint", &last, e)),
     };
     match &checkpoint {
         Some(c) => tracing::info!(
@@ -49,13 +53,13 @@ pub fn resume_with(run_dir: &Path, limits: Limits) -> Result<Outcome> {
 /// directory the run started in, so relative paths in its config mean what they meant.
 pub fn open(run_dir: &Path) -> Result<(PathBuf, Manifest, Plan)> {
     let manifest_path = run_dir.join(files::MANIFEST);
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| match e.kind() {
+    let text = bounded::read(&manifest_path, &bounded::RUN_FILE).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             Error::Usage(format!("`{}` is not a run folder (it has no {})", run_dir.display(), files::MANIFEST))
         }
         _ => Error::io("reading", &manifest_path, e),
     })?;
-    let manifest: Manifest = serde_json::from_str(&text)
+    let manifest: Manifest = serde_json::from_slice(&text)
         .map_err(|e| Error::Usage(format!("`{}` is not a manifest runner can read: {e}", manifest_path.display())))?;
     let run_dir = std::fs::canonicalize(run_dir).map_err(|e| Error::io("opening run folder", run_dir, e))?;
     if let Some(cwd) = &manifest.working_dir {

@@ -11,8 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::bounded;
 use crate::results::manifest::{Manifest, Status};
 use crate::results::{files, safetensors, RunDir};
+use crate::train::history::Table;
 use crate::{Error, Result};
 
 use super::{open, prepare_same, run_with, Limits};
@@ -51,7 +53,7 @@ pub fn verify(run_dir: &Path, epochs: Option<usize>, keep: bool) -> Result<Verif
     // A run stopped in its first epoch has no history yet.
     let recorded = match read_history(&run_dir.join(files::HISTORY_CSV)) {
         Err(Error::Io { source, .. }) if !completed && source.kind() == std::io::ErrorKind::NotFound => {
-            Table { header: Vec::new(), rows: Vec::new() }
+            Table::default()
         }
         other => other?,
     };
@@ -87,8 +89,8 @@ pub fn verify(run_dir: &Path, epochs: Option<usize>, keep: bool) -> Result<Verif
     let scratch = Scratch::new(keep)?;
     tracing::info!("verifying {}: training {until} epochs again in {}", run_dir.display(), scratch.0.display());
     run_with(plan, &data, RunDir { path: scratch.0.clone() }, Limits { until: Some(until), judge: None })?;
-    let rerun: Manifest = serde_json::from_str(
-        &std::fs::read_to_string(scratch.0.join(files::MANIFEST))
+    let rerun: Manifest = serde_json::from_slice(
+        &bounded::read(&scratch.0.join(files::MANIFEST), &bounded::RUN_FILE)
             .map_err(|e| Error::io("reading", &scratch.0.join(files::MANIFEST), e))?,
     )
     .map_err(|e| Error::Train(format!("the rerun's manifest: {e}")))?;
@@ -118,8 +120,13 @@ pub fn verify(run_dir: &Path, epochs: Option<usize>, keep: bool) -> Result<Verif
     }
     for name in names {
         let (a, b) = (run_dir.join(&name), scratch.0.join(&name));
-        let Ok(original) = std::fs::read(&a) else { continue };
-        let Ok(again) = std::fs::read(&b) else {
+        // The largest of these files are weights; the rest are far below their limit.
+        let original = match bounded::read(&a, &bounded::WEIGHTS) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("reading", &a, e)),
+        };
+        let Ok(again) = bounded::read(&b, &bounded::WEIGHTS) else {
             return Err(differs(format!("the rerun did not write `{name}`, which the run has")));
         };
         if original != again {
@@ -160,17 +167,8 @@ impl Drop for Scratch {
     }
 }
 
-/// `history.csv` as its header and rows of fields.
-struct Table {
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
-
 fn read_history(path: &Path) -> Result<Table> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
-    let mut lines = text.lines().map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>());
-    let header = lines.next().unwrap_or_default();
-    Ok(Table { header, rows: lines.collect() })
+    Table::read(path).map_err(|e| Error::io("reading", path, e))
 }
 
 /// The first of the first `epochs` rows where the rerun's history differs: the epoch, the

@@ -167,9 +167,11 @@ pub struct GitState {
 }
 
 impl GitState {
-    /// The state of the repository holding `config`, if git is installed and it is in one.
+    /// The state of the repository holding `config` (the current folder's, for a config read
+    /// from a pipe), if git is installed and it is in one.
     pub fn of(config: &std::path::Path) -> Option<GitState> {
-        let dir = config.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let folder = config.parent().filter(|d| !d.as_os_str().is_empty() && config.is_file());
+        let dir = folder.unwrap_or(std::path::Path::new("."));
         let git = |args: &[&str]| {
             let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
             out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())

@@ -92,13 +92,19 @@ impl RunDir {
     }
 }
 
-/// A CSV field, quoted as RFC 4180 asks when it holds a comma, quote or line break.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+/// A CSV table as RFC 4180 has it, written by the `csv` crate: a field is quoted only when it
+/// holds a comma, a quote or a line break (so plain names and numbers are written as they are),
+/// and every row ends in `\n`. Fields are bytes, so a path that is not UTF-8 is kept exactly.
+pub fn csv_table<R, F>(rows: impl IntoIterator<Item = R>) -> Vec<u8>
+where
+    R: IntoIterator<Item = F>,
+    F: AsRef<[u8]>,
+{
+    let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(Vec::new());
+    for row in rows {
+        writer.write_record(row).expect("a CSV row written to memory");
     }
+    writer.into_inner().expect("a CSV table written to memory")
 }
 
 /// `<experiment>/<run id>`: the last two components of a run folder's path, how runs are
@@ -157,13 +163,17 @@ mod tests {
 
     #[test]
     fn csv_fields_are_quoted_only_when_rfc_4180_needs_it() {
-        assert_eq!(csv_field("cats/a b.png"), "cats/a b.png");
-        assert_eq!(csv_field(""), "");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-        assert_eq!(csv_field("carriage\rreturn"), "\"carriage\rreturn\"");
-        assert_eq!(csv_field("\""), "\"\"\"\"");
+        let field = |s: &str| String::from_utf8(csv_table([[s, "x"]])).unwrap();
+        assert_eq!(field("cats/a b.png"), "cats/a b.png,x\n");
+        assert_eq!(field("0.30000000000000004"), "0.30000000000000004,x\n");
+        assert_eq!(field("épée/ü.png"), "épée/ü.png,x\n");
+        assert_eq!(field(""), ",x\n");
+        assert_eq!(field("a,b"), "\"a,b\",x\n");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\",x\n");
+        assert_eq!(field("two\nlines"), "\"two\nlines\",x\n");
+        assert_eq!(field("carriage\rreturn"), "\"carriage\rreturn\",x\n");
+        assert_eq!(field("\""), "\"\"\"\",x\n");
+        assert_eq!(csv_table([[&b"not utf-8 \xff"[..]]]), b"not utf-8 \xff\n");
     }
 
     #[test]

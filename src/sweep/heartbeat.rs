@@ -33,6 +33,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::state::{TrialState, TRIAL_STATE};
+use crate::bounded;
 use crate::results::{files, temporary_path, write_atomic};
 
 /// The heartbeat file, in the trial's folder.
@@ -88,7 +89,7 @@ fn slurm_job() -> Option<String> {
 
 /// Rows of the trial's `history.csv`: the epochs it has finished.
 fn epochs_done(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join(files::HISTORY_CSV)).map_or(0, |t| t.lines().count().saturating_sub(1))
+    crate::train::history::Table::read(&dir.join(files::HISTORY_CSV)).map_or(0, |t| t.rows.len())
 }
 
 fn beat(dir: &Path, n: u64, interval: f64) -> crate::Result<()> {
@@ -207,7 +208,7 @@ impl Pulse {
     /// Reads the heartbeat of the trial folder `dir`.
     pub fn read(dir: &Path, clock: &Clock) -> Pulse {
         let path = dir.join(HEARTBEAT);
-        let heartbeat = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let heartbeat = bounded::read(&path, &bounded::RUN_FILE).ok().and_then(|t| serde_json::from_slice(&t).ok());
         let age = heartbeat.as_ref().and(clock.age(&path));
         Pulse { heartbeat, age, state_age: clock.age(&dir.join(TRIAL_STATE)) }
     }
@@ -284,7 +285,9 @@ pub fn confirm(dir: &Path, before: &Pulse) -> bool {
     let wait = Duration::from_secs_f64((1.5 * every).min(120.0));
     tracing::info!("checking that the heartbeat in {} has stopped ({} s)", dir.display(), wait.as_secs_f64());
     std::thread::sleep(wait);
-    let read = |p: PathBuf| std::fs::read_to_string(p).ok().and_then(|t| serde_json::from_str::<Heartbeat>(&t).ok());
+    let read = |p: PathBuf| {
+        bounded::read(&p, &bounded::RUN_FILE).ok().and_then(|t| serde_json::from_slice::<Heartbeat>(&t).ok())
+    };
     let now = read(dir.join(HEARTBEAT));
     let state = TrialState::of(dir);
     now == before.heartbeat && matches!(state, TrialState::Running { .. })

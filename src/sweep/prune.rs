@@ -30,10 +30,7 @@ pub fn judge(dir: &Path, definition: &Definition, name: &str) -> Option<impl Fn(
 
 /// Column `name` of a history file, one value per epoch (none while the file is absent).
 fn column(path: &Path, name: &str) -> Option<Vec<f64>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut lines = text.lines();
-    let col = lines.next()?.split(',').position(|c| c == name)?;
-    Some(lines.map(|l| l.split(',').nth(col).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)).collect())
+    crate::train::history::Table::read(path).ok()?.column(name)
 }
 
 /// The best value of each prefix of `values` (a value that is not finite never counts).

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::plan::Sweep;
+use crate::bounded;
 use crate::config::sweep::Prune;
 use crate::config::Overrides;
 use crate::results::write_atomic;
@@ -82,14 +83,14 @@ impl Definition {
     /// Reads `<dir>/sweep.json`.
     pub fn read(dir: &Path) -> Result<Definition> {
         let path = dir.join(DEFINITION);
-        let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        let text = bounded::read(&path, &bounded::RUN_FILE).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::Usage(format!(
                 "`{}` is not a sweep folder (it has no {DEFINITION}); sweep folders are made by `runner sweep <file>`",
                 dir.display()
             )),
             _ => Error::io("reading", &path, e),
         })?;
-        serde_json::from_str(&text)
+        serde_json::from_slice(&text)
             .map_err(|e| Error::Usage(format!("`{}` is not a sweep definition: {e}", path.display())))
     }
 
@@ -101,6 +102,14 @@ impl Definition {
 
 /// Creates the sweep folder and writes `sweep.json`.
 pub fn write_definition(sweep: &Sweep) -> Result<Definition> {
+    // Each trial reads the config again in its own process; a pipe could be read only once.
+    if !crate::config::layering::is_regular(&sweep.config_path) {
+        return Err(Error::Usage(format!(
+            "`{}` is not a regular file (a pipe?), and a sweep's trials each read the config again in their own \
+             process: write it to a file first, such as `sed … base.toml > sweep.toml`, and run that",
+            sweep.config_path.display()
+        )));
+    }
     let definition = Definition::of(sweep)?;
     for dir in [sweep.dir.clone(), sweep.dir.join(LOGS)] {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating sweep folder", &dir, e))?;
@@ -146,8 +155,8 @@ pub enum TrialState {
 impl TrialState {
     /// Reads `trial.json` in `dir` (pending when absent).
     pub fn of(dir: &Path) -> TrialState {
-        match std::fs::read_to_string(dir.join(TRIAL_STATE)) {
-            Ok(text) => serde_json::from_str(&text)
+        match bounded::read(&dir.join(TRIAL_STATE), &bounded::RUN_FILE) {
+            Ok(text) => serde_json::from_slice(&text)
                 .unwrap_or_else(|e| TrialState::Failed { reason: format!("unreadable {TRIAL_STATE}: {e}") }),
             Err(_) => TrialState::Pending,
         }

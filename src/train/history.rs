@@ -1,8 +1,11 @@
 //! Per-epoch metrics, in Keras' names (`loss`, `accuracy`, `val_loss`, `val_accuracy`).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use crate::bounded;
 
 /// Metrics of one epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,14 +61,14 @@ impl History {
         } else {
             names
         };
-        let mut out = format!("epoch,{}\n", names.join(","));
-        for r in &self.epochs {
+        let header: Vec<String> = std::iter::once("epoch").chain(names.iter().copied()).map(str::to_string).collect();
+        let rows = self.epochs.iter().map(|r| {
             let columns = r.columns();
-            let values: Vec<String> =
-                names.iter().map(|n| columns.get(n).map_or(String::new(), f64::to_string)).collect();
-            out += &format!("{},{}\n", r.epoch, values.join(","));
-        }
-        out
+            let values = names.iter().map(|n| columns.get(n).map_or(String::new(), f64::to_string));
+            std::iter::once(r.epoch.to_string()).chain(values).collect::<Vec<_>>()
+        });
+        let table = crate::results::csv_table(std::iter::once(header).chain(rows));
+        String::from_utf8(table).expect("names and numbers are UTF-8")
     }
 
     /// Keras' `History.history` dictionary: one list per metric, plus the epoch numbers.
@@ -80,6 +83,62 @@ impl History {
             json.insert(name, serde_json::json!(values));
         }
         serde_json::to_string_pretty(&serde_json::Value::Object(json)).expect("plain numbers serialise") + "\n"
+    }
+}
+
+/// A `history.csv` read back (any run's, or a trial's still being written), as its header and
+/// rows of fields exactly as written: the one reader of the file, for comparisons, pruning,
+/// heartbeats and verification alike.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Table {
+    /// Column names: `epoch`, then the metrics.
+    pub header: Vec<String>,
+    /// One row of fields per finished epoch.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// Reads `path` (RFC 4180; at most [`bounded::RUN_FILE`] bytes). A missing or unreadable
+    /// file is an I/O error; a malformed one is `InvalidData` naming the line.
+    pub fn read(path: &Path) -> std::io::Result<Table> {
+        let bytes = bounded::read(path, &bounded::RUN_FILE)?;
+        Table::parse(&bytes).map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidData, why))
+    }
+
+    /// Parses the text of a history file.
+    pub fn parse(bytes: &[u8]) -> Result<Table, String> {
+        let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
+        let mut records = reader.records();
+        let line = |e: &csv::Error| e.position().map_or(String::new(), |p| format!("line {}: ", p.line()));
+        let header = match records.next() {
+            Some(Ok(r)) => r.iter().map(str::to_string).collect(),
+            Some(Err(e)) => return Err(format!("{}{e}", line(&e))),
+            None => Vec::new(),
+        };
+        let rows = records
+            .map(|r| r.map(|r| r.iter().map(str::to_string).collect()).map_err(|e| format!("{}{e}", line(&e))))
+            .collect::<Result<_, _>>()?;
+        Ok(Table { header, rows })
+    }
+
+    /// Column `name`, one value per row; a field that is empty or not a number reads as NaN.
+    /// `None` when there is no such column.
+    pub fn column(&self, name: &str) -> Option<Vec<f64>> {
+        let at = self.header.iter().position(|h| h == name)?;
+        Some(self.rows.iter().map(|r| r.get(at).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)).collect())
+    }
+
+    /// Every column as numbers, by name; an error names the first field that is not one
+    /// (line numbers as in the file, the header being line 1).
+    pub fn numbers(&self) -> Result<BTreeMap<String, Vec<f64>>, String> {
+        let mut columns: BTreeMap<String, Vec<f64>> = self.header.iter().map(|h| (h.clone(), Vec::new())).collect();
+        for (n, row) in self.rows.iter().enumerate() {
+            for (h, v) in self.header.iter().zip(row) {
+                let v = v.parse().map_err(|_| format!("line {}: `{v}` is not a number", n + 2))?;
+                columns.get_mut(h).expect("a header name").push(v);
+            }
+        }
+        Ok(columns)
     }
 }
 
@@ -120,6 +179,31 @@ mod tests {
         }
         assert_eq!(csv.lines().count(), 3);
         assert!(csv.ends_with('\n'));
+    }
+
+    #[test]
+    fn the_table_reads_back_what_to_csv_wrote_column_by_column() {
+        let mut h = history();
+        let t = Table::parse(h.to_csv().as_bytes()).unwrap();
+        assert_eq!(t.header.len(), 8);
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!(t.column("val_precision"), Some(vec![0.0625, 1.0 / 3.0]));
+        assert_eq!(t.numbers().unwrap()["loss"], [0.1 + 0.2, 0.25]);
+        assert_eq!(t.column("nothing"), None);
+        h.epochs[1].metrics.remove("precision");
+        let t = Table::parse(h.to_csv().as_bytes()).unwrap();
+        assert!(t.column("precision").unwrap()[1].is_nan(), "an empty field");
+        assert_eq!(t.numbers().unwrap_err(), "line 3: `` is not a number");
+    }
+
+    #[test]
+    fn the_table_reads_quoted_fields_and_names_the_line_of_a_broken_one() {
+        let t = Table::parse(b"epoch,\"a,b\",\"say \"\"hi\"\"\"\n0,1,2\n").unwrap();
+        assert_eq!(t.header, ["epoch", "a,b", "say \"hi\""]);
+        assert_eq!(t.column("a,b"), Some(vec![1.0]));
+        assert_eq!(Table::parse(b"").unwrap(), Table::default());
+        let err = Table::parse(b"epoch,loss\n0,1\n1,\xff\n").unwrap_err();
+        assert!(err.starts_with("line 3: "), "{err}");
     }
 
     #[test]
