@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::SeriesLabelPosition;
 
-use crate::bounded;
 use crate::plots::curves::{self, Chart, Series};
+use crate::results::bounded;
 use crate::results::{files, RunDir};
 use crate::train::history;
 use crate::{Error, Result};

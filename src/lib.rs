@@ -17,7 +17,6 @@
 
 #![warn(missing_docs)]
 
-pub mod bounded;
 pub mod cli;
 pub mod compare;
 pub mod config;

@@ -8,7 +8,7 @@ use crate::plots::xml_escape as escape;
 use crate::results::files;
 
 fn read(dir: &Path, name: &str) -> Option<String> {
-    crate::bounded::read_to_string(&dir.join(name), &crate::bounded::RUN_FILE).ok()
+    crate::results::bounded::read_to_string(&dir.join(name), &crate::results::bounded::RUN_FILE).ok()
 }
 
 /// An inline SVG figure from `<stem>.svg`, if present.

@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use toml::{Table, Value};
 
 use super::diagnostic::{path_string, Diagnostic, Location, Origin, Seg, Source, Sources};
-use crate::{bounded, Error, Result};
+use crate::results::bounded;
+use crate::{Error, Result};
 
 /// Overrides given outside the config file.
 #[derive(Clone, Debug, Default)]

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bounded;
 use crate::model::onnx;
 use crate::model::Shape;
+use crate::results::bounded;
 use crate::results::{files, safetensors, write_atomic};
 use crate::{Error, Result};
 

@@ -240,7 +240,7 @@ fn final_weights<D: Backend>(
     let mut best_net = net.clone();
     let best_path = dir.path.join(files::BEST_WEIGHTS);
     if best_path.is_file() {
-        let bytes = crate::bounded::read(&best_path, &crate::bounded::WEIGHTS)
+        let bytes = crate::results::bounded::read(&best_path, &crate::results::bounded::WEIGHTS)
             .map_err(|e| Error::io("reading", &best_path, e))?;
         let best_weights = safetensors::from_bytes(&bytes).map_err(Error::Train)?;
         best_net.load_weights(dev, &best_weights).map_err(|e| Error::Train(format!("best weights: {e}")))?;

@@ -20,7 +20,7 @@ use super::{open, prepare_same};
 /// The run's network with its final weights, on `dev`.
 fn load_network<D: Backend>(dev: &D, run_dir: &Path, plan: &Plan) -> Result<Network<D>> {
     let path = run_dir.join(files::WEIGHTS);
-    let bytes = crate::bounded::read(&path, &crate::bounded::WEIGHTS).map_err(|e| match e.kind() {
+    let bytes = crate::results::bounded::read(&path, &crate::results::bounded::WEIGHTS).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::Usage(format!(
             "`{}` has no {}: the run did not finish (resume it with `runner resume {}`)",
             run_dir.display(),

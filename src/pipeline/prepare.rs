@@ -64,7 +64,7 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
     let d = &cfg.data;
     let split = match &d.split_file {
         Some(file) => {
-            let csv = crate::bounded::read(file, &crate::bounded::SPLIT_FILE)
+            let csv = crate::results::bounded::read(file, &crate::results::bounded::SPLIT_FILE)
                 .map_err(|e| Error::io("reading data.split_file", file, e))?;
             data::split::from_csv(&csv, &d.path, &images.paths)
                 .map_err(|why| Error::Data(format!("data.split_file `{}`: {why}", file.display())))?

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bounded;
 use crate::config::{Overrides, Plan};
+use crate::results::bounded;
 use crate::results::manifest::{Manifest, Status};
 use crate::results::{files, RunDir};
 use crate::train::checkpoint::Checkpoint;

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bounded;
+use crate::results::bounded;
 use crate::results::manifest::{Manifest, Status};
 use crate::results::{files, safetensors, RunDir};
 use crate::train::history::Table;

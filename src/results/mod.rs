@@ -1,9 +1,12 @@
 //! The run folder: `<output.dir>/<experiment>/run-NNN/`, never reused, every file written
 //! atomically (temporary file + rename), so an interrupted run never leaves a torn file.
 //!
+//! Every file runner reads goes through `bounded`, with a size limit for what it is.
+//!
 //! Deterministic artifacts (resolved config, history, summary, SVG plots, weights) hold no
 //! timestamps; everything that varies between identical runs goes into `manifest.json`.
 
+pub mod bounded;
 pub mod manifest;
 pub mod protobuf;
 pub mod safetensors;

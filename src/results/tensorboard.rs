@@ -111,7 +111,7 @@ impl EventFile {
         let kept = existing.pop();
         let path = kept.clone().unwrap_or_else(|| dir.join(file_name()));
         let bytes = match &kept {
-            Some(p) => crate::bounded::read(p, &crate::bounded::RUN_FILE).map_err(|e| Error::io("reading", p, e))?,
+            Some(p) => super::bounded::read(p, &super::bounded::RUN_FILE).map_err(|e| Error::io("reading", p, e))?,
             None => Vec::new(),
         };
         let (records, intact) = read_records(&bytes);

@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::state::{TrialState, TRIAL_STATE};
-use crate::bounded;
+use crate::results::bounded;
 use crate::results::{files, temporary_path, write_atomic};
 
 /// The heartbeat file, in the trial's folder.

@@ -182,7 +182,8 @@ fn run_one(exe: &Path, dir: &Path, entry: &TrialEntry, threads: usize) -> Option
                     format!("{} (log: {shown})", reason.lines().next().unwrap_or(""))
                 }
                 _ => {
-                    let text = crate::bounded::read_to_string(&log_path, &crate::bounded::RUN_FILE).unwrap_or_default();
+                    let text = crate::results::bounded::read_to_string(&log_path, &crate::results::bounded::RUN_FILE)
+                        .unwrap_or_default();
                     let last = text.lines().rev().find(|l| l.starts_with("error")).map(str::to_string);
                     let how = match s.code() {
                         Some(code) => format!("exited with code {code}"),

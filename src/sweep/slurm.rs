@@ -147,7 +147,7 @@ pub fn submit(config_path: &Path, overrides: &Overrides, options: &SlurmOptions)
         ranges(&todo)
     );
     let log = slurm_dir.join("submissions.log");
-    let before = crate::bounded::read_to_string(&log, &crate::bounded::RUN_FILE).unwrap_or_default();
+    let before = crate::results::bounded::read_to_string(&log, &crate::results::bounded::RUN_FILE).unwrap_or_default();
     write_atomic(&log, (before + &line).as_bytes())?;
     Ok(Submitted { array_job: Some(array_job), compare_job: Some(compare_job), trials: todo, dir })
 }

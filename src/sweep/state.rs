@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::plan::Sweep;
-use crate::bounded;
 use crate::config::sweep::Prune;
 use crate::config::Overrides;
+use crate::results::bounded;
 use crate::results::write_atomic;
 use crate::{Error, Result};
 

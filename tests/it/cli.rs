@@ -610,3 +610,78 @@ fn completions_are_printed_for_bash_zsh_and_fish() {
     }
     assert_exit(&runner(tmp.path(), &["completions", "cmd.exe"]), 64);
 }
+
+/// Runs `runner <args>` in `cwd` where `{fifo}` in `args` stands for a FIFO that is fed `text`
+/// (as the shell's `<(…)` feeds `/dev/fd/N`); the writer is released however the run ends.
+fn runner_on_fifo(cwd: &Path, args: &[&str], text: String) -> std::process::Output {
+    use std::os::unix::fs::OpenOptionsExt;
+    // In a folder of its own: what the config names is taken from `cwd`, not from there.
+    std::fs::create_dir_all(cwd.join("pipes")).unwrap();
+    let fifo = cwd.join("pipes/config.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let feed = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = std::fs::write(&fifo, text);
+        })
+    };
+    let shown = fifo.display().to_string();
+    let args: Vec<String> = args.iter().map(|a| a.replace("{fifo}", &shown)).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = runner(cwd, &args);
+    // A run that never opened the FIFO leaves the writer waiting for a reader: be that reader.
+    let _ = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo);
+    feed.join().unwrap();
+    std::fs::remove_file(&fifo).unwrap();
+    out
+}
+
+#[test]
+fn a_config_read_through_a_pipe_trains_and_its_relative_extends_is_taken_from_the_current_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fashion_subset(&data, &["bag", "coat"], 12);
+    let results = tmp.path().join("results");
+    // The base holds everything; the piped text, as `sed` would make it, only changes the name.
+    std::fs::write(tmp.path().join("base.toml"), small_config("base", &data, &results, 1, 1, 2)).unwrap();
+    let piped = "extends = \"base.toml\"\n[experiment]\nname = \"piped\"\n".to_string();
+    let out = runner_on_fifo(tmp.path(), &["{fifo}"], piped.clone());
+    assert_exit(&out, 0);
+    let run = results.join("piped/run-001");
+    for name in ["history.csv", "split.csv", "weights.safetensors", "config.toml"] {
+        assert!(run.join(name).is_file(), "{name} missing; stderr:\n{}", stderr(&out));
+    }
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(resolved.contains("name = \"piped\"") && resolved.contains("epochs = 1"), "{resolved}");
+
+    // `runner check` reads the pipe once for the sweep question and once for the plan.
+    assert_exit(&runner_on_fifo(tmp.path(), &["check", "{fifo}"], piped.clone()), 0);
+    // A sweep's trials would read the config again in their own processes: refused, saying so.
+    let sweep = format!("{piped}[sweep.grid]\n\"train.learning_rate\" = [0.01, 0.001]\n");
+    let out = runner_on_fifo(tmp.path(), &["sweep", "{fifo}"], sweep);
+    assert_exit(&out, 64);
+    assert!(stderr(&out).contains("is not a regular file (a pipe?)"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_oversized_config_is_refused_naming_the_file_and_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = "# padding\n".repeat(1 << 17);
+    text.push_str("[experiment]\n");
+    assert!(text.len() as u64 > runner::results::bounded::CONFIG.bytes);
+    std::fs::write(tmp.path().join("big.toml"), text).unwrap();
+    let out = runner(tmp.path(), &["check", "big.toml"]);
+    assert_exit(&out, 74);
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "reading config file `big.toml`: it is larger than 1 MiB, the limit for a config; an experiment file"
+        ),
+        "{err}"
+    );
+    // The same through a pipe, whose length reads as 0.
+    let out = runner_on_fifo(tmp.path(), &["check", "{fifo}"], "#\n".repeat(1 << 19) + "[experiment]\n");
+    assert_exit(&out, 74);
+    assert!(stderr(&out).contains("it is larger than 1 MiB, the limit for a config"), "{}", stderr(&out));
+}

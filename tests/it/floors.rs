@@ -23,7 +23,6 @@ const FLOORS: &[(&str, u32)] = &[
     ("interrupt", 0),
     ("hash", 0),
     ("results", 0),
-    ("bounded", 0),
     // Kernels on dfdx tensors, and the dataset (images to batches).
     ("ops", 1),
     ("data", 1),

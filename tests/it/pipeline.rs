@@ -270,3 +270,63 @@ fn a_recorded_split_can_be_reused_by_a_later_run() {
     assert_exit(&out, 65);
     assert!(stderr(&out).contains("are not in it"), "{}", stderr(&out));
 }
+
+/// Copies the images of `src/<class>` into `dst/<new class>`, each under a new name made by
+/// `rename(i)`.
+fn copy_renamed(src: &Path, dst: &Path, classes: &[(&str, &str)], rename: impl Fn(usize) -> String) {
+    for (from, to) in classes {
+        let mut files: Vec<_> = std::fs::read_dir(src.join(from)).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        std::fs::create_dir_all(dst.join(to)).unwrap();
+        for (i, f) in files.iter().enumerate() {
+            std::fs::copy(f, dst.join(to).join(rename(i))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_split_file_round_trips_names_with_commas_quotes_spaces_and_non_ascii_and_refuses_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    striped_jpegs(&plain, 8, (16, 8));
+    let data = tmp.path().join("d");
+    let classes = [("Cat", "cat, \"the\" Ünïcode"), ("Dog", "dög, 'x'")];
+    copy_renamed(&plain, &data, &classes, |i| format!("{i}, \"quoted\" naïve café €.jpg"));
+    std::fs::write(tmp.path().join("exp.toml"), config("names", &data, "")).unwrap();
+    let cache = tmp.path().join("cache");
+    assert_exit(&runner_with(tmp.path(), &["exp.toml"], 2, &cache), 0);
+    let written = std::fs::read(tmp.path().join("results/names/run-001/split.csv")).unwrap();
+    let text = String::from_utf8(written.clone()).unwrap();
+    assert!(text.contains(",\"cat, \"\"the\"\" Ünïcode\",train\n"), "RFC 4180 quoting:\n{text}");
+    // Another seed would draw another split; the recorded one wins, for every name.
+    let reuse =
+        ["exp.toml", "--set", "experiment.seed=99", "--set", "data.split_file=\"results/names/run-001/split.csv\""];
+    assert_exit(&runner_with(tmp.path(), &reuse, 2, &cache), 0);
+    assert_eq!(std::fs::read(tmp.path().join("results/names/run-002/split.csv")).unwrap(), written);
+    assert_exit(&runner_with(tmp.path(), &["exp.toml", "--set", "experiment.seed=99"], 2, &cache), 0);
+    assert_ne!(std::fs::read(tmp.path().join("results/names/run-003/split.csv")).unwrap(), written);
+
+    // A row naming a file outside the dataset folder is refused, with its line and the file.
+    for outside in ["/etc/passwd".to_string(), format!("{}/../secret.jpg", data.display())] {
+        std::fs::write(tmp.path().join("outside.csv"), format!("{text}{outside},cat,train\n")).unwrap();
+        let out = runner_with(tmp.path(), &["exp.toml", "--set", "data.split_file=\"outside.csv\""], 2, &cache);
+        assert_exit(&out, 65);
+        let err = stderr(&out);
+        let line = text.lines().count() + 1;
+        assert!(
+            err.contains(&format!("outside.csv`: line {line}: `{outside}` is outside the dataset folder")),
+            "{err}"
+        );
+    }
+
+    // A split file over its limit is refused before it fills memory (sparse: no disk used).
+    let huge = std::fs::File::create(tmp.path().join("huge.csv")).unwrap();
+    huge.set_len(runner::results::bounded::SPLIT_FILE.bytes + 1).unwrap();
+    let out = runner_with(tmp.path(), &["exp.toml", "--set", "data.split_file=\"huge.csv\""], 2, &cache);
+    assert_exit(&out, 74);
+    let err = stderr(&out);
+    assert!(
+        err.contains("huge.csv`: it is larger than 256 MiB, the limit for a split file; point data.split_file"),
+        "{err}"
+    );
+}
