@@ -10,7 +10,7 @@
 //!
 //! Modules sit on floors and import only from floors below their own (docs/architecture.md
 //! draws them; a test fails on an import that points up or sideways): foundations (`error`,
-//! `seed`, `interrupt`, `hash`, `results`), then `ops` and `data`, `model`, `config`, `train`,
+//! `seed`, `interrupt`, `hash`, `results`, `progress`), then `ops` and `data`, `model`, `config`, `train`,
 //! `plots`, `report` and `compare`, the commands on one experiment (`pipeline`), `sweep`, and
 //! `cli` on top. Only `model`, `ops`, `train` and `pipeline::device` name dfdx; everything
 //! else is plain Rust.
@@ -28,6 +28,7 @@ pub mod model;
 pub mod ops;
 pub mod pipeline;
 pub mod plots;
+pub mod progress;
 pub mod report;
 pub mod results;
 pub mod seed;

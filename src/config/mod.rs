@@ -143,12 +143,16 @@ fn with_hint(message: String) -> String {
 fn model_errors(model: Option<&Value>, sources: &Sources) -> Vec<Diagnostic> {
     let Some(model) = model.and_then(Value::as_table) else { return Vec::new() };
     let mut diags = Vec::new();
-    for key in model.keys().filter(|k| *k != "layers") {
+    for key in model.keys().filter(|k| !["layers", "weights"].contains(&k.as_str())) {
         diags.push(located(
             sources,
             vec![Step::Key("model".into()), Step::Key(key.clone())],
-            format!("unknown field `{key}`, expected `layers`"),
+            format!("unknown field `{key}`, expected `layers` or `weights`"),
         ));
+    }
+    if let Some(Err((_, message))) = model.get("weights").map(check_as::<std::path::PathBuf>) {
+        let steps = vec![Step::Key("model".into()), Step::Key("weights".into())];
+        diags.push(located(sources, steps, format!("{message}, such as \"results/base/run-001/weights.safetensors\"")));
     }
     let Some(layers) = model.get("layers").and_then(Value::as_array) else {
         diags.push(sources.at(&[Seg::Key("model")], "missing `layers`: add [[model.layers]] entries".to_string()));
@@ -365,6 +369,12 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
         }
     }
 
+    if config.model.weights.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        err(
+            &[Key("model"), Key("weights")],
+            "weights is empty; name a safetensors file, or leave the key out to start from random weights".into(),
+        );
+    }
     let layers = &config.model.layers;
     let input = Shape::Image { c: config.data.color_mode.channels(), h, w };
     let model = if layers.is_empty() {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::decode::Interpolation;
 use crate::data::ColorMode;
 use crate::model::LayerConfig;
 
@@ -113,6 +114,10 @@ pub struct DataConfig {
     /// `"rgb"` (default) or `"grayscale"`.
     #[serde(default)]
     pub color_mode: ColorMode,
+    /// How images are resized to `image_size`: `"bilinear"` (default, antialiased), `"nearest"`
+    /// or `"area"`.
+    #[serde(default, skip_serializing_if = "Interpolation::is_default")]
+    pub interpolation: Interpolation,
     /// Fraction of each class held out for validation (default 0.2).
     #[serde(default = "default_validation_split")]
     pub validation_split: f64,
@@ -148,6 +153,15 @@ fn yes() -> bool {
 pub struct ModelConfig {
     /// `[[model.layers]]`, in order; shapes are inferred from `[data]`.
     pub layers: Vec<LayerConfig>,
+    /// Start training from these weights instead of random ones (a warm start): a safetensors
+    /// file such as a run's `weights.safetensors`, its `checkpoints/best.safetensors` or
+    /// `checkpoints/last.safetensors`, or a file converted from Keras. Tensors are matched by
+    /// name, `<layer>/<weight>` (`conv2d/kernel`, `dense_1/bias`,
+    /// `batch_normalization/moving_mean`), and shape, float32 only; every tensor of the model
+    /// must be there and nothing else. Relative paths are taken from the current directory, as
+    /// for `data.path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
 }
 
 /// `[train]`, like Keras' `compile()` and `fit()` arguments.

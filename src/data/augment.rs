@@ -3,35 +3,52 @@
 //!
 //! # What is drawn, and how (Keras `get_random_transform`, in the same order)
 //! - `theta` ~ U(-rotation_range, rotation_range) degrees;
-//! - `tx` (rows) from `height_shift_range`, `ty` (columns) from `width_shift_range`: a float
-//!   `s` gives U(-s, s); an integer `n` gives k·(±1) with k uniform in {0, …, n-1}; a list
-//!   gives one of its values times ±1; when the largest value is below 1 it is a fraction of
-//!   the image height (width) and is multiplied by it;
+//! - the height shift `ty` (rows, Keras' y), then the width shift `tx` (columns, Keras' x): a
+//!   float `s` gives U(-s, s); an integer `n` gives k·(±1) with k uniform in {0, …, n-1}; a
+//!   list gives one of its values times ±1; when the largest value is below 1 it is a fraction
+//!   of the image height (width) and is multiplied by it;
 //! - `shear` ~ U(-shear_range, shear_range) degrees;
-//! - `zx` (rows), `zy` (columns) ~ U(lower, upper) independently, where a float `z` means
-//!   `[1 - z, 1 + z]`;
+//! - `zx` (columns), `zy` (rows) ~ U(lower, upper) independently, in that order, where a float
+//!   `z` means `[1 - z, 1 + z]`;
 //! - horizontal and vertical flips with probability ½ each when enabled;
 //! - a channel shift ~ U(-channel_shift_range, channel_shift_range) (pixel units, 0-255);
 //! - a brightness factor ~ U(brightness_range).
 //!
-//! # The transform (Keras `apply_affine_transform`)
-//! In homogeneous `(row, col, 1)` coordinates, with `s` the shear angle:
+//! Keras draws the height shift into its `tx`, and its `apply_transform` moves the columns by
+//! `tx` (tf-keras issue 310: `height_shift_range` shifts images sideways). We keep the
+//! documented meaning, a height shift moves rows, and draw in Keras' order, so the same
+//! numbers come out of the same stream.
+//!
+//! # The transform (Keras 3's `apply_affine_transform`)
+//! Keras builds its matrix in `(x, y, 1)` = `(col, row, 1)` coordinates, with `s` the shear
+//! angle:
 //! ```text
 //! rotation = [[cos θ, -sin θ, 0], [sin θ, cos θ, 0], [0, 0, 1]]
 //! shift    = [[1, 0, tx], [0, 1, ty], [0, 0, 1]]
 //! shear    = [[1, -sin s, 0], [0, cos s, 0], [0, 0, 1]]
 //! zoom     = [[zx, 0, 0], [0, zy, 0], [0, 0, 1]]
 //! T        = rotation · shift · shear · zoom                  (Keras' transform_matrix)
-//! input(row, col) = to_centre · T · from_centre · flips · output(row, col)
+//! input(x, y) = to_centre · T · from_centre · output(x, y)
 //! ```
-//! Like `scipy.ndimage.affine_transform`, which Keras calls, the matrix maps each output pixel
-//! to the input point it is sampled from. One deliberate difference: the centre is
-//! `((h-1)/2, (w-1)/2)`, the true centre of the pixel grid, where Keras uses
-//! `(h/2 + 0.5, w/2 + 0.5)` (one pixel off, so its 90° rotations are not exact). Flips, which
-//! Keras applies afterwards, are folded into the same matrix, so every geometric change is one
-//! resampling pass. Then the channel shift (clipped to the transformed image's min and max, as
-//! Keras does) and the brightness factor (clipped to 0-255) are applied, and values are scaled
-//! to [0, 1].
+//! then swaps the axes to index the array by `(row, col)`, as we do. Like
+//! `scipy.ndimage.affine_transform`, which Keras calls, the matrix maps each output pixel to the
+//! input point it is sampled from. The centre is `((w-1)/2, (h-1)/2)`, the true centre of the
+//! pixel grid. Keras 3 computes `h/2 - 0.5` and `w/2 - 0.5`, the same numbers, but pairs the
+//! height with x, so for h ≠ w it turns, shears and zooms about a point off the centre; we do
+//! not copy that (square images match Keras exactly). Flips, which Keras applies afterwards, are
+//! folded into the same matrix, so every geometric change is one resampling pass.
+//!
+//! # Sampling (scipy's `affine_transform`, order 1 or 0)
+//! A point outside the image is first brought inside as scipy's `map_coordinate` does:
+//! `constant` gives `cval` for any point beyond the first or last pixel centre (no blending
+//! with `cval`), `nearest` clamps, `reflect` mirrors about the pixel edges (`dcba|abcd|dcba`),
+//! and `wrap` repeats with period n-1 (scipy's `wrap`: the first and last pixels overlap, so
+//! `abcd` continues `bcd`, not `abcd`). Bilinear sampling then weighs the two taps along each
+//! axis (a tap past the edge is folded the same way); nearest sampling rounds halves up.
+//! Then the channel shift (clipped to the transformed image's min and max, as Keras does) and
+//! the brightness factor, which Keras applies through PIL on 8-bit pixels: values are cut to
+//! whole numbers, multiplied in single precision and cut again (clipped to 0-255). Values are
+//! scaled to [0, 1].
 //!
 //! # Determinism
 //! The parameters of an image depend only on (seed, epoch, image index), through the
@@ -146,15 +163,15 @@ impl Default for ZoomRange {
 pub struct Params {
     /// Rotation, degrees.
     pub theta: f64,
-    /// Shift along rows (pixels).
+    /// Shift along x, the columns (pixels; Keras' `tx`).
     pub tx: f64,
-    /// Shift along columns (pixels).
+    /// Shift along y, the rows (pixels; Keras' `ty`).
     pub ty: f64,
     /// Shear, degrees.
     pub shear: f64,
-    /// Zoom along rows.
+    /// Zoom along x, the columns.
     pub zx: f64,
-    /// Zoom along columns.
+    /// Zoom along y, the rows.
     pub zy: f64,
     /// Mirror left-right.
     pub flip_horizontal: bool,
@@ -221,8 +238,8 @@ impl AugmentConfig {
         let uniform = |rng: &mut dyn rand::RngCore, lo: f64, hi: f64| if lo < hi { rng.gen_range(lo..hi) } else { lo };
         let theta =
             if self.rotation_range > 0.0 { uniform(rng, -self.rotation_range, self.rotation_range) } else { 0.0 };
-        let tx = shift(&self.height_shift_range, h, rng);
-        let ty = shift(&self.width_shift_range, w, rng);
+        let ty = shift(&self.height_shift_range, h, rng);
+        let tx = shift(&self.width_shift_range, w, rng);
         let shear = if self.shear_range > 0.0 { uniform(rng, -self.shear_range, self.shear_range) } else { 0.0 };
         let [lo, hi] = self.zoom_range.0;
         let (zx, zy) = if lo == 1.0 && hi == 1.0 { (1.0, 1.0) } else { (uniform(rng, lo, hi), uniform(rng, lo, hi)) };
@@ -262,7 +279,8 @@ impl Params {
         *self == Params { zx: 1.0, zy: 1.0, ..Params::default() }
     }
 
-    /// Keras' `rotation @ shift @ shear @ zoom`, centred, with the flips folded in.
+    /// Keras' `rotation @ shift @ shear @ zoom` in `(x, y)`, centred, turned into `(row, col)`
+    /// with the flips folded in.
     pub fn matrix(&self, h: usize, w: usize) -> Affine {
         type M = [[f64; 3]; 3];
         let mul = |a: M, b: M| -> M {
@@ -279,9 +297,9 @@ impl Params {
         let shift = [[1.0, 0.0, self.tx], [0.0, 1.0, self.ty], [0.0, 0.0, 1.0]];
         let shear = [[1.0, -s.sin(), 0.0], [0.0, s.cos(), 0.0], [0.0, 0.0, 1.0]];
         let zoom = [[self.zx, 0.0, 0.0], [0.0, self.zy, 0.0], [0.0, 0.0, 1.0]];
-        let (cr, cc) = ((h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0);
-        let to_centre = [[1.0, 0.0, cr], [0.0, 1.0, cc], [0.0, 0.0, 1.0]];
-        let from_centre = [[1.0, 0.0, -cr], [0.0, 1.0, -cc], [0.0, 0.0, 1.0]];
+        let (cx, cy) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
+        let to_centre = [[1.0, 0.0, cx], [0.0, 1.0, cy], [0.0, 0.0, 1.0]];
+        let from_centre = [[1.0, 0.0, -cx], [0.0, 1.0, -cy], [0.0, 0.0, 1.0]];
         // Flips act on the output grid after the transform: out'(r, c) = out(h-1-r, w-1-c).
         let flip = [
             [if self.flip_vertical { -1.0 } else { 1.0 }, 0.0, if self.flip_vertical { h as f64 - 1.0 } else { 0.0 }],
@@ -294,7 +312,10 @@ impl Params {
         ];
         let m =
             [rotation, shift, shear, zoom].into_iter().fold([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], mul);
-        let m = mul(mul(mul(to_centre, m), from_centre), flip);
+        let m = mul(mul(to_centre, m), from_centre);
+        // (x, y) to (row, col): swap both the rows and the columns of the matrix.
+        let m = [[m[1][1], m[1][0], m[1][2]], [m[0][1], m[0][0], m[0][2]], [0.0, 0.0, 1.0]];
+        let m = mul(m, flip);
         [m[0], m[1]]
     }
 }
@@ -311,7 +332,44 @@ fn floor(v: f64) -> i64 {
     }
 }
 
-/// Maps an index outside `0..n` back inside (None: use `cval`).
+/// Brings a point `v` outside the pixel centres `0..=n-1` of an axis back inside, as scipy's
+/// `map_coordinate` does (None: `cval`). Reflected points may land in `[-1, 0)`, where the
+/// taps fold.
+#[inline]
+fn locate(v: f64, n: i64, mode: FillMode) -> Option<f64> {
+    let last = (n - 1) as f64;
+    if (0.0..=last).contains(&v) {
+        return Some(v);
+    }
+    let trunc = |v: f64| v as i64 as f64;
+    Some(match mode {
+        FillMode::Constant => return None,
+        FillMode::Nearest => v.clamp(0.0, last),
+        _ if n <= 1 => 0.0,
+        FillMode::Wrap if v < 0.0 => v + last * (trunc(-v / last) + 1.0),
+        FillMode::Wrap => v - last * trunc(v / last),
+        FillMode::Reflect => {
+            let period = 2.0 * n as f64;
+            if v < 0.0 {
+                let v = if v < -period { period * trunc(-v / period) + v } else { v };
+                if v < -(n as f64) {
+                    v + period
+                } else {
+                    -v - 1.0
+                }
+            } else {
+                let v = v - period * trunc(v / period);
+                if v >= n as f64 {
+                    period - v - 1.0
+                } else {
+                    v
+                }
+            }
+        }
+    })
+}
+
+/// Maps a tap index outside `0..n` back inside (None: use `cval`).
 #[inline]
 fn fold(i: i64, n: i64, mode: FillMode) -> Option<usize> {
     if (0..n).contains(&i) {
@@ -353,6 +411,10 @@ pub fn apply(cfg: &AugmentConfig, p: &Params, img: &[u8], [_, h, w]: [usize; 3],
         for col in 0..w {
             let (y, x) = (a * r as f64 + b * col as f64 + e, cc * r as f64 + d * col as f64 + f);
             let o = r * w + col;
+            let Some((y, x)) = locate(y, hi, fill).zip(locate(x, wi, fill)) else {
+                outs.iter_mut().for_each(|out_plane| out_plane[o] = cval);
+                continue;
+            };
             match cfg.interpolation {
                 Interpolation::Nearest => {
                     let src = fold(floor(y + 0.5), hi, fill).zip(fold(floor(x + 0.5), wi, fill));
@@ -397,15 +459,17 @@ pub fn apply(cfg: &AugmentConfig, p: &Params, img: &[u8], [_, h, w]: [usize; 3],
         out.iter_mut().for_each(|v| *v = (*v + shift as f32).clamp(lo, hi));
     }
     if let Some(factor) = p.brightness {
-        out.iter_mut().for_each(|v| *v = (*v * factor as f32).clamp(0.0, 255.0));
+        // PIL's ImageEnhance.Brightness on the 8-bit image Keras makes (values cut, not rounded).
+        let factor = factor as f32;
+        out.iter_mut().for_each(|v| *v = (v.trunc() * factor).clamp(0.0, 255.0).trunc());
     }
     if late {
         out.iter_mut().for_each(|v| *v /= 255.0);
     }
 }
 
-/// A training batch of images `indices` from `pixels` (CHW bytes, `shape` each), augmented
-/// with draws from (seed, epoch, image index), in parallel across the batch.
+/// A training batch: `pixels` holds the images `indices` (CHW bytes, `shape` each, in that
+/// order), augmented with draws from (seed, epoch, image index), in parallel across the batch.
 pub fn batch(
     cfg: &AugmentConfig,
     pixels: &[u8],
@@ -416,10 +480,11 @@ pub fn batch(
 ) -> Vec<f32> {
     let n: usize = shape.iter().product();
     let mut out = vec![0.0; indices.len() * n];
-    out.par_chunks_mut(n).zip(indices).for_each(|(out, &i)| {
+    assert_eq!(pixels.len(), out.len(), "one image of {shape:?} per index");
+    out.par_chunks_mut(n).zip(pixels.par_chunks(n)).zip(indices).for_each(|((out, img), &i)| {
         let mut rng = seed::rng(seed, Stream::Augment, &[epoch as u64, i as u64]);
         let params = cfg.draw(shape[1], shape[2], &mut rng);
-        apply(cfg, &params, &pixels[i * n..(i + 1) * n], shape, out);
+        apply(cfg, &params, img, shape, out);
     });
     out
 }
@@ -576,12 +641,12 @@ mod tests {
 
     #[test]
     fn a_90_degree_rotation_samples_each_corner_from_the_next_one() {
-        // Output (r, c) samples input (n-1-c, r).
+        // Output (r, c) samples input (c, n-1-r): Keras turns the picture anticlockwise.
         let p = Params { theta: 90.0, ..identity() };
         assert_maps(
             p,
             (5, 5),
-            &[((0, 0), (4.0, 0.0)), ((0, 4), (0.0, 0.0)), ((4, 4), (0.0, 4.0)), ((2, 2), (2.0, 2.0))],
+            &[((0, 0), (0.0, 4.0)), ((0, 4), (4.0, 4.0)), ((4, 4), (4.0, 0.0)), ((2, 2), (2.0, 2.0))],
         );
         // 180° about the centre of a non-square grid swaps opposite corners exactly.
         let p = Params { theta: 180.0, ..identity() };
@@ -601,9 +666,10 @@ mod tests {
 
     #[test]
     fn a_flip_acts_on_the_output_after_the_rotation() {
-        // Rotating 90° then mirroring left-right is a transpose: output (r, c) samples (c, r).
+        // Rotating 90° then mirroring left-right mirrors about the other diagonal: output
+        // (r, c) samples (n-1-c, n-1-r).
         let p = Params { theta: 90.0, flip_horizontal: true, ..identity() };
-        assert_maps(p, (5, 5), &[((0, 3), (3.0, 0.0)), ((1, 4), (4.0, 1.0)), ((4, 0), (0.0, 4.0))]);
+        assert_maps(p, (5, 5), &[((0, 3), (1.0, 4.0)), ((1, 4), (0.0, 3.0)), ((4, 0), (4.0, 0.0))]);
     }
 
     #[test]
@@ -611,44 +677,52 @@ mod tests {
         // Zoom 2 on a 9x9 grid: the centre stays, a corner samples twice as far out.
         let p = Params { zx: 2.0, zy: 2.0, ..identity() };
         assert_maps(p, (9, 9), &[((4, 4), (4.0, 4.0)), ((0, 0), (-4.0, -4.0)), ((4, 6), (4.0, 8.0))]);
-        // Zoom 0.5 along rows only, on a 5x8 grid (centre (2, 3.5)): zooms in on the rows.
-        let p = Params { zx: 0.5, ..identity() };
+        // Zoom 0.5 along y only, on a 5x8 grid (centre (2, 3.5)): zooms in on the rows.
+        let p = Params { zy: 0.5, ..identity() };
         assert_maps(p, (5, 8), &[((0, 0), (1.0, 0.0)), ((4, 7), (3.0, 7.0))]);
+        // And along x only: the columns.
+        let p = Params { zx: 0.5, ..identity() };
+        assert_maps(p, (5, 8), &[((0, 0), (0.0, 1.75)), ((4, 7), (4.0, 5.25))]);
     }
 
-    /// Keras' formula by hand: M = R · T · Sh · Z, centred at c: input = M·(out - c) + c, with
-    /// the translation applied in the rotated frame.
+    /// Keras' formula by hand: M = R · T · Sh · Z in (x, y), centred at c: input = M·(out - c) + c,
+    /// with the translation applied in the rotated frame; then read in (row, col) = (y, x).
     #[test]
     #[allow(clippy::needless_range_loop)] // matrix entries by row and column, as the formula writes them
     fn the_matrix_is_keras_rotation_shift_shear_zoom_about_the_centre() {
         let (h, w) = (9usize, 13usize);
-        let (cr, cc) = (4.0, 6.0);
+        let (cx, cy) = (6.0, 4.0);
         let p = Params { theta: 30.0, tx: 2.0, ty: -3.0, shear: 10.0, zx: 0.9, zy: 1.2, ..identity() };
         let m = p.matrix(h, w);
         let (t, s) = (30f64.to_radians(), 10f64.to_radians());
-        // R·Sh·Z (linear part) and R·(tx, ty) (translation).
+        // R·Sh·Z (linear part) and R·(tx, ty) (translation), both in (x, y).
         let a = [[t.cos(), -t.sin()], [t.sin(), t.cos()]];
         let sh = [[1.0, -s.sin()], [0.0, s.cos()]];
         let lin = |i: usize, j: usize| (0..2).map(|k| a[i][k] * sh[k][j]).sum::<f64>() * [0.9, 1.2][j];
         let shift = [a[0][0] * 2.0 + a[0][1] * -3.0, a[1][0] * 2.0 + a[1][1] * -3.0];
+        // (row, col) index i is (x, y) index 1 - i.
         for i in 0..2 {
+            let xy = 1 - i;
             for j in 0..2 {
-                assert!((m[i][j] - lin(i, j)).abs() < 1e-12, "m[{i}][{j}] = {} want {}", m[i][j], lin(i, j));
+                let want = lin(xy, 1 - j);
+                assert!((m[i][j] - want).abs() < 1e-12, "m[{i}][{j}] = {} want {want}", m[i][j]);
             }
-            let centre = [cr, cc];
-            let offset = centre[i] + shift[i] - (lin(i, 0) * cr + lin(i, 1) * cc);
+            let centre = [cx, cy];
+            let offset = centre[xy] + shift[xy] - (lin(xy, 0) * cx + lin(xy, 1) * cy);
             assert!((m[i][2] - offset).abs() < 1e-12, "offset {i}: {} want {offset}", m[i][2]);
         }
         // Each parameter alone.
         let only = |p: Params| p.matrix(h, w);
         let z = only(Params { zx: 2.0, ..identity() });
-        assert_eq!((z[0][0], z[0][2]), (2.0, cr - 2.0 * cr));
+        assert_eq!((z[1][1], z[1][2], z[0][0]), (2.0, cx - 2.0 * cx, 1.0), "zx scales the columns");
         let sft = only(Params { tx: 3.0, ty: 1.0, ..identity() });
-        assert_eq!((sft[0][2], sft[1][2]), (3.0, 1.0));
+        assert_eq!((sft[0][2], sft[1][2]), (1.0, 3.0), "tx moves the columns, ty the rows");
+        // Keras shears along x: the column read moves with the row, the row read shrinks.
         let shr = only(Params { shear: 20.0, ..identity() });
         assert!(
-            (shr[0][1] + 20f64.to_radians().sin()).abs() < 1e-12
-                && (shr[1][1] - 20f64.to_radians().cos()).abs() < 1e-12
+            (shr[1][0] + 20f64.to_radians().sin()).abs() < 1e-12
+                && (shr[0][0] - 20f64.to_radians().cos()).abs() < 1e-12
+                && shr[0][1] == 0.0
         );
     }
 
@@ -665,6 +739,25 @@ mod tests {
         let constant = folded(FillMode::Constant);
         assert_eq!(constant[6..10], some(&[0, 1, 2, 3])[..]);
         assert!(constant[..6].iter().chain(&constant[10..]).all(Option::is_none));
+    }
+
+    #[test]
+    fn points_outside_are_brought_inside_as_scipy_does() {
+        // Four pixels at 0..=3. Values from scipy.ndimage.affine_transform 1.17 with order 1.
+        let at = |v: f64, mode| locate(v, 4, mode);
+        assert_eq!(at(-1e-12, FillMode::Constant), None, "constant: anything past a pixel centre");
+        assert_eq!(at(3.0 + 1e-12, FillMode::Constant), None);
+        assert_eq!(at(3.0, FillMode::Constant), Some(3.0));
+        assert_eq!(at(-2.5, FillMode::Nearest), Some(0.0));
+        // wrap has period n-1 = 3: -0.5 reads between c and d, 4.0 reads b, -3 reads d.
+        assert_eq!(at(-0.5, FillMode::Wrap), Some(2.5));
+        assert_eq!(at(4.0, FillMode::Wrap), Some(1.0));
+        assert_eq!(at(-3.0, FillMode::Wrap), Some(3.0));
+        // reflect mirrors about -0.5 and 3.5 with period 8.
+        assert_eq!(at(-1.5, FillMode::Reflect), Some(0.5));
+        assert_eq!(at(5.5, FillMode::Reflect), Some(1.5));
+        assert_eq!(at(-9.5, FillMode::Reflect), Some(0.5));
+        assert_eq!(locate(7.0, 1, FillMode::Wrap), Some(0.0), "one pixel: always that pixel");
     }
 
     #[test]

@@ -1,19 +1,26 @@
 //! The only place that decodes image files: any format the `image` crate reads here (PNG, JPEG
 //! including greyscale and CMYK, GIF, BMP, WebP; detected from the content, not the extension),
-//! turned upright by its EXIF orientation, converted to the colour mode, and resized with
-//! bilinear filtering (Keras' default interpolation).
+//! turned upright by its EXIF orientation, converted to the colour mode, and resized with the
+//! configured [`Interpolation`].
+//!
+//! JPEGs are decoded by `image`'s zune-jpeg backend, which runs on the calling thread (the
+//! caller spreads files over the cores); resizing is `fast_image_resize`, whose SIMD paths use
+//! the same fixed-point arithmetic as its scalar one, so the bytes do not depend on the CPU.
+//! [`PIXELS_VERSION`] names both, and goes into the image cache's key, so a cache written by
+//! another decoder is rebuilt rather than read as if it were this one's.
 //!
 //! Safety limits keep a hostile or broken file from taking the machine down: files over
 //! `MAX_FILE_BYTES`, images over `MAX_SIDE` pixels on a side, and decoders asking for more than
 //! `MAX_DECODER_BYTES` are rejected before the memory is allocated.
 
+use std::cell::RefCell;
 use std::io::Cursor;
 use std::path::Path;
 
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::error::ImageError;
-use image::imageops::FilterType;
-use image::io::{Limits, Reader};
-use image::{DynamicImage, ImageFormat};
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
 use super::orientation;
 use super::quarantine::Reason;
@@ -40,6 +47,43 @@ impl ColorMode {
     }
 }
 
+/// How an image is resized to `data.image_size` (`interpolation` of Keras'
+/// `image_dataset_from_directory`). Images already of that size are used as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    /// A triangle filter widened to the scale when shrinking, so every input pixel counts (as
+    /// Pillow's `BILINEAR` and `tf.image.resize(..., antialias=True)`); plain two-by-two
+    /// bilinear sampling would alias when a 500 px photo becomes 128 px.
+    #[default]
+    Bilinear,
+    /// The input pixel under each output pixel's centre (`floor((x + 0.5) * scale)`, as
+    /// TensorFlow's half-pixel-centre nearest neighbour).
+    Nearest,
+    /// The mean of the input pixels whose centres fall inside each output pixel (a box filter:
+    /// exactly Keras' area averaging when the scale is a whole number).
+    Area,
+}
+
+impl Interpolation {
+    /// True for the default, which resolved configs leave out so that configs written before
+    /// the key existed keep their sweep trial names.
+    pub fn is_default(&self) -> bool {
+        *self == Interpolation::default()
+    }
+
+    fn algorithm(self) -> ResizeAlg {
+        match self {
+            Interpolation::Bilinear => ResizeAlg::Convolution(FilterType::Bilinear),
+            Interpolation::Nearest => ResizeAlg::Nearest,
+            Interpolation::Area => ResizeAlg::Convolution(FilterType::Box),
+        }
+    }
+}
+
+/// The decoder and resizer behind the pixels; part of the image cache's key.
+pub const PIXELS_VERSION: &str = "image-0.25.6 zune-jpeg-0.4 fast_image_resize-6";
+
 /// Largest file read (256 MiB).
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 /// Largest width or height decoded.
@@ -51,8 +95,13 @@ pub const MAX_DECODER_BYTES: u64 = 512 << 20;
 pub type Rejection = (Reason, String);
 
 /// Decodes `path` to CHW bytes of `image_size` (`[height, width]`), or says why it cannot.
-pub fn decode(path: &Path, image_size: [usize; 2], mode: ColorMode) -> Result<Vec<u8>, Rejection> {
-    decode_bytes(&read(path)?, image_size, mode)
+pub fn decode(
+    path: &Path,
+    image_size: [usize; 2],
+    mode: ColorMode,
+    interpolation: Interpolation,
+) -> Result<Vec<u8>, Rejection> {
+    decode_bytes(&read(path)?, image_size, mode, interpolation)
 }
 
 /// What a look at one image tells about a dataset before it is decoded whole: its size as
@@ -92,32 +141,60 @@ fn read(path: &Path) -> Result<Vec<u8>, Rejection> {
 }
 
 /// Decodes an image held in memory; see [`decode`].
-pub fn decode_bytes(bytes: &[u8], image_size: [usize; 2], mode: ColorMode) -> Result<Vec<u8>, Rejection> {
+pub fn decode_bytes(
+    bytes: &[u8],
+    image_size: [usize; 2],
+    mode: ColorMode,
+    interpolation: Interpolation,
+) -> Result<Vec<u8>, Rejection> {
     let img = upright(bytes)?;
-    let [h, w] = image_size;
-    let img = match mode {
-        ColorMode::Grayscale => DynamicImage::ImageLuma8(img.to_luma8()),
-        ColorMode::Rgb => DynamicImage::ImageRgb8(img.to_rgb8()),
+    let (width, height) = (img.width(), img.height());
+    let pixels = match mode {
+        ColorMode::Grayscale => img.into_luma8().into_raw(),
+        ColorMode::Rgb => img.into_rgb8().into_raw(),
     };
-    let img = if (img.height() as usize, img.width() as usize) == (h, w) {
-        img
-    } else {
-        img.resize_exact(w as u32, h as u32, FilterType::Triangle)
-    };
-    Ok(match img {
-        DynamicImage::ImageRgb8(rgb) => {
-            // HWC → CHW.
-            let hwc = rgb.into_raw();
-            (0..3).flat_map(|c| hwc.iter().skip(c).step_by(3).copied()).collect()
-        }
-        other => other.into_luma8().into_raw(),
+    let hwc = resize(pixels, [height, width], mode, image_size, interpolation);
+    Ok(match mode {
+        // HWC → CHW.
+        ColorMode::Rgb => (0..3).flat_map(|c| hwc.iter().skip(c).step_by(3).copied()).collect(),
+        ColorMode::Grayscale => hwc,
     })
+}
+
+thread_local! {
+    /// One resizer per thread, so its scratch buffers are reused from image to image.
+    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+}
+
+/// `hwc` (`[height, width]`, interleaved channels of `mode`) resized to `[h, w]`.
+fn resize(
+    hwc: Vec<u8>,
+    [height, width]: [u32; 2],
+    mode: ColorMode,
+    [h, w]: [usize; 2],
+    interpolation: Interpolation,
+) -> Vec<u8> {
+    if (height as usize, width as usize) == (h, w) {
+        return hwc;
+    }
+    let pixel_type = match mode {
+        ColorMode::Grayscale => PixelType::U8,
+        ColorMode::Rgb => PixelType::U8x3,
+    };
+    // Byte pixels have no alignment, and the buffer holds exactly width x height of them.
+    let src = ImageRef::new(width, height, &hwc, pixel_type).expect("a buffer of the decoded size");
+    let mut dst = Image::new(w as u32, h as u32, pixel_type);
+    let options = ResizeOptions::new().resize_alg(interpolation.algorithm());
+    RESIZER
+        .with(|r| r.borrow_mut().resize(&src, &mut dst, &options))
+        .expect("source and destination share one pixel type");
+    dst.into_vec()
 }
 
 /// Decodes `bytes` within the safety limits and turns a JPEG upright by its EXIF orientation.
 fn upright(bytes: &[u8]) -> Result<DynamicImage, Rejection> {
     let mut reader =
-        Reader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| (Reason::Unreadable, e.to_string()))?;
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| (Reason::Unreadable, e.to_string()))?;
     let Some(format) = reader.format() else {
         return Err((Reason::NotAnImage, "not an image file (no known image signature)".into()));
     };

@@ -77,6 +77,8 @@ pub fn scan(root: &Path) -> Result<Listing> {
         )));
     }
     let entries = sorted_entries(root).map_err(|e| Error::io("reading dataset folder", root, e))?;
+    // Listing a large folder on a network filesystem takes a while: say how far it got.
+    let progress = crate::progress::Progress::unbounded("scanning").unit("files");
     let mut listing =
         Listing { root: root.to_path_buf(), classes: Vec::new(), samples: Vec::new(), quarantined: Vec::new() };
     for (dir, name, kind) in entries {
@@ -94,6 +96,7 @@ pub fn scan(root: &Path) -> Result<Listing> {
                 dir.display()
             ))
         })?;
+        progress.inc(files.len() as u64);
         let label = listing.classes.len();
         let before = listing.samples.len();
         for (path, _, kind) in files {
@@ -124,5 +127,6 @@ pub fn scan(root: &Path) -> Result<Listing> {
             root.display()
         )));
     }
+    progress.finish();
     Ok(listing)
 }

@@ -9,37 +9,63 @@ mod orientation;
 pub mod quarantine;
 pub mod split;
 
-pub use decode::ColorMode;
+pub use decode::{ColorMode, Interpolation};
 pub use image_folder::{scan, Listing, Sample};
 pub use quarantine::{Quarantined, Reason};
 pub use split::{epoch_order, split, Split};
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use cache::{Cache, Decoded, Stamp};
+use cache::{Cache, Decoded, Entry, Index, Records, Slot, Stamp, Writer};
 
 use rayon::prelude::*;
 
+use crate::progress::Progress;
 use crate::{Error, Result};
 
-/// Decoded images held in memory as bytes (a quarter of the size of floats), CHW per image.
+/// The decoded images of a dataset, with their labels and files. The pixels stay on disk, in
+/// the image cache (or an unnamed temporary file when `data.cache = false`), one fixed-size
+/// record of CHW bytes per image; they are read as batches need them, so memory does not grow
+/// with the dataset.
 #[derive(Clone, Debug)]
 pub struct Images {
     /// Class names, sorted; a label is an index into this.
     pub classes: Vec<String>,
     /// Channels, height, width of every image.
     pub shape: [usize; 3],
-    /// All pixels, image after image.
-    pub pixels: Vec<u8>,
     /// Class index of each image.
     pub labels: Vec<usize>,
     /// Source file of each image.
     pub paths: Vec<PathBuf>,
     /// Files that are not used, with the reason.
     pub quarantined: Vec<Quarantined>,
+    /// The file holding the pixels.
+    records: Arc<Records>,
+    /// Where each image's pixels are in `records`.
+    slots: Vec<Slot>,
 }
 
 impl Images {
+    /// Images whose pixels are given (CHW bytes, image after image), for tools and tests; they
+    /// go to an unnamed temporary file in `dir` like any others.
+    pub fn from_pixels(
+        classes: Vec<String>,
+        shape: [usize; 3],
+        pixels: &[u8],
+        labels: Vec<usize>,
+        paths: Vec<PathBuf>,
+        dir: &Path,
+    ) -> Result<Images> {
+        let n: usize = shape.iter().product();
+        assert_eq!(pixels.len(), n * labels.len(), "one image of {shape:?} per label");
+        let mut writer = cache::Writer::unnamed(dir, n)?;
+        let stamp = Stamp { size: 0, mtime_ns: 0, inode: 0 };
+        let slots = pixels.chunks(n).map(|p| writer.pixels(String::new(), stamp, p)).collect::<Result<_>>()?;
+        let records = Arc::new(writer.finish()?);
+        Ok(Images { classes, shape, labels, paths, quarantined: Vec::new(), records, slots })
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -55,10 +81,31 @@ impl Images {
         self.shape.iter().product()
     }
 
-    /// Pixels of images `indices`, scaled to [0, 1], one image after another.
-    pub fn batch(&self, indices: &[usize]) -> Vec<f32> {
+    /// The pixels of images `indices`, CHW bytes, one image after another. An error when the
+    /// file holding them was truncated or changed since they were written.
+    pub fn bytes(&self, indices: &[usize]) -> Result<Vec<u8>> {
         let n = self.image_len();
-        indices.iter().flat_map(|&i| &self.pixels[i * n..(i + 1) * n]).map(|&p| f32::from(p) / 255.0).collect()
+        let mut out = vec![0; indices.len() * n];
+        for (out, &i) in out.chunks_mut(n).zip(indices) {
+            self.records.read(self.slots[i], out, &self.paths[i])?;
+        }
+        Ok(out)
+    }
+
+    /// Pixels of images `indices`, scaled to [0, 1], one image after another.
+    pub fn batch(&self, indices: &[usize]) -> Result<Vec<f32>> {
+        Ok(self.bytes(indices)?.into_iter().map(|p| f32::from(p) / 255.0).collect())
+    }
+
+    /// The CRC-32 of every image's pixels, one after another, as if they were one buffer:
+    /// combined from the records' own checksums, without reading a pixel.
+    pub fn pixels_crc(&self) -> u32 {
+        let n = self.image_len() as u64;
+        let mut all = crc32fast::Hasher::new();
+        for slot in &self.slots {
+            all.combine(&crc32fast::Hasher::new_with_initial_len(slot.crc, n));
+        }
+        all.finalize()
     }
 
     /// Class indices of images `indices`.
@@ -67,20 +114,29 @@ impl Images {
     }
 }
 
-/// Every preprocessing choice that changes the decoded pixels (the cache is kept per setting).
-fn cache_settings([h, w]: [usize; 2], mode: ColorMode) -> String {
-    format!("size={h}x{w} color_mode={mode:?} resize=triangle exif=applied v1")
+/// Every preprocessing choice that changes the decoded pixels, and the decoder that made them
+/// (the cache is kept per setting, and rebuilt when the decoder changes).
+fn cache_settings([h, w]: [usize; 2], mode: ColorMode, interpolation: Interpolation) -> String {
+    format!(
+        "size={h}x{w} color_mode={mode:?} interpolation={interpolation:?} exif=applied decoder={} v2",
+        decode::PIXELS_VERSION
+    )
 }
 
 /// The files of `listing` known to be unusable without decoding anything: the scan's own
-/// findings, empty files, and the verdicts the cache holds for unchanged files.
+/// findings, empty files, and the verdicts the cache's index holds for unchanged files (read
+/// from the index alone, not a pixel).
 pub fn known_quarantine(
     listing: &Listing,
     image_size: [usize; 2],
     mode: ColorMode,
+    interpolation: Interpolation,
     cache_dir: Option<&Path>,
 ) -> Vec<Quarantined> {
-    let cache = cache_dir.map(|dir| Cache::open(dir, &listing.root, &cache_settings(image_size, mode)));
+    let record_len = mode.channels() * image_size[0] * image_size[1];
+    let settings = cache_settings(image_size, mode, interpolation);
+    let index =
+        cache_dir.and_then(|dir| Cache::new(dir, &listing.root, &settings).open(record_len)).map(|(_, index)| index);
     let mut known = listing.quarantined.clone();
     for s in &listing.samples {
         let name = listing.relative_name(s);
@@ -90,7 +146,7 @@ pub fn known_quarantine(
                 known.push(Quarantined::new(s.path.clone(), Reason::Empty, "the file is empty (0 bytes)"))
             }
             Ok(stamp) => {
-                if let Some(Err((reason, detail))) = cache.as_ref().and_then(|c| c.get(&name, stamp)) {
+                if let Some(Entry::Quarantined(reason, detail)) = index.as_ref().and_then(|i| i.get(&name, stamp)) {
                     known.push(Quarantined::new(s.path.clone(), *reason, detail.clone()));
                 }
             }
@@ -108,61 +164,171 @@ pub struct LoadStats {
     pub from_cache: usize,
 }
 
-/// Decodes every listed file (in parallel, order kept), taking unchanged files from `cache`
-/// when one is given. Files that cannot be used are quarantined; a class left with no usable
-/// image is an error.
+/// What became of one listed file: where its pixels are, or why it is not used.
+type Outcome = std::result::Result<Slot, (Reason, String)>;
+
+/// The listed files, each with its name in the cache and its stamp (or why it has none).
+struct Files<'a> {
+    listing: &'a Listing,
+    names: Vec<String>,
+    stamps: Vec<std::result::Result<Stamp, String>>,
+    record_len: usize,
+}
+
+impl Files<'_> {
+    /// What `index` says of every file, when it knows every file that has a stamp.
+    fn known_to(&self, index: &Index) -> Option<(Vec<Outcome>, LoadStats)> {
+        let mut from_cache = 0;
+        let outcomes = self.names.iter().zip(&self.stamps).map(|(name, stamp)| match stamp {
+            Err(e) => Some(Err((Reason::Unreadable, e.clone()))),
+            Ok(stamp) => {
+                from_cache += 1;
+                match index.get(name, *stamp)? {
+                    Entry::Pixels(slot) => Some(Ok(*slot)),
+                    Entry::Quarantined(reason, detail) => Some(Err((*reason, detail.clone()))),
+                }
+            }
+        });
+        let outcomes = outcomes.collect::<Option<Vec<_>>>()?;
+        Some((outcomes, LoadStats { decoded: self.names.len() - from_cache, from_cache }))
+    }
+
+    /// Writes every file's pixels or verdict to `writer`, in order: copied from `previous`
+    /// where it has the file unchanged, else decoded with `decode`, in parallel chunks of a
+    /// few images per thread, so memory holds a chunk, never the dataset.
+    fn fill(
+        &self,
+        mut writer: Writer,
+        previous: Option<&(Records, Index)>,
+        decode: impl Fn(&Path) -> Decoded + Sync,
+    ) -> Result<(Records, Vec<Outcome>, LoadStats)> {
+        let samples = &self.listing.samples;
+        let known = |i: usize| match &self.stamps[i] {
+            Ok(stamp) => previous.and_then(|(_, index)| index.get(&self.names[i], *stamp)),
+            Err(_) => None,
+        };
+        let to_decode = (0..samples.len()).filter(|&i| self.stamps[i].is_ok() && known(i).is_none()).count();
+        let progress = Progress::new("decoding images", to_decode as u64);
+        let chunk = 4 * rayon::current_num_threads().max(1);
+        let mut outcomes = Vec::with_capacity(samples.len());
+        let mut from_cache = 0;
+        for start in (0..samples.len()).step_by(chunk) {
+            let results: Vec<(Decoded, bool)> = (start..(start + chunk).min(samples.len()))
+                .into_par_iter()
+                .map(|i| {
+                    let path = &samples[i].path;
+                    match (&self.stamps[i], known(i)) {
+                        (Err(e), _) => return (Err((Reason::Unreadable, e.clone())), false),
+                        (Ok(_), Some(Entry::Quarantined(reason, detail))) => {
+                            return (Err((*reason, detail.clone())), true)
+                        }
+                        (Ok(_), Some(Entry::Pixels(slot))) => {
+                            let mut pixels = vec![0; self.record_len];
+                            match previous.map(|(records, _)| records.read(*slot, &mut pixels, path)) {
+                                Some(Ok(())) => return (Ok(pixels), true),
+                                Some(Err(e)) => tracing::warn!("decoding {} again: {e}", path.display()),
+                                None => {}
+                            }
+                        }
+                        (Ok(_), None) => {}
+                    }
+                    let decoded = decode(path);
+                    progress.inc(1);
+                    (decoded, false)
+                })
+                .collect();
+            for (i, (decoded, hit)) in (start..).zip(results) {
+                from_cache += usize::from(hit);
+                let name = self.names[i].clone();
+                outcomes.push(match (decoded, &self.stamps[i]) {
+                    (Ok(pixels), Ok(stamp)) => Ok(writer.pixels(name, *stamp, &pixels)?),
+                    (Err((reason, detail)), Ok(stamp)) => {
+                        writer.quarantined(name, *stamp, reason, detail.clone());
+                        Err((reason, detail))
+                    }
+                    (_, Err(e)) => Err((Reason::Unreadable, e.clone())),
+                });
+            }
+        }
+        progress.finish();
+        let stats = LoadStats { decoded: samples.len() - from_cache, from_cache };
+        Ok((writer.finish()?, outcomes, stats))
+    }
+
+    /// Fills the cache `cache` unless it already holds every file: under its lock, so that of
+    /// several runners starting at once one decodes and the others wait and then read what it
+    /// wrote. A cache folder that cannot be written gives an unnamed temporary file instead.
+    fn cached(
+        &self,
+        cache: &Cache,
+        decode: impl Fn(&Path) -> Decoded + Sync,
+    ) -> Result<(Records, Vec<Outcome>, LoadStats)> {
+        if let Some((records, index)) = cache.open(self.record_len) {
+            if let Some((outcomes, stats)) = self.known_to(&index) {
+                return Ok((records, outcomes, stats));
+            }
+        }
+        let unwritable = |e: Error| {
+            tracing::warn!("cannot write the image cache ({e}); the images go to a temporary file instead");
+            Writer::unnamed(&std::env::temp_dir(), self.record_len)
+        };
+        let _lock = match cache.lock(&self.listing.root) {
+            Ok(lock) => lock,
+            Err(e) => return self.fill(unwritable(e)?, None, decode),
+        };
+        // What is there now: another runner may have filled it while this one waited.
+        let previous = cache.open(self.record_len);
+        if let Some((outcomes, stats)) = previous.as_ref().and_then(|(_, index)| self.known_to(index)) {
+            let (records, _) = previous.expect("just read");
+            return Ok((records, outcomes, stats));
+        }
+        let writer = cache.writer(self.record_len).or_else(unwritable)?;
+        self.fill(writer, previous.as_ref(), decode)
+    }
+}
+
+/// Decodes every listed file (in parallel, order kept) into a file of pixel records, which the
+/// returned [`Images`] read from: the image cache in `cache_dir` when one is given (unchanged
+/// files are taken from it, and runners sharing it decode each file once), else an unnamed
+/// temporary file in the cache folder. Files that cannot be used are quarantined; a class left
+/// with no usable image is an error.
 pub fn load(
     listing: Listing,
     image_size: [usize; 2],
     mode: ColorMode,
+    interpolation: Interpolation,
     cache_dir: Option<&Path>,
 ) -> Result<(Images, LoadStats)> {
     let [h, w] = image_size;
-    let mut cache = cache_dir.map(|dir| Cache::open(dir, &listing.root, &cache_settings(image_size, mode)));
-    let stamps: Vec<_> = listing.samples.par_iter().map(|s| Stamp::of(&s.path)).collect();
-    // Each file's result, and whether it came from the cache.
-    let results: Vec<(Decoded, bool)> = listing
-        .samples
-        .par_iter()
-        .zip(&stamps)
-        .map(|(s, stamp)| {
-            let stamp = match stamp {
-                Ok(stamp) => stamp,
-                Err(e) => return (Err((Reason::Unreadable, e.to_string())), false),
-            };
-            match cache.as_ref().and_then(|c| c.get(&listing.relative_name(s), *stamp)) {
-                Some(hit) => (hit.clone(), true),
-                None => (decode::decode(&s.path, image_size, mode), false),
-            }
-        })
-        .collect();
-    let from_cache = results.iter().filter(|(_, hit)| *hit).count();
-    let stats = LoadStats { decoded: results.len() - from_cache, from_cache };
-    if let Some(cache) = cache.as_mut() {
-        let names: Vec<String> = listing.samples.iter().map(|s| listing.relative_name(s)).collect();
-        for ((name, stamp), (result, hit)) in names.iter().zip(&stamps).zip(&results) {
-            if let (Ok(stamp), false) = (stamp, hit) {
-                cache.insert(name.clone(), *stamp, result.clone());
-            }
+    let shape = [mode.channels(), h, w];
+    let files = Files {
+        listing: &listing,
+        names: listing.samples.iter().map(|s| listing.relative_name(s)).collect(),
+        stamps: listing.samples.par_iter().map(|s| Stamp::of(&s.path).map_err(|e| e.to_string())).collect(),
+        record_len: shape.iter().product(),
+    };
+    let decode = |path: &Path| decode::decode(path, image_size, mode, interpolation);
+    let (records, outcomes, stats) = match cache_dir {
+        Some(dir) => {
+            files.cached(&Cache::new(dir, &listing.root, &cache_settings(image_size, mode, interpolation)), decode)?
         }
-        cache.retain(&names.iter().map(String::as_str).collect());
-        if let Err(e) = cache.save() {
-            tracing::warn!("could not save the image cache: {e}");
-        }
-    }
+        None => files.fill(Writer::unnamed(&cache::default_dir(), files.record_len)?, None, decode)?,
+    };
+    drop(files);
 
     let mut images = Images {
-        shape: [mode.channels(), h, w],
-        pixels: Vec::with_capacity(listing.samples.len() * mode.channels() * h * w),
+        shape,
         labels: Vec::new(),
         paths: Vec::new(),
         quarantined: listing.quarantined,
         classes: listing.classes,
+        records: Arc::new(records),
+        slots: Vec::new(),
     };
-    for (sample, (result, _)) in listing.samples.into_iter().zip(results) {
-        match result {
-            Ok(pixels) => {
-                images.pixels.extend_from_slice(&pixels);
+    for (sample, outcome) in listing.samples.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(slot) => {
+                images.slots.push(slot);
                 images.labels.push(sample.label);
                 images.paths.push(sample.path);
             }

@@ -7,6 +7,7 @@ pub mod onnx;
 pub mod registry;
 pub mod shape;
 pub mod summary;
+pub mod weights;
 
 pub use layers::Layer;
 pub use network::Network;
@@ -26,7 +27,7 @@ pub struct LayerPlan {
     pub input: Shape,
     /// Shape it produces.
     pub output: Shape,
-    /// Its trainable tensors.
+    /// Its tensors (trainable, frozen, or state such as moving averages).
     pub params: Vec<ParamSpec>,
 }
 
@@ -71,7 +72,10 @@ pub fn plan(layers: &[LayerConfig], input: Shape) -> Result<ModelPlan, LayerErro
         let n = seen.entry(config.kind()).or_default();
         let name = if *n == 0 { config.kind().to_string() } else { format!("{}_{n}", config.kind()) };
         *n += 1;
-        planned.push(LayerPlan { name, config: config.clone(), input: shape, output, params: config.params(shape) });
+        // A frozen layer's weights are all non-trainable, as Keras counts them.
+        let frozen = !config.trainable();
+        let params = config.params(shape).into_iter().map(|p| ParamSpec { trainable: p.trainable && !frozen, ..p });
+        planned.push(LayerPlan { name, config: config.clone(), input: shape, output, params: params.collect() });
         shape = output;
     }
     Ok(ModelPlan { input, layers: planned })

@@ -24,7 +24,8 @@ pub struct NamedParam<D: Backend> {
     pub dims: Vec<usize>,
     /// The values, flat.
     pub tensor: Param<D>,
-    /// Changed by the optimizer (false for state a layer updates itself).
+    /// Changed by the optimizer (false for state a layer updates itself, and for the weights
+    /// of a frozen layer).
     pub trainable: bool,
 }
 

@@ -54,6 +54,9 @@ macro_rules! layer_kinds {
             fn macs(&self, input: Shape, output: Shape) -> u64 {
                 match self { $(Self::$variant(l) => l.macs(input, output),)* }
             }
+            fn trainable(&self) -> bool {
+                match self { $(Self::$variant(l) => l.trainable(),)* }
+            }
             fn activation(&self) -> Activation {
                 match self { $(Self::$variant(l) => l.activation(),)* }
             }

@@ -24,12 +24,14 @@ pub struct Checked {
 }
 
 /// `runner check`: everything that can be known without decoding a pixel (the config, the
-/// dataset's classes, files and split sizes, files known to be unusable, and the model's
-/// shapes, parameters and costs). A config that does not parse or validate is an error; a
+/// initial weights file of a warm start, the dataset's classes, files and split sizes, files
+/// known to be unusable, and the model's shapes, parameters and costs). A config that does
+/// not parse or validate, or whose weights file does not fit the model, is an error; a
 /// dataset that cannot be read still leaves the model's part of the report, which needs only
 /// the config.
 pub fn check(config_path: &Path, overrides: &Overrides) -> Result<Checked> {
     let plan = plan(config_path, overrides)?;
+    super::warm_start::load(&plan)?;
     let cfg = &plan.config;
     let mut report = format!("{}: the config is valid\n\n", plan.sources.main().path.display());
     let data_problem = match data_section(&plan) {
@@ -66,7 +68,7 @@ fn data_section(plan: &Plan) -> Result<String> {
         )));
     }
     let cache_dir = d.cache.then(data::cache::default_dir);
-    let known = data::known_quarantine(&listing, d.image_size, d.color_mode, cache_dir.as_deref());
+    let known = data::known_quarantine(&listing, d.image_size, d.color_mode, d.interpolation, cache_dir.as_deref());
     let thousands = crate::model::summary::thousands;
     let mut out = format!(
         "Data: {} ({} classes, {} files)\n",

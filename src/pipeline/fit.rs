@@ -18,6 +18,7 @@ use super::artifacts::{
 };
 use super::device::{self, OnDevice};
 use super::prepare::Prepared;
+use super::warm_start;
 use super::Outcome;
 
 /// How a run goes on: its last checkpoint (if any) and its manifest so far.
@@ -56,18 +57,25 @@ impl OnDevice for Fit<'_> {
 
     fn run<D: Backend>(self, dev: D) -> Result<Outcome> {
         let Fit { plan, data, dir, resumed, limits } = self;
-        let (checkpoint, mut manifest) = match resumed {
-            Some((checkpoint, manifest)) => {
-                let epochs = checkpoint.as_ref().map_or(0, |c| c.state.epoch);
-                (checkpoint, reopened(manifest, epochs))
+        let (start, mut manifest) = match resumed {
+            Some((Some(checkpoint), manifest)) => {
+                let epochs = checkpoint.state.epoch;
+                (train::Start::Checkpoint(Box::new(checkpoint)), reopened(manifest, epochs))
             }
-            None => (None, new_manifest(plan, data, D::NAME)),
+            // Stopped before its first checkpoint: from the start again, from the same file.
+            Some((None, manifest)) => (start(warm_start::load_same(plan, &manifest)?), reopened(manifest, 0)),
+            None => {
+                let initial = warm_start::load(plan)?;
+                let mut manifest = new_manifest(plan, data, D::NAME);
+                manifest.initial_weights = initial.as_ref().map(|i| i.record.clone());
+                (start(initial), manifest)
+            }
         };
         write_manifest(&dir, &manifest)?;
         let checkpoints = dir.path.join("checkpoints");
         std::fs::create_dir_all(&checkpoints).map_err(|e| Error::io("creating folder", &checkpoints, e))?;
 
-        let trained = match epochs(&dev, plan, data, &dir, &mut manifest, checkpoint, limits) {
+        let trained = match epochs(&dev, plan, data, &dir, &mut manifest, start, limits) {
             Ok(t) => t,
             Err(e) => {
                 let status = match &e {
@@ -107,7 +115,13 @@ impl OnDevice for Fit<'_> {
     }
 }
 
-/// The manifest of a run about to start on `device`.
+/// A new start: from the initial weights of a warm start, or from the seed.
+fn start(initial: Option<warm_start::Initial>) -> train::Start {
+    initial.map_or(train::Start::Seeded, |i| train::Start::Weights(i.weights))
+}
+
+/// The manifest of a run about to start on `device` (its initial weights are the caller's to
+/// record).
 fn new_manifest(plan: &Plan, data: &Prepared, device: &str) -> Manifest {
     let cfg = &plan.config;
     let (images, split) = (&data.images, &data.split);
@@ -126,6 +140,8 @@ fn new_manifest(plan: &Plan, data: &Prepared, device: &str) -> Manifest {
         cpu_features: crate::ops::cpu_features(),
         threads: rayon::current_num_threads(),
         seed: cfg.experiment.seed,
+        initial_weights: None,
+        peak_anonymous_mib: None,
         dataset: DatasetFacts {
             path: cfg.data.path.display().to_string(),
             classes: images.classes.clone(),
@@ -137,7 +153,7 @@ fn new_manifest(plan: &Plan, data: &Prepared, device: &str) -> Manifest {
             from_cache: data.stats.from_cache,
             fingerprint: manifest::Fingerprint::of(
                 &images.paths,
-                &images.pixels,
+                images.pixels_crc(),
                 &split.train,
                 &split.val,
                 &split.test,
@@ -172,6 +188,7 @@ fn write_manifest(dir: &RunDir, manifest: &Manifest) -> Result<()> {
 fn finish(dir: &RunDir, manifest: &mut Manifest, status: Status) -> Result<()> {
     manifest.status = status;
     manifest.finished_at = Some(manifest::now_utc());
+    manifest.peak_anonymous_mib = manifest::peak_anonymous_mib();
     write_manifest(dir, manifest)?;
     dir.write(files::REPORT, crate::report::run_page(&dir.path))
 }
@@ -185,7 +202,7 @@ fn epochs<D: Backend>(
     data: &Prepared,
     dir: &RunDir,
     manifest: &mut Manifest,
-    checkpoint: Option<Checkpoint>,
+    start: train::Start,
     limits: Limits,
 ) -> Result<train::Trained<D>> {
     let until = limits.until.unwrap_or(plan.config.train.epochs);
@@ -193,8 +210,12 @@ fn epochs<D: Backend>(
     let mut epoch_start = Instant::now();
     // Ctrl-C stops training at the next batch boundary (until the guard is dropped).
     let _ctrl_c = crate::interrupt::Guard::install();
-    let mut board = open_tensorboard(dir, plan, checkpoint.as_ref().map(|c| &c.state.history))?;
-    train::fit(dev, plan, &data.images, &data.split, checkpoint, until, |checkpoint, saved| {
+    let resumed_history = match &start {
+        train::Start::Checkpoint(c) => Some(&c.state.history),
+        _ => None,
+    };
+    let mut board = open_tensorboard(dir, plan, resumed_history)?;
+    train::fit(dev, plan, &data.images, &data.split, start, until, |checkpoint, saved| {
         let bytes = checkpoint.to_bytes();
         tracing::debug!(
             "checkpoint at epoch {}, batch {}: {} bytes in {}",
@@ -209,6 +230,7 @@ fn epochs<D: Backend>(
         }
         if let train::Saved::Epoch { .. } = saved {
             manifest.epoch_seconds.push(epoch_start.elapsed().as_secs_f64());
+            manifest.peak_anonymous_mib = manifest::peak_anonymous_mib();
             epoch_start = Instant::now();
         }
         write_history(dir, &checkpoint.state.history, formats)?;
@@ -248,7 +270,7 @@ fn final_weights<D: Backend>(
     if plan.config.train.early_stopping.as_ref().is_some_and(|e| e.restore_best_weights) {
         tracing::info!("restoring the weights of epoch {} (restore_best_weights)", best_epoch + 1);
         net = best_net.clone();
-        validation = train::evaluate(dev, &net, plan, &data.images, &data.split.val);
+        validation = train::evaluate(dev, &net, plan, &data.images, &data.split.val)?;
     }
     dir.write(files::WEIGHTS, weights_file(&net.weights()))?;
     Ok((best_net, validation))
@@ -274,7 +296,7 @@ fn test_split<D: Backend>(
     best_epoch: usize,
 ) -> Result<()> {
     let test_indices = &data.split.test;
-    let test = train::evaluate(dev, best_net, plan, &data.images, test_indices);
+    let test = train::evaluate(dev, best_net, plan, &data.images, test_indices)?;
     tracing::info!(
         "test (weights of epoch {}): loss {:.4}, accuracy {:.4} on {} images",
         best_epoch + 1,

@@ -1,7 +1,8 @@
 //! The commands that take one experiment end to end, a file per job: `check` (look before
 //! training), `prepare` (the data), `device` (where the numbers are computed), `fit` (the
 //! training of a run), `artifacts` (the run folder's files), `resume`, `predict`, `bench`,
-//! `init` (a first experiment file for a folder of images) and `export` (a run as ONNX).
+//! `init` (a first experiment file for a folder of images), `export` (a run as ONNX) and
+//! `warm_start` (initial weights from a file, checked before any data is read).
 //!
 //! ```text
 //! plan (config::load + validate) ──► prepare (scan, decode, split) ──► run folder
@@ -19,6 +20,7 @@ pub mod predict;
 pub mod prepare;
 pub mod resume;
 pub mod verify;
+pub mod warm_start;
 
 use std::path::Path;
 
@@ -52,9 +54,11 @@ pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Plan> {
     Ok(plan)
 }
 
-/// Checks `config_path` completely, then trains it and writes its run folder.
+/// Checks `config_path` completely (with its initial weights file), then trains it and
+/// writes its run folder.
 pub fn run(config_path: &Path, overrides: &Overrides) -> Result<Outcome> {
     let plan = plan(config_path, overrides)?;
+    warm_start::load(&plan)?;
     let data = prepare(&plan)?;
     let dir = RunDir::create(&plan.config.output.dir, &plan.config.experiment.name)?;
     run_in(plan, &data, dir)

@@ -20,15 +20,16 @@ use super::{open, prepare_same};
 /// The run's network with its final weights, on `dev`.
 fn load_network<D: Backend>(dev: &D, run_dir: &Path, plan: &Plan) -> Result<Network<D>> {
     let path = run_dir.join(files::WEIGHTS);
-    let bytes = crate::results::bounded::read(&path, &crate::results::bounded::WEIGHTS).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Usage(format!(
-            "`{}` has no {}: the run did not finish (resume it with `runner resume {}`)",
-            run_dir.display(),
-            files::WEIGHTS,
-            run_dir.display()
-        )),
-        _ => Error::io("reading", &path, e),
-    })?;
+    let bytes =
+        crate::results::bounded::read(&path, &crate::results::bounded::WEIGHTS).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Usage(format!(
+                "`{}` has no {}: the run did not finish (resume it with `runner resume {}`)",
+                run_dir.display(),
+                files::WEIGHTS,
+                run_dir.display()
+            )),
+            _ => Error::io("reading", &path, e),
+        })?;
     let weights = safetensors::from_bytes(&bytes).map_err(|e| Error::Data(format!("{}: {e}", path.display())))?;
     let mut rng = crate::seed::rng(0, crate::seed::Stream::Init, &[]);
     let mut net = Network::new(plan.model.clone(), dev, &mut rng);
@@ -75,7 +76,7 @@ impl OnDevice for Evaluate<'_> {
             if indices.is_empty() {
                 continue;
             }
-            let e = crate::train::evaluate(&dev, &net, plan, &data.images, indices);
+            let e = crate::train::evaluate(&dev, &net, plan, &data.images, indices)?;
             out.push(SplitMetrics { split: name.into(), samples: indices.len(), loss: e.loss, accuracy: e.accuracy });
         }
         Ok(out)
@@ -139,8 +140,10 @@ impl OnDevice for Classify<'_> {
         let d = &plan.config.data;
         let mut out = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(plan.config.train.batch_size) {
-            let decoded: Vec<_> =
-                chunk.iter().map(|p| crate::data::decode::decode(p, d.image_size, d.color_mode)).collect();
+            let decoded: Vec<_> = chunk
+                .iter()
+                .map(|p| crate::data::decode::decode(p, d.image_size, d.color_mode, d.interpolation))
+                .collect();
             let good: Vec<&Vec<u8>> = decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
             let mut rows = Vec::new();
             if !good.is_empty() {

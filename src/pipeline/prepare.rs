@@ -49,7 +49,8 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
         Some(dir) => tracing::debug!("image cache folder {} (RUNNER_CACHE_DIR moves it)", dir.display()),
         None => tracing::debug!("data.cache = false: every image is decoded"),
     }
-    let (images, stats) = data::load(listing, cfg.data.image_size, cfg.data.color_mode, cache_dir.as_deref())?;
+    let (images, stats) =
+        data::load(listing, cfg.data.image_size, cfg.data.color_mode, cfg.data.interpolation, cache_dir.as_deref())?;
     tracing::info!(
         "{} images ready in {:.1}s: {} decoded, {} from the cache{}",
         images.len(),
@@ -99,7 +100,7 @@ pub fn prepare_same(plan: &Plan, manifest: &Manifest) -> Result<Prepared> {
     let split = &data.split;
     let recorded = &manifest.dataset.fingerprint;
     let mut now =
-        manifest::Fingerprint::of(&data.images.paths, &data.images.pixels, &split.train, &split.val, &split.test);
+        manifest::Fingerprint::of(&data.images.paths, data.images.pixels_crc(), &split.train, &split.val, &split.test);
     let pixels = std::mem::replace(&mut now.pixels, recorded.pixels.clone());
     let path = plan.config.data.path.display();
     let what = "resume and verify need the very images the run used: put them back, or start a new run";

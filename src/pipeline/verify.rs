@@ -85,6 +85,8 @@ pub fn verify(run_dir: &Path, epochs: Option<usize>, keep: bool) -> Result<Verif
         }
     };
     let full = epochs.is_none() || (completed && until >= finished);
+    // The rerun starts from the same weights file as the run did, or not at all.
+    super::warm_start::load_same(&plan, &manifest)?;
     let data = prepare_same(&plan, &manifest)?;
     let scratch = Scratch::new(keep)?;
     tracing::info!("verifying {}: training {until} epochs again in {}", run_dir.display(), scratch.0.display());

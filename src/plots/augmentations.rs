@@ -25,18 +25,17 @@ pub fn render(cfg: &AugmentConfig, images: &Images, split: &Split, seed: u64) ->
     let panels: Vec<Panel> = picks
         .iter()
         .map(|&i| {
-            let mut cells = vec![thumbnails::thumbnail(
-                &images.batch(&[i]).iter().map(|v| v * 255.0).collect::<Vec<_>>(),
-                images.shape,
-            )];
+            let pixels = images.bytes(&[i]).map_err(|e| e.to_string())?;
+            let original: Vec<f32> = pixels.iter().map(|&p| f32::from(p)).collect();
+            let mut cells = vec![thumbnails::thumbnail(&original, images.shape)];
             for epoch in 0..VARIANTS {
-                let x = augment::batch(cfg, &images.pixels, images.shape, &[i], seed, epoch);
+                let x = augment::batch(cfg, &pixels, images.shape, &[i], seed, epoch);
                 cells.push(thumbnails::thumbnail(&x.iter().map(|v| v * 255.0).collect::<Vec<_>>(), images.shape));
             }
             let file = images.paths[i].file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
             let title = format!("{} {file}: original, then epochs 1-{VARIANTS}", images.classes[images.labels[i]]);
-            Panel::new(title, cells, VARIANTS + 1, 1)
+            Ok(Panel::new(title, cells, VARIANTS + 1, 1))
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     thumbnails::render(&panels, 2)
 }

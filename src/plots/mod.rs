@@ -67,7 +67,7 @@ pub(crate) fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>,
     use image::ImageEncoder;
     let mut bytes = Vec::new();
     image::codecs::png::PngEncoder::new(&mut bytes)
-        .write_image(rgb, width, height, image::ColorType::Rgb8)
+        .write_image(rgb, width, height, image::ExtendedColorType::Rgb8)
         .map_err(|e| format!("encoding PNG: {e}"))?;
     Ok(bytes)
 }

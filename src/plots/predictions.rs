@@ -25,7 +25,6 @@ pub fn render(images: &Images, indices: &[usize], predictions: &[Prediction]) ->
             .flat_map(|k| by_class.iter().filter_map(move |c| c.get(k).copied()).collect::<Vec<_>>())
             .collect::<Vec<_>>()
     };
-    let n = images.image_len();
     let panels: Vec<Panel> = spread(true)
         .into_iter()
         .take(SHOWN / 2)
@@ -33,7 +32,7 @@ pub fn render(images: &Images, indices: &[usize], predictions: &[Prediction]) ->
         .take(SHOWN)
         .map(|(i, p)| {
             let truth = images.labels[i];
-            let chw: Vec<f32> = images.pixels[i * n..(i + 1) * n].iter().map(|&v| f32::from(v)).collect();
+            let chw: Vec<f32> = images.bytes(&[i]).map_err(|e| e.to_string())?.into_iter().map(f32::from).collect();
             let mistake = truth != p.class;
             let title = format!(
                 "{}{} → {} {:.0}%",
@@ -42,13 +41,13 @@ pub fn render(images: &Images, indices: &[usize], predictions: &[Prediction]) ->
                 images.classes[p.class],
                 p.confidence * 100.0
             );
-            Panel {
+            Ok(Panel {
                 title_size: 11,
                 title_color: if mistake { [200, 30, 30] } else { [0, 0, 0] },
                 thumb: THUMB,
                 ..Panel::new(title, vec![thumbnails::thumbnail_sized(&chw, images.shape, THUMB)], 1, 1)
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     thumbnails::render(&panels, 6)
 }

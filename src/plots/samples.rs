@@ -9,7 +9,6 @@ const GRID: usize = 5;
 
 /// Renders up to 5x5 images of each class, five classes to a row.
 pub fn render(images: &Images) -> Result<Picture, String> {
-    let n = images.image_len();
     let panels: Vec<Panel> = images
         .classes
         .iter()
@@ -19,12 +18,13 @@ pub fn render(images: &Images) -> Result<Picture, String> {
                 .filter(|&i| images.labels[i] == label)
                 .take(GRID * GRID)
                 .map(|i| {
-                    let chw: Vec<f32> = images.pixels[i * n..(i + 1) * n].iter().map(|&p| f32::from(p)).collect();
-                    thumbnails::thumbnail(&chw, images.shape)
+                    let chw: Vec<f32> =
+                        images.bytes(&[i]).map_err(|e| e.to_string())?.into_iter().map(f32::from).collect();
+                    Ok(thumbnails::thumbnail(&chw, images.shape))
                 })
-                .collect();
-            Panel::new(class.clone(), thumbs, GRID, GRID)
+                .collect::<Result<_, String>>()?;
+            Ok(Panel::new(class.clone(), thumbs, GRID, GRID))
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     thumbnails::render(&panels, 5)
 }

@@ -76,8 +76,25 @@ pub struct Manifest {
     /// The epoch (1-based) after which early stopping ended training, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early_after: Option<usize>,
+    /// The most memory the process held that is not backed by a file (its heap, stacks and
+    /// tensors), MiB, so far: images are read from the cache file as batches need them, so
+    /// this depends on the model, the batch and the prefetch depth, not on the dataset's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_anonymous_mib: Option<f64>,
+    /// The weights training started from (`model.weights`), when not random ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_weights: Option<InitialWeights>,
     /// How it ended.
     pub status: Status,
+}
+
+/// A warm start's weights file: where it was and what it held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitialWeights {
+    /// `model.weights`, as given.
+    pub path: String,
+    /// FNV-1a of the file's bytes, hex.
+    pub fnv1a: String,
 }
 
 /// What the run trained on.
@@ -125,11 +142,11 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
-    /// The fingerprint of `paths` (in order), decoded into `pixels`, split into the index
-    /// lists `splits`.
+    /// The fingerprint of `paths` (in order), whose decoded pixels, one image after another,
+    /// have the CRC-32 `pixels_crc`, split into the index lists `splits`.
     pub fn of(
         paths: &[std::path::PathBuf],
-        pixels: &[u8],
+        pixels_crc: u32,
         train: &[usize],
         validation: &[usize],
         test: &[usize],
@@ -152,7 +169,7 @@ impl Fingerprint {
             train: list(train),
             validation: list(validation),
             test: list(test),
-            pixels: Some(format!("{:08x}", crc32fast::hash(pixels))),
+            pixels: Some(format!("{pixels_crc:08x}")),
         }
     }
 }
@@ -180,6 +197,21 @@ impl GitState {
         let dirty = !git(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
         Some(GitState { commit, dirty })
     }
+}
+
+/// The peak anonymous memory of this process so far, MiB, where Linux tells it: the peak
+/// resident size (`VmHWM`) less what is resident now from files and shared memory (`RssFile`,
+/// `RssShmem`: the program's own code, mostly). Linux keeps no peak of anonymous memory alone;
+/// since runner maps no data file, this difference is that peak, give or take the code pages
+/// touched since.
+pub fn peak_anonymous_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = |key: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    };
+    let peak = kib("VmHWM:")? - kib("RssFile:").unwrap_or(0.0) - kib("RssShmem:").unwrap_or(0.0);
+    Some((peak / 1024.0 * 10.0).round() / 10.0)
 }
 
 /// Now, UTC, as `YYYY-MM-DDTHH:MM:SSZ`.

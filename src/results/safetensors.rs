@@ -62,18 +62,73 @@ pub fn metadata(bytes: &[u8]) -> Result<BTreeMap<String, String>, String> {
     }
 }
 
-/// Reads a file written by [`to_bytes`] back into `(name, dims, values)`, in file order.
+/// Reads a safetensors file (one written by [`to_bytes`], or by another tool) back into
+/// `(name, dims, values)`, in file order. Only float32 tensors are read: a file with others
+/// is refused, naming every one of them and its type.
 pub fn from_bytes(bytes: &[u8]) -> Result<Vec<Named>, String> {
     let (header, data) = split(bytes)?;
+    let tensors = || header.iter().filter(|(k, _)| *k != "__metadata__");
+    let others: Vec<String> = tensors()
+        .filter_map(|(name, info)| match info["dtype"].as_str() {
+            Some("F32") => None,
+            Some(dtype) => Some(format!("`{name}` is {dtype}")),
+            None => Some(format!("`{name}` has no dtype")),
+        })
+        .collect();
+    if !others.is_empty() {
+        return Err(format!(
+            "runner reads float32 (F32) tensors only, but {}; convert them to float32 first",
+            others.join(", ")
+        ));
+    }
     let mut out = Vec::new();
-    for (name, info) in header.iter().filter(|(k, _)| *k != "__metadata__") {
+    for (name, info) in tensors() {
         let dims: Vec<usize> = serde_json::from_value(info["shape"].clone()).map_err(|e| format!("{name}: {e}"))?;
         let [start, end]: [usize; 2] =
             serde_json::from_value(info["data_offsets"].clone()).map_err(|e| format!("{name}: {e}"))?;
+        if end.checked_sub(start) != dims.iter().try_fold(4usize, |n, &d| n.checked_mul(d)) {
+            return Err(format!("{name}: {} bytes of data for the shape {dims:?}", end.saturating_sub(start)));
+        }
         let raw = data.get(start..end).ok_or_else(|| format!("{name}: data beyond end of file"))?;
         let values = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
         out.push((name.clone(), dims, values, start));
     }
     out.sort_by_key(|t| t.3);
     Ok(out.into_iter().map(|(n, d, v, _)| (n, d, v)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dtype: &str) -> Vec<u8> {
+        let tensors = [
+            TensorData { name: "dense/kernel", dims: &[2, 1], values: &[1.0, 2.0] },
+            TensorData { name: "dense/bias", dims: &[1], values: &[0.5] },
+        ];
+        let bytes = to_bytes(&tensors, &BTreeMap::new());
+        // Same length, so the header stays valid: "F32" becomes another three-letter type.
+        let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let head = std::str::from_utf8(&bytes[8..8 + len]).unwrap().replacen("\"F32\"", &format!("\"{dtype}\""), 1);
+        [&bytes[..8], head.as_bytes(), &bytes[8 + len..]].concat()
+    }
+
+    #[test]
+    fn float32_tensors_read_back() {
+        let read = from_bytes(&file("F32")).unwrap();
+        assert_eq!(
+            read,
+            [("dense/kernel".into(), vec![2, 1], vec![1.0, 2.0]), ("dense/bias".into(), vec![1], vec![0.5])]
+        );
+    }
+
+    #[test]
+    fn other_dtypes_are_refused_by_name() {
+        // The header lists tensors by name, so the first "F32" is `dense/bias`'s.
+        let err = from_bytes(&file("F64")).unwrap_err();
+        assert!(
+            err.contains("`dense/bias` is F64") && !err.contains("dense/kernel") && err.contains("float32"),
+            "{err}"
+        );
+    }
 }

@@ -59,7 +59,9 @@ pub fn run_trial(sweep_dir: &Path, index: usize) -> Result<()> {
     let result = if resume {
         crate::pipeline::resume_with(&dir, limits)
     } else {
-        crate::pipeline::prepare(&trial.plan)
+        // The initial weights file is checked before the data is read.
+        crate::pipeline::warm_start::load(&trial.plan)
+            .and_then(|_| crate::pipeline::prepare(&trial.plan))
             .and_then(|data| crate::pipeline::run_with(trial.plan, &data, RunDir { path: dir.clone() }, limits))
     };
     let state = match &result {

@@ -4,7 +4,8 @@
 //!
 //! Tensor names: the weights as in `weights.safetensors` (`<layer>/<weight>`), and the
 //! optimizer's state as `optimizer/<slot>/<layer>/<weight>` (Adam's `m` and `v`, SGD's
-//! `velocity`, RMSprop's `momentum`, `square_avg` and `grad_avg`). The metadata
+//! `velocity`, RMSprop's `momentum`, `square_avg` and `grad_avg`) for the trainable weights
+//! only (moving averages and frozen layers have no optimizer state). The metadata
 //! key `runner_checkpoint` holds JSON: the position (`epoch` finished epochs, `step` batches
 //! into the next one with the running sums of that epoch), the optimizer step count, the
 //! history so far, and the best-epoch and early-stopping monitors.
@@ -27,7 +28,8 @@ pub struct Checkpoint {
     pub state: State,
     /// Weights: (name, dims, values), in network order.
     pub weights: Vec<Named>,
-    /// The optimizer's state: (slot name, one buffer per weight in the same order).
+    /// The optimizer's state: (slot name, one buffer per weight in the same order; empty for a
+    /// weight without optimizer state, which the file then does not hold).
     pub slots: Vec<(String, Vec<Vec<f32>>)>,
 }
 
@@ -59,6 +61,10 @@ pub struct State {
 const KEY: &str = "runner_checkpoint";
 
 impl Checkpoint {
+    /// The metadata key that marks a safetensors file as a checkpoint (its value is the JSON
+    /// state).
+    pub const METADATA_KEY: &'static str = KEY;
+
     /// The safetensors file.
     pub fn to_bytes(&self) -> Vec<u8> {
         let names: Vec<Vec<String>> = self
@@ -70,7 +76,9 @@ impl Checkpoint {
             self.weights.iter().map(|(name, dims, values)| TensorData { name, dims, values }).collect();
         for ((_, buffers), names) in self.slots.iter().zip(&names) {
             for (((_, dims, _), values), name) in self.weights.iter().zip(buffers).zip(names) {
-                tensors.push(TensorData { name, dims, values });
+                if !values.is_empty() {
+                    tensors.push(TensorData { name, dims, values });
+                }
             }
         }
         let metadata = BTreeMap::from([
@@ -99,18 +107,14 @@ impl Checkpoint {
                 None => weights.push((name, dims, values)),
             }
         }
+        // A weight without optimizer state gets an empty buffer; the optimizer checks that
+        // every trainable one has its own.
         let slots = slots
             .into_iter()
             .map(|(slot, mut by_weight)| {
-                let buffers = weights
-                    .iter()
-                    .map(|(n, ..)| {
-                        by_weight.remove(n).ok_or_else(|| format!("the checkpoint has no optimizer `{slot}` for `{n}`"))
-                    })
-                    .collect::<Result<_, String>>()?;
-                Ok((slot, buffers))
+                (slot, weights.iter().map(|(n, ..)| by_weight.remove(n).unwrap_or_default()).collect())
             })
-            .collect::<Result<_, String>>()?;
+            .collect();
         Ok(Checkpoint { state, weights, slots })
     }
 }

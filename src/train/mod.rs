@@ -51,7 +51,20 @@ pub enum Saved {
     Interrupted,
 }
 
-/// Builds the network (weights from the `Init` stream, or from `resume`) and trains it on
+/// Where training starts.
+#[derive(Clone, Debug)]
+pub enum Start {
+    /// From weights drawn from the seed's `Init` stream.
+    Seeded,
+    /// From these weights (a warm start, `model.weights`), already matched to the model by
+    /// name and shape. The seeded weights are drawn first all the same and then replaced, so
+    /// that the model's construction does not depend on where its weights come from.
+    Weights(Vec<crate::results::safetensors::Named>),
+    /// Where a checkpoint left off: its weights, optimizer state and position.
+    Checkpoint(Box<Checkpoint>),
+}
+
+/// Builds the network (weights as `start` says) and trains it on
 /// `split.train`, validating on `split.val` after every epoch. `save` gets a checkpoint after
 /// every epoch and at a Ctrl-C, to write out; the history so far is inside it. Training ends
 /// after epoch `until` (at most `train.epochs`), every epoch exactly as in the full run:
@@ -61,21 +74,25 @@ pub fn fit<D: Backend>(
     plan: &Plan,
     images: &Images,
     split: &Split,
-    resume: Option<Checkpoint>,
+    start: Start,
     until: usize,
     mut save: impl FnMut(&Checkpoint, Saved) -> Result<()>,
 ) -> Result<Trained<D>> {
     let cfg = &plan.config;
     let optimizer_failed = |e| Error::Train(format!("optimizer step failed: {e:?}"));
     let mut net = Network::new(plan.model.clone(), dev, &mut seed::rng(cfg.experiment.seed, Stream::Init, &[]));
-    let (mut optimizer, mut state) = match resume {
-        None => (Optimizer::<D>::new(&cfg.train), State::default()),
-        Some(c) => {
+    let (mut optimizer, mut state) = match start {
+        Start::Seeded => (Optimizer::<D>::new(&cfg.train), State::default()),
+        Start::Weights(weights) => {
+            net.load_weights(dev, &weights).map_err(|e| Error::Train(format!("the initial weights: {e}")))?;
+            (Optimizer::<D>::new(&cfg.train), State::default())
+        }
+        Start::Checkpoint(c) => {
             net.load_weights(dev, &c.weights)
                 .map_err(|e| Error::Train(format!("cannot resume: the checkpoint {e}")))?;
             let slots: Vec<Vec<Vec<f32>>> = c.slots.into_iter().map(|(_, buffers)| buffers).collect();
             let optimizer = Optimizer::restore(&cfg.train, c.state.optimizer_step, &net.params, &slots)
-                .map_err(optimizer_failed)?;
+                .map_err(|e| Error::Train(format!("cannot resume: the checkpoint's {e}")))?;
             (optimizer, c.state)
         }
     };
@@ -91,7 +108,7 @@ pub fn fit<D: Backend>(
     let mut stopped_early = None;
     let until = until.min(epochs);
     for epoch in state.epoch..until {
-        let progress = Progress::start(epoch, epochs, steps);
+        let mut progress = Progress::start(epoch, epochs, steps);
         // Resuming mid-epoch: skip the batches already done, carry their sums.
         let first = std::mem::take(&mut state.step);
         let (mut loss_sum, mut correct, mut seen) = std::mem::take(&mut state.partial);
@@ -99,23 +116,23 @@ pub fn fit<D: Backend>(
         let mut counter = state.counter.take().unwrap_or_else(|| metrics::Counter::new(classes, train.top_k));
         // Batches are assembled on another thread, one or two steps ahead of the model.
         std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<f32>, Vec<usize>)>(2);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Vec<f32>, Vec<usize>)>>(2);
             let order = epoch_order(&split.train, cfg.experiment.seed, epoch);
             scope.spawn(move || {
                 for indices in order.chunks(batch_size).skip(first) {
-                    let x = match &cfg.augment {
-                        Some(aug) => {
-                            augment::batch(aug, &images.pixels, images.shape, indices, cfg.experiment.seed, epoch)
-                        }
-                        None => images.batch(indices),
-                    };
+                    let x = images.bytes(indices).map(|pixels| match &cfg.augment {
+                        Some(aug) => augment::batch(aug, &pixels, images.shape, indices, cfg.experiment.seed, epoch),
+                        None => pixels.into_iter().map(|p| f32::from(p) / 255.0).collect(),
+                    });
                     // The receiver is gone when training stopped early: stop too.
-                    if tx.send((x, images.labels_of(indices))).is_err() {
+                    let failed = x.is_err();
+                    if tx.send(x.map(|x| (x, images.labels_of(indices)))).is_err() || failed {
                         break;
                     }
                 }
             });
-            for (step, (x, labels)) in (first..).zip(rx) {
+            for (step, batch) in (first..).zip(rx) {
+                let (x, labels) = batch?;
                 let n = labels.len();
                 let input = dev.tensor_from_vec(x, (n, images.image_len()));
                 let at = crate::model::layers::Training { seed: cfg.experiment.seed, epoch, step };
@@ -158,7 +175,8 @@ pub fn fit<D: Backend>(
             }
             Ok(())
         })?;
-        let val = evaluate(dev, &net, plan, images, &split.val);
+        let val =
+            evaluate_watched(dev, &net, plan, images, &split.val, |done, total| progress.validating(done, total))?;
         let last_step = schedule::Position { epoch, step: steps - 1, steps, epochs };
         let record = EpochRecord {
             epoch,
@@ -204,7 +222,7 @@ pub fn fit<D: Backend>(
     let validation = match validation {
         Some(v) => v,
         // Resumed after the last epoch's checkpoint: the pass is recomputed, not stored.
-        None => evaluate(dev, &net, plan, images, &split.val),
+        None => evaluate(dev, &net, plan, images, &split.val)?,
     };
     Ok(Trained { net, history: state.history, validation, best_epoch: state.best.best_epoch, stopped_early })
 }
@@ -231,14 +249,40 @@ pub struct Evaluation {
     pub counter: metrics::Counter,
 }
 
-/// Evaluates `net` on the samples `indices`.
-pub fn evaluate<D: Backend>(dev: &D, net: &Network<D>, plan: &Plan, images: &Images, indices: &[usize]) -> Evaluation {
+/// Evaluates `net` on the samples `indices`, showing its progress on its own (a bar on a
+/// terminal, paced lines in a log).
+pub fn evaluate<D: Backend>(
+    dev: &D,
+    net: &Network<D>,
+    plan: &Plan,
+    images: &Images,
+    indices: &[usize],
+) -> Result<Evaluation> {
+    let progress = crate::progress::Progress::new("evaluating", indices.len() as u64);
+    let mut counted = 0;
+    let evaluation = evaluate_watched(dev, net, plan, images, indices, |done, _| {
+        progress.inc((done - counted) as u64);
+        counted = done;
+    });
+    progress.finish();
+    evaluation
+}
+
+/// [`evaluate`], telling `watch` (images done, images in all) after every batch.
+pub fn evaluate_watched<D: Backend>(
+    dev: &D,
+    net: &Network<D>,
+    plan: &Plan,
+    images: &Images,
+    indices: &[usize],
+    mut watch: impl FnMut(usize, usize),
+) -> Result<Evaluation> {
     let mut loss_sum = 0.0f64;
     let mut predictions = Vec::with_capacity(indices.len());
     let mut counter = metrics::Counter::new(images.classes.len(), plan.config.train.top_k);
     for chunk in indices.chunks(plan.config.train.batch_size) {
         let labels = images.labels_of(chunk);
-        let input = dev.tensor_from_vec(images.batch(chunk), (chunk.len(), images.image_len()));
+        let input = dev.tensor_from_vec(images.batch(chunk)?, (chunk.len(), images.image_len()));
         let logits = net.forward(input, true);
         let host = logits.as_vec();
         predictions.extend(host.chunks(host.len() / chunk.len()).map(loss::prediction));
@@ -246,8 +290,9 @@ pub fn evaluate<D: Backend>(dev: &D, net: &Network<D>, plan: &Plan, images: &Ima
         let train = &plan.config.train;
         loss_sum +=
             f64::from(loss::loss(train.loss, logits, &labels, train.label_smoothing).as_vec()[0]) * chunk.len() as f64;
+        watch(predictions.len(), indices.len());
     }
     let correct = indices.iter().zip(&predictions).filter(|(&i, p)| images.labels[i] == p.class).count();
     let n = indices.len().max(1) as f64;
-    Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, predictions, counter }
+    Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, predictions, counter })
 }

@@ -3,15 +3,18 @@
 //! - `adam`/`adamw`: Keras' update `p -= lr·sqrt(1-β2ᵗ)/(1-β1ᵗ) · m / (sqrt(v) + ε)`. dfdx's
 //!   kernel computes `p -= lr · m̂ / (sqrt(v̂) + ε')`; the two are equal when
 //!   `ε' = ε / sqrt(1-β2ᵗ)`, so each step passes that ε' to it.
-//! - `sgd`: `v = μ·v + g; p -= lr·v` (Nesterov: `p -= lr·(g + μ·v)`), which is Keras'
-//!   `v = μ·v - lr·g; p += v` while the learning rate is constant.
+//! - `sgd`: Keras' `v = μ·v - lr·g; p += v` (Nesterov: `p += μ·v - lr·g`), kept as
+//!   `v = μ·v + lr·g; p -= v` so that, as in Keras, a scheduled rate weighs each gradient by
+//!   the rate of its own step (the `velocity` slot is Keras' velocity negated).
 //! - `rmsprop`: `s = ρ·s + (1-ρ)·g²; p -= lr·g / sqrt(s + ε)` (centered: `s - ḡ²`), momentum
 //!   as for SGD; Keras 3's formula.
 //! - Weight decay is decoupled for all of them: `p -= lr·wd·p` alongside the update.
 //! - Gradient clipping (`clipnorm` per weight, `global_clipnorm` over all) happens first.
 //!
 //! State lives in slots (Adam's `m` and `v`, SGD's `velocity`, RMSprop's `momentum`,
-//! `square_avg`, `grad_avg`), one buffer per weight, saved in checkpoints.
+//! `square_avg`, `grad_avg`), one buffer per trainable weight, saved in checkpoints. Weights
+//! that are not trainable (batch normalisation's moving averages, a frozen layer's weights)
+//! have none, as in Keras: the optimizer never touches them, not even to decay them.
 
 use dfdx::prelude::*;
 
@@ -50,25 +53,36 @@ impl<D: Backend> Optimizer<D> {
     }
 
     /// The optimizer at update `step` with `slots` (per slot, one buffer per parameter, as
-    /// [`Optimizer::state`] gives them), to go on from a checkpoint.
+    /// [`Optimizer::state`] gives them: empty for those that are not trainable), to go on from
+    /// a checkpoint. Says which buffer is missing or misshapen otherwise.
     pub fn restore(
         train: &TrainConfig,
         step: i32,
         params: &[NamedParam<D>],
         slots: &[Vec<Vec<f32>>],
-    ) -> Result<Self, D::Err> {
+    ) -> Result<Self, String> {
         let mut opt = Optimizer::new(train);
         opt.step = step;
-        for (store, values) in opt.slots.iter_mut().zip(slots) {
-            for (p, v) in params.iter().zip(values) {
-                D::add_grad(store, &p.tensor, v)?;
+        let names = Self::slot_names_of(train.optimizer);
+        for (i, (store, slot)) in opt.slots.iter_mut().zip(names).enumerate() {
+            for (j, p) in params.iter().enumerate().filter(|(_, p)| p.trainable) {
+                let v = slots.get(i).and_then(|buffers| buffers.get(j)).map_or(&[][..], Vec::as_slice);
+                if v.len() != p.tensor.shape().0 {
+                    return Err(format!(
+                        "optimizer `{slot}` buffer for `{}` has {} values, not {}",
+                        p.name,
+                        v.len(),
+                        p.tensor.shape().0
+                    ));
+                }
+                D::add_grad(store, &p.tensor, v).map_err(|e| format!("optimizer state: {e:?}"))?;
             }
         }
         Ok(opt)
     }
 
-    /// The update count and every slot's buffers (one per parameter, zeros where unused), on
-    /// the host.
+    /// The update count and every slot's buffers (one per parameter, zeros before the first
+    /// step, empty for a parameter that is not trainable), on the host.
     pub fn state(&self, params: &[NamedParam<D>]) -> (i32, Vec<Vec<Vec<f32>>>) {
         let slots = self
             .slots
@@ -76,9 +90,10 @@ impl<D: Backend> Optimizer<D> {
             .map(|store| {
                 params
                     .iter()
-                    .map(|p| match self.step > 0 && p.trainable {
-                        true => store.get(&p.tensor).as_vec(),
-                        false => vec![0.0; p.tensor.shape().0],
+                    .map(|p| match (p.trainable, self.step > 0) {
+                        (false, _) => Vec::new(),
+                        (true, true) => store.get(&p.tensor).as_vec(),
+                        (true, false) => vec![0.0; p.tensor.shape().0],
                     })
                     .collect()
             })
@@ -139,10 +154,25 @@ impl<D: Backend> Optimizer<D> {
                     let [m, v] = &mut self.slots[..] else { unreachable!("adam has two slots") };
                     cfg.try_update(self.step, &mut p.tensor, m.get_or_alloc_mut(&id)?, v.get_or_alloc_mut(&id)?, g)?;
                 }
+                Kind::Sgd if momentum.is_some() => {
+                    // Keras' velocity holds lr·g summed with decay, so a scheduled learning rate
+                    // weighs each gradient by the rate of its own step. dfdx's kernel keeps
+                    // `v = μ·v + g` and multiplies the whole of it by today's rate; given lr·g
+                    // and a rate of 1 it keeps `v = μ·v + lr·g` (Keras' velocity, negated) and
+                    // steps `p -= v` (Nesterov: `p -= lr·g + μ·v`), which is Keras' update.
+                    let m = momentum.expect("matched");
+                    let momentum = Some(if s.nesterov { Momentum::Nesterov(m) } else { Momentum::Classic(m) });
+                    let weight_decay = decay.map(|d| match d {
+                        WeightDecay::Decoupled(wd) => WeightDecay::Decoupled(wd * lr),
+                        l2 => l2,
+                    });
+                    let cfg = SgdConfig { lr: 1.0, momentum, weight_decay };
+                    D::scale_grad(grads, &p.tensor, lr as f32)?;
+                    let g = grads.get_or_alloc_mut(&id)?;
+                    cfg.try_update(&mut p.tensor, self.slots[0].get_or_alloc_mut(&id)?, g)?;
+                }
                 Kind::Sgd => {
-                    let momentum =
-                        momentum.map(|m| if s.nesterov { Momentum::Nesterov(m) } else { Momentum::Classic(m) });
-                    let cfg = SgdConfig { lr, momentum, weight_decay: decay };
+                    let cfg = SgdConfig { lr, momentum: None, weight_decay: decay };
                     cfg.try_update(&mut p.tensor, self.slots[0].get_or_alloc_mut(&id)?, g)?;
                 }
                 Kind::Rmsprop => {

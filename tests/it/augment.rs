@@ -57,8 +57,8 @@ fn a_90_degree_rotation_of_a_square_image_is_a_transpose_and_flip() {
     let img = ramp(1, n, n);
     let cfg = AugmentConfig { interpolation: Interpolation::Nearest, ..AugmentConfig::default() };
     let out = run(&cfg, &Params { theta: 90.0, ..identity() }, &img, [1, n, n]);
-    // Output (r, c) samples input (n-1-c, r): the transposed image, flipped top to bottom.
-    assert_bytes("rot90", &out, |i| img[(n - 1 - i % n) * n + i / n]);
+    // Output (r, c) samples input (c, n-1-r): Keras turns the picture anticlockwise.
+    assert_bytes("rot90", &out, |i| img[(i % n) * n + (n - 1 - i / n)]);
 }
 
 #[test]
@@ -69,13 +69,14 @@ fn fill_modes_give_the_known_border_pixels() {
         (FillMode::Nearest, [30, 40, 40, 40], [10, 10, 10, 20]),
         (FillMode::Constant, [30, 40, 7, 7], [7, 7, 10, 20]),
         (FillMode::Reflect, [30, 40, 40, 30], [20, 10, 10, 20]),
-        (FillMode::Wrap, [30, 40, 10, 20], [30, 40, 10, 20]),
+        // scipy's `wrap` (what Keras calls): period n-1, the first and last pixels overlap.
+        (FillMode::Wrap, [30, 40, 20, 30], [20, 30, 10, 20]),
     ] {
         for interpolation in [Interpolation::Bilinear, Interpolation::Nearest] {
             let cfg = AugmentConfig { fill_mode: mode, cval: 7.0, interpolation, ..AugmentConfig::default() };
-            let out = run(&cfg, &Params { ty: 2.0, ..identity() }, &img, shape);
+            let out = run(&cfg, &Params { tx: 2.0, ..identity() }, &img, shape);
             assert_bytes(&format!("{mode:?} +2"), &out, |i| right[i]);
-            let out = run(&cfg, &Params { ty: -2.0, ..identity() }, &img, shape);
+            let out = run(&cfg, &Params { tx: -2.0, ..identity() }, &img, shape);
             assert_bytes(&format!("{mode:?} -2"), &out, |i| left[i]);
         }
     }
@@ -103,8 +104,8 @@ fn draws_stay_inside_their_ranges_and_cover_them() {
         assert!(min < lo + span * 0.01 && max > hi - span * 0.01, "{name} does not cover [{lo}, {hi}]: [{min}, {max}]");
     };
     check("theta", |p| p.theta, -40.0, 40.0);
-    check("ty (10% of width 100)", |p| p.ty, -10.0, 10.0);
-    check("tx (5 pixels)", |p| p.tx, -5.0, 5.0);
+    check("tx (10% of width 100)", |p| p.tx, -10.0, 10.0);
+    check("ty (5 pixels)", |p| p.ty, -5.0, 5.0);
     check("shear", |p| p.shear, -10.0, 10.0);
     check("zx", |p| p.zx, 0.8, 1.2);
     check("zy", |p| p.zy, 0.8, 1.2);
@@ -117,12 +118,12 @@ fn draws_stay_inside_their_ranges_and_cover_them() {
 
     // An integer is whole pixels in 0..n, either sign; a list picks its values, either sign.
     let ints = AugmentConfig { width_shift_range: ShiftRange::Pixels(3), ..AugmentConfig::default() };
-    let mut seen: Vec<i64> = (0..2000).map(|_| ints.draw(10, 10, &mut rng).ty as i64).collect();
+    let mut seen: Vec<i64> = (0..2000).map(|_| ints.draw(10, 10, &mut rng).tx as i64).collect();
     seen.sort();
     seen.dedup();
     assert_eq!(seen, [-2, -1, 0, 1, 2]);
     let list = AugmentConfig { height_shift_range: ShiftRange::Choice(vec![0.1, 0.2]), ..AugmentConfig::default() };
-    let mut seen: Vec<i64> = (0..2000).map(|_| list.draw(50, 10, &mut rng).tx.round() as i64).collect();
+    let mut seen: Vec<i64> = (0..2000).map(|_| list.draw(50, 10, &mut rng).ty.round() as i64).collect();
     seen.sort();
     seen.dedup();
     assert_eq!(seen, [-10, -5, 5, 10], "fractions of the height 50");
@@ -137,11 +138,14 @@ fn batches_depend_only_on_seed_epoch_and_image() {
         ..AugmentConfig::default()
     };
     let shape = [3, 16, 16];
-    let pixels: Vec<u8> = (0..8).flat_map(|_| ramp(3, 16, 16)).collect();
     let n = 3 * 16 * 16;
+    let all: Vec<u8> = (0..8u8).flat_map(|k| ramp(3, 16, 16).into_iter().map(move |v| v ^ k)).collect();
+    // A batch holds the pixels of its images, in its order.
+    let pixels =
+        |indices: &[usize]| -> Vec<u8> { indices.iter().flat_map(|&i| all[i * n..(i + 1) * n].to_vec()).collect() };
     let on = |threads: usize, indices: &[usize]| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| augment::batch(&cfg, &pixels, shape, indices, 42, 3))
+        pool.install(|| augment::batch(&cfg, &pixels(indices), shape, indices, 42, 3))
     };
     let one = on(1, &[0, 1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(one, on(4, &[0, 1, 2, 3, 4, 5, 6, 7]), "thread count changed the batch");
@@ -149,8 +153,9 @@ fn batches_depend_only_on_seed_epoch_and_image() {
     for (k, i) in [5, 2, 7].into_iter().enumerate() {
         assert_eq!(shuffled[k * n..(k + 1) * n], one[i * n..(i + 1) * n], "image {i} depends on batch order");
     }
-    assert_ne!(one, augment::batch(&cfg, &pixels, shape, &[0, 1, 2, 3, 4, 5, 6, 7], 42, 4), "epochs must differ");
-    assert_ne!(one, augment::batch(&cfg, &pixels, shape, &[0, 1, 2, 3, 4, 5, 6, 7], 43, 3), "seeds must differ");
+    let eight = [0, 1, 2, 3, 4, 5, 6, 7];
+    assert_ne!(one, augment::batch(&cfg, &pixels(&eight), shape, &eight, 42, 4), "epochs must differ");
+    assert_ne!(one, augment::batch(&cfg, &pixels(&eight), shape, &eight, 43, 3), "seeds must differ");
 }
 
 const CONFIG: &str = r#"
@@ -218,19 +223,23 @@ fn validation_batches_are_never_augmented() {
     let plan_without = config::validate(config::parse(&without).unwrap(), without).unwrap();
     assert!(plan_with.config.augment.is_some() && plan_without.config.augment.is_none());
 
-    let images = Images {
-        classes: vec!["a".into(), "b".into()],
-        shape: [1, 8, 8],
-        pixels: (0..10).flat_map(|k| ramp(1, 8, 8).into_iter().map(move |v| v.wrapping_add(k * 20))).collect(),
-        labels: (0..10).map(|i| i % 2).collect(),
-        paths: (0..10).map(|i| format!("{i}.png").into()).collect(),
-        quarantined: Vec::new(),
-    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pixels: Vec<u8> =
+        (0..10).flat_map(|k| ramp(1, 8, 8).into_iter().map(move |v| v.wrapping_add(k * 20))).collect();
+    let images = Images::from_pixels(
+        vec!["a".into(), "b".into()],
+        [1, 8, 8],
+        &pixels,
+        (0..10).map(|i| i % 2).collect(),
+        (0..10).map(|i| format!("{i}.png").into()).collect(),
+        tmp.path(),
+    )
+    .unwrap();
     let dev = Cpu::default();
     let net =
         runner::model::Network::new(plan_with.model.clone(), &dev, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
     let val: Vec<usize> = (0..10).collect();
-    let a = runner::train::evaluate(&dev, &net, &plan_with, &images, &val);
-    let b = runner::train::evaluate(&dev, &net, &plan_without, &images, &val);
+    let a = runner::train::evaluate(&dev, &net, &plan_with, &images, &val).unwrap();
+    let b = runner::train::evaluate(&dev, &net, &plan_without, &images, &val).unwrap();
     assert_eq!(a, b);
 }

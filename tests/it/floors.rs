@@ -23,6 +23,7 @@ const FLOORS: &[(&str, u32)] = &[
     ("interrupt", 0),
     ("hash", 0),
     ("results", 0),
+    ("progress", 0),
     // Kernels on dfdx tensors, and the dataset (images to batches).
     ("ops", 1),
     ("data", 1),

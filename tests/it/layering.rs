@@ -152,7 +152,7 @@ fn every_problem_of_every_section_is_reported_at_once_with_suggestions() {
         "unknown variant `greyscale`, expected `grayscale` or `rgb`; did you mean `grayscale`?",
         "unknown field `learning_rat`",
         "did you mean `learning_rate`?",
-        "layer 2 (`dense`): unknown field `activaton`, expected one of `units`, `activation`, `use_bias`, `kernel_initializer`; did you mean `activation`?",
+        "layer 2 (`dense`): unknown field `activaton`, expected one of `units`, `activation`, `use_bias`, `kernel_initializer`, `trainable`; did you mean `activation`?",
         "unknown field `outptu`",
         "did you mean `output`?",
         "5 problems in exp.toml",

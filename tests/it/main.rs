@@ -20,3 +20,4 @@ mod tensorboard;
 mod training;
 mod util;
 mod verify;
+mod warm_start;

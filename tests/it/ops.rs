@@ -205,6 +205,7 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
             activation: Activation::Linear,
             use_bias: t.bias,
             kernel_initializer: Initializer::GlorotUniform,
+            trainable: true,
         };
         let input = Shape::Image { c: t.c, h: t.h, w: t.w };
         let g = layer.geometry(input).unwrap();
@@ -290,7 +291,7 @@ fn pooling_matches_reference_forward_and_backward() {
         (2, 3, 6, 42, [2, 2], None, Padding::Valid),
     ];
     for (n, (batch, c, h, w, pool, strides, padding)) in cases.into_iter().enumerate() {
-        let window = PoolWindow { pool_size: Pair(pool), strides: strides.map(Pair), padding };
+        let window = PoolWindow { pool_size: Pair(pool), strides: strides.map(Pair), padding, trainable: true };
         let g = window.geometry(Shape::Image { c, h, w }, "max_pooling2d").unwrap();
         let x = random(batch * c * h * w, 10 + n as u64);
         let r = random(batch * g.out_len(), 20 + n as u64);
@@ -385,7 +386,8 @@ fn conv2d_with_folded_max_pool_equals_the_two_ops_in_turn() {
     {
         let conv = Conv2dConfig { padding: conv_padding, ..Conv2dConfig::new(filters, kernel) };
         let g = conv.geometry(Shape::Image { c, h, w }).unwrap();
-        let window = PoolWindow { pool_size: Pair(pool), strides: strides.map(Pair), padding: pool_padding };
+        let window =
+            PoolWindow { pool_size: Pair(pool), strides: strides.map(Pair), padding: pool_padding, trainable: true };
         let pg = window.geometry(Shape::Image { c: filters, h: g.oh, w: g.ow }, "max_pooling2d").unwrap();
         let x = random(batch * g.in_len(), 40 + n as u64);
         let w = random(filters * c * kernel[0] * kernel[1], 50 + n as u64);
@@ -439,7 +441,13 @@ fn dense_matches_reference_forward_and_backward() {
         (2, 517, 129, Activation::Linear, true),
     ];
     for (n, (batch, fan_in, units, activation, use_bias)) in cases.into_iter().enumerate() {
-        let layer = DenseConfig { units, activation, use_bias, kernel_initializer: Initializer::GlorotUniform };
+        let layer = DenseConfig {
+            units,
+            activation,
+            use_bias,
+            kernel_initializer: Initializer::GlorotUniform,
+            trainable: true,
+        };
         let x = random(batch * fan_in, 40 + n as u64);
         let w = random(fan_in * units, 50 + n as u64);
         let b = if use_bias { random(units, 60 + n as u64) } else { vec![0.0; units] };

@@ -177,21 +177,37 @@ fn the_second_run_decodes_nothing_and_changes_invalidate_the_cache() {
     assert_eq!(run(&["data", "exp.toml"]), (1, 13));
 
     // A damaged cache file is noticed and rebuilt, never trusted.
-    let file = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
+    let file = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "bin"))
+        .expect("a cache file beside its lock file");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() - 10]).unwrap();
     let out = runner_with(tmp.path(), &["data", "exp.toml"], 2, &cache);
     assert_exit(&out, 0);
     assert!(stderr(&out).contains("ignoring the image cache"), "{}", stderr(&out));
     assert_eq!(cache_counts(&out), (14, 0));
+    // A flipped bit in the index (read whole at the start) is found at once: rebuilt.
     let mut flipped = std::fs::read(&file).unwrap();
-    let middle = flipped.len() / 2;
-    flipped[middle] ^= 0xff;
+    let in_index = flipped.len() - 40;
+    flipped[in_index] ^= 0xff;
     std::fs::write(&file, &flipped).unwrap();
     let out = runner_with(tmp.path(), &["data", "exp.toml"], 2, &cache);
     assert!(stderr(&out).contains("checksum mismatch"), "{}", stderr(&out));
     assert_eq!(cache_counts(&out), (14, 0));
     assert_eq!(run(&["data", "exp.toml"]), (0, 14));
+    // A flipped bit in an image's pixels (read as batches need them) stops the training that
+    // reads it, naming the cache file and what to do; never trained on.
+    let mut flipped = std::fs::read(&file).unwrap();
+    flipped[16 + 5] ^= 0xff;
+    std::fs::write(&file, &flipped).unwrap();
+    let out = runner_with(tmp.path(), &["exp.toml"], 2, &cache);
+    let err = stderr(&out);
+    assert!(!out.status.success() && !err.contains("panicked"), "{err}");
+    assert!(err.contains("no longer matches its checksum") && err.contains(&file.display().to_string()), "{err}");
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(run(&["data", "exp.toml"]), (14, 0));
 
     // `cache = false` neither reads nor writes it.
     std::fs::write(tmp.path().join("exp.toml"), config("cache", &data, "cache = false")).unwrap();

@@ -38,10 +38,12 @@ fn a_checkpoint_reads_back_exactly() {
     let weights = vec![
         ("conv2d/kernel".to_string(), vec![2, 1, 3, 3], (0..18).map(|i| i as f32 * 0.1 - 0.7).collect::<Vec<_>>()),
         ("conv2d/bias".to_string(), vec![2], vec![f32::MIN_POSITIVE, -0.0]),
+        ("batch_normalization/moving_mean".to_string(), vec![2], vec![0.25, -1.5]),
     ];
+    // Weights that are not trainable (moving averages, frozen layers) have no optimizer state.
     let slots = vec![
-        ("m".to_string(), vec![vec![0.5; 18], vec![1.0, 2.0]]),
-        ("v".to_string(), vec![vec![1e-8; 18], vec![3.0, 4.0]]),
+        ("m".to_string(), vec![vec![0.5; 18], vec![1.0, 2.0], vec![]]),
+        ("v".to_string(), vec![vec![1e-8; 18], vec![3.0, 4.0], vec![]]),
     ];
     let c = Checkpoint { state, weights, slots };
     let bytes = c.to_bytes();
@@ -50,6 +52,10 @@ fn a_checkpoint_reads_back_exactly() {
     let names: Vec<String> =
         runner::results::safetensors::from_bytes(&bytes).unwrap().into_iter().map(|t| t.0).collect();
     assert!(names.contains(&"conv2d/kernel".to_string()) && names.contains(&"optimizer/m/conv2d/kernel".to_string()));
+    assert!(
+        !names.iter().any(|n| n.starts_with("optimizer/") && n.ends_with("moving_mean")),
+        "no optimizer tensors for a weight without state: {names:?}"
+    );
     assert!(Checkpoint::from_bytes(&bytes[..bytes.len() - 4]).is_err(), "a cut file is refused");
 }
 

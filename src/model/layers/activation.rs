@@ -102,6 +102,10 @@ pub fn elu<D: Backend, T: Tape<f32, D>>(x: Batch<D, T>, alpha: f32) -> Batch<D, 
 pub struct ActivationConfig {
     /// The function to apply.
     pub activation: Activation,
+    /// Keras' `trainable`, accepted on every layer; this one has no weights, so it changes
+    /// nothing (default true).
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    pub trainable: bool,
 }
 
 impl Layer for ActivationConfig {

@@ -2,7 +2,8 @@
 //! per channel for images and per feature for vectors. Training normalises with the batch's
 //! mean and (biased) variance and moves the averages towards them; evaluation uses the moving
 //! averages. Weights: `gamma`, `beta` (trained), `moving_mean`, `moving_variance` (state, saved
-//! with the weights).
+//! with the weights). A frozen layer (`trainable = false`) runs as in evaluation in training
+//! too, as Keras 3 does, so that fine-tuning does not move statistics learnt on other data.
 
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,12 @@ pub struct BatchNormalizationConfig {
     /// Added to the variance before the square root (default 0.001).
     #[serde(default = "default_epsilon")]
     pub epsilon: f64,
+    /// Keras' `trainable`: false freezes `gamma` and `beta` (no optimizer step, no optimizer
+    /// state, counted as non-trainable) and, as in Keras 3, runs the layer in inference mode
+    /// in training too: it normalises with the moving averages and leaves them as they are
+    /// (default true).
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    pub trainable: bool,
 }
 
 fn default_momentum() -> f64 {
@@ -61,6 +68,9 @@ impl Layer for BatchNormalizationConfig {
             ParamSpec::state("moving_variance", vec![c], Init::Ones),
         ]
     }
+    fn trainable(&self) -> bool {
+        self.trainable
+    }
     fn onnx(&self, g: &mut Graph, x: &str, at: &At<'_>) -> Result<String, String> {
         // The evaluation form, per channel (axis 1, for an image or a vector alike):
         // (x - moving_mean) / sqrt(moving_variance + epsilon) · gamma + beta. ONNX takes the
@@ -76,7 +86,8 @@ impl Layer for BatchNormalizationConfig {
         let x = x.reshape_like(&shape);
         let eps = self.epsilon as f32;
         let [gamma, beta, moving_mean, moving_var] = [0, 1, 2, 3].map(|i| &ctx.params[i]);
-        let normalised = match ctx.training {
+        // Frozen, the layer is in inference mode in training too (Keras 3).
+        let normalised = match ctx.training.filter(|_| self.trainable) {
             Some(_) => {
                 let mean = x.retaped::<T>().mean::<(usize,), Axes2<0, 2>>();
                 let var = x.retaped::<T>().var::<(usize,), Axes2<0, 2>>();

@@ -36,6 +36,10 @@ pub struct Conv2dConfig {
     /// How the kernel starts (default `glorot_uniform`).
     #[serde(default)]
     pub kernel_initializer: Initializer,
+    /// Keras' `trainable`: false freezes the kernel and bias: no optimizer step (nor weight decay) and no
+    /// optimizer state for them, counted as non-trainable in the summary (default true).
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    pub trainable: bool,
 }
 
 fn one() -> Pair {
@@ -54,6 +58,7 @@ impl Conv2dConfig {
             activation: Activation::Linear,
             use_bias: true,
             kernel_initializer: Initializer::GlorotUniform,
+            trainable: true,
         }
     }
 
@@ -116,6 +121,9 @@ impl Layer for Conv2dConfig {
             Shape::Flat(_) => 0,
         };
         (output.len() * c * kh * kw) as u64
+    }
+    fn trainable(&self) -> bool {
+        self.trainable
     }
     fn activation(&self) -> Activation {
         self.activation

@@ -23,6 +23,10 @@ pub struct DenseConfig {
     /// How the kernel starts (default `glorot_uniform`).
     #[serde(default)]
     pub kernel_initializer: Initializer,
+    /// Keras' `trainable`: false freezes the kernel and bias: no optimizer step (nor weight decay) and no
+    /// optimizer state for them, counted as non-trainable in the summary (default true).
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    pub trainable: bool,
 }
 
 impl Layer for DenseConfig {
@@ -53,6 +57,9 @@ impl Layer for DenseConfig {
     }
     fn macs(&self, input: Shape, output: Shape) -> u64 {
         (input.len() * output.len()) as u64
+    }
+    fn trainable(&self) -> bool {
+        self.trainable
     }
     fn activation(&self) -> Activation {
         self.activation

@@ -19,6 +19,10 @@ use crate::seed::{self, Stream};
 pub struct DropoutConfig {
     /// Fraction of values dropped in training, from 0 up to (not including) 1.
     pub rate: f64,
+    /// Keras' `trainable`, accepted on every layer; this one has no weights, so it changes
+    /// nothing (default true).
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    pub trainable: bool,
 }
 
 impl Layer for DropoutConfig {

@@ -8,10 +8,15 @@ use crate::model::onnx::{At, Attr, Graph};
 use crate::model::Shape;
 use crate::ops::Backend;
 
-/// Takes no keys.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// Takes no keys but `trainable`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FlattenConfig {}
+pub struct FlattenConfig {
+    /// Keras' `trainable`, accepted on every layer; this one has no weights, so it changes
+    /// nothing (default true).
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    pub trainable: bool,
+}
 
 impl Layer for FlattenConfig {
     fn class_name(&self) -> &'static str {

@@ -12,7 +12,12 @@ use crate::ops::Backend;
 /// Keras' `GlobalAveragePooling2D`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GlobalAveragePooling2dConfig {}
+pub struct GlobalAveragePooling2dConfig {
+    /// Keras' `trainable`, accepted on every layer; this one has no weights, so it changes
+    /// nothing (default true).
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    pub trainable: bool,
+}
 
 impl Layer for GlobalAveragePooling2dConfig {
     fn class_name(&self) -> &'static str {

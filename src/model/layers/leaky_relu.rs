@@ -16,6 +16,10 @@ pub struct LeakyReluConfig {
     /// Slope for negative inputs (default 0.3, the Keras layer's).
     #[serde(default = "default_alpha")]
     pub alpha: f32,
+    /// Keras' `trainable`, accepted on every layer; this one has no weights, so it changes
+    /// nothing (default true).
+    #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    pub trainable: bool,
 }
 
 fn default_alpha() -> f32 {

@@ -44,6 +44,11 @@ pub trait Layer {
     fn macs(&self, _input: Shape, _output: Shape) -> u64 {
         0
     }
+    /// Keras' `trainable`: false freezes the layer's weights (the optimizer leaves them
+    /// alone). Only layers with weights say so; the others accept the key and ignore it.
+    fn trainable(&self) -> bool {
+        true
+    }
     /// The activation applied last (used to fuse the output activation into the loss).
     fn activation(&self) -> Activation {
         Activation::Linear
@@ -123,7 +128,8 @@ pub struct ParamSpec {
     pub dims: Vec<usize>,
     /// How its initial values are drawn.
     pub init: Init,
-    /// Changed by the optimizer (false for state such as batch normalisation's moving averages).
+    /// Changed by the optimizer (false for state such as batch normalisation's moving averages,
+    /// and for every weight of a frozen layer).
     pub trainable: bool,
 }
 
@@ -215,6 +221,10 @@ pub struct PoolWindow {
     /// `"valid"` (default) or `"same"`.
     #[serde(default)]
     pub padding: Padding,
+    /// Keras' `trainable`, accepted on every layer; a pooling has no weights, so it changes
+    /// nothing (default true).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub trainable: bool,
 }
 
 fn two() -> Pair {
@@ -288,9 +298,15 @@ impl<'de> Deserialize<'de> for Pair {
     }
 }
 
-/// Serde default for flags that are on unless turned off (`use_bias`).
+/// Serde default for flags that are on unless turned off (`use_bias`, `trainable`).
 pub(crate) fn yes() -> bool {
     true
+}
+
+/// Whether a flag is at its default `true`: `trainable` is written out only when false, so
+/// the resolved config of a model without frozen layers reads as before.
+pub(crate) fn is_true(flag: &bool) -> bool {
+    *flag
 }
 
 fn positive(v: i64) -> Option<usize> {
