@@ -451,6 +451,21 @@ impl Launch {
     }
 }
 
+/// `RUNNER_KERNEL=avx2` (or `avx512`, `gemm`) runs every product of this process on that
+/// kernel instead of the fastest the CPU has; sweep trials inherit it. It shows that a run
+/// gives the same bytes on the AVX2 kernel as on the AVX-512 one, on one machine.
+fn pin_kernel() -> Result<()> {
+    let Some(name) = std::env::var_os("RUNNER_KERNEL") else { return Ok(()) };
+    let name = name.to_string_lossy();
+    let kernel = crate::ops::Kernel::named(&name).ok_or_else(|| {
+        crate::Error::Usage(format!(
+            "RUNNER_KERNEL=`{name}` names no kernel; use one of {}, or unset it",
+            crate::ops::Kernel::NAMES.join(", ")
+        ))
+    })?;
+    kernel.choose().map_err(|e| crate::Error::Usage(format!("RUNNER_KERNEL={name}: {e}")))
+}
+
 impl Cli {
     /// Carries out the command.
     pub fn execute(self) -> Result<()> {
@@ -472,6 +487,7 @@ impl Cli {
                 ));
             }
         }
+        pin_kernel()?;
         let quiet = self.quiet;
         let overrides = crate::config::Overrides::with_env(self.sets);
         let overrides = &overrides;

@@ -44,7 +44,7 @@ def main():
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as "per core" says
-    files = sorted(p for p in args.folder.rglob("*") if p.is_file())
+    files = sorted(p for p in args.folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
         sys.exit(f"{args.folder}: no files; run `cargo bench --bench data -- decode/` first to write them")
     resample = FILTERS[args.filter]

@@ -58,7 +58,7 @@ pub enum Interpolation {
     #[default]
     Bilinear,
     /// The input pixel under each output pixel's centre (`floor((x + 0.5) * scale)`, as
-    /// TensorFlow's half-pixel-centre nearest neighbour).
+    /// Pillow's `NEAREST` and TensorFlow's half-pixel-centre nearest neighbour).
     Nearest,
     /// The mean of the input pixels whose centres fall inside each output pixel (a box filter:
     /// exactly Keras' area averaging when the scale is a whole number).
@@ -72,17 +72,18 @@ impl Interpolation {
         *self == Interpolation::default()
     }
 
-    fn algorithm(self) -> ResizeAlg {
+    /// The convolution filter, for the two that are convolutions.
+    fn filter(self) -> Option<FilterType> {
         match self {
-            Interpolation::Bilinear => ResizeAlg::Convolution(FilterType::Bilinear),
-            Interpolation::Nearest => ResizeAlg::Nearest,
-            Interpolation::Area => ResizeAlg::Convolution(FilterType::Box),
+            Interpolation::Bilinear => Some(FilterType::Bilinear),
+            Interpolation::Nearest => None,
+            Interpolation::Area => Some(FilterType::Box),
         }
     }
 }
 
 /// The decoder and resizer behind the pixels; part of the image cache's key.
-pub const PIXELS_VERSION: &str = "image-0.25.6 zune-jpeg-0.4 fast_image_resize-6";
+pub const PIXELS_VERSION: &str = "image-0.25.6 zune-jpeg-0.4 fast_image_resize-6 nearest-exact";
 
 /// Largest file read (256 MiB).
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
@@ -129,15 +130,23 @@ pub fn probe(path: &Path) -> Result<Probe, Rejection> {
 }
 
 /// The bytes of `path`, refusing empty and oversized files before reading them.
+/// The bytes of `path`, refused past [`MAX_FILE_BYTES`]: a regular file by its length before
+/// reading, anything else (a pipe such as `predict <(curl …)`) one byte past the limit.
 fn read(path: &Path) -> Result<Vec<u8>, Rejection> {
+    let too_large = |len: u64| (Reason::TooLarge, format!("{len} bytes is over the {MAX_FILE_BYTES}-byte limit"));
     let len = std::fs::metadata(path).map_err(|e| (Reason::Unreadable, e.to_string()))?.len();
-    if len == 0 {
+    if len > MAX_FILE_BYTES {
+        return Err(too_large(len));
+    }
+    let limit = crate::results::bounded::Limit { what: "image", bytes: MAX_FILE_BYTES, hint: "" };
+    let bytes = crate::results::bounded::read(path, &limit).map_err(|e| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => (Reason::TooLarge, format!("over the {MAX_FILE_BYTES}-byte limit")),
+        _ => (Reason::Unreadable, e.to_string()),
+    })?;
+    if bytes.is_empty() {
         return Err((Reason::Empty, "the file is empty (0 bytes)".into()));
     }
-    if len > MAX_FILE_BYTES {
-        return Err((Reason::TooLarge, format!("{len} bytes is over the {MAX_FILE_BYTES}-byte limit")));
-    }
-    std::fs::read(path).map_err(|e| (Reason::Unreadable, e.to_string()))
+    Ok(bytes)
 }
 
 /// Decodes an image held in memory; see [`decode`].
@@ -177,6 +186,7 @@ fn resize(
     if (height as usize, width as usize) == (h, w) {
         return hwc;
     }
+    let Some(filter) = interpolation.filter() else { return nearest(&hwc, [height, width], mode.channels(), [h, w]) };
     let pixel_type = match mode {
         ColorMode::Grayscale => PixelType::U8,
         ColorMode::Rgb => PixelType::U8x3,
@@ -184,11 +194,28 @@ fn resize(
     // Byte pixels have no alignment, and the buffer holds exactly width x height of them.
     let src = ImageRef::new(width, height, &hwc, pixel_type).expect("a buffer of the decoded size");
     let mut dst = Image::new(w as u32, h as u32, pixel_type);
-    let options = ResizeOptions::new().resize_alg(interpolation.algorithm());
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
     RESIZER
         .with(|r| r.borrow_mut().resize(&src, &mut dst, &options))
         .expect("source and destination share one pixel type");
     dst.into_vec()
+}
+
+/// Nearest neighbour: output pixel `x` takes input pixel `floor((x + 0.5) * in / out)`, in
+/// exact integer arithmetic, so a centre that falls exactly on a pixel boundary (40 to 50 px:
+/// output 7 samples 6.0) picks the pixel Pillow picks, not its neighbour by a rounding error.
+fn nearest(hwc: &[u8], [height, width]: [u32; 2], c: usize, [h, w]: [usize; 2]) -> Vec<u8> {
+    let (height, width) = (height as usize, width as usize);
+    let source = |x: usize, out: usize, len: usize| ((2 * x + 1) * len / (2 * out)).min(len - 1);
+    let columns: Vec<usize> = (0..w).map(|x| source(x, w, width)).collect();
+    let mut out = Vec::with_capacity(h * w * c);
+    for y in 0..h {
+        let row = &hwc[source(y, h, height) * width * c..][..width * c];
+        for &x in &columns {
+            out.extend_from_slice(&row[x * c..][..c]);
+        }
+    }
+    out
 }
 
 /// Decodes `bytes` within the safety limits and turns a JPEG upright by its EXIF orientation.

@@ -32,7 +32,7 @@ pub fn load(plan: &Plan) -> Result<Option<Initial>> {
         Error::Config(plan.sources.render_all(&[d]))
     };
     let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+    let bytes = crate::results::bounded::read(path, &crate::results::bounded::WEIGHTS).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => problem(format!(
             "the weights file `{shown}` does not exist; name a run's weights.safetensors (relative paths are \
              taken from the current folder), or leave model.weights out to start from random weights"

@@ -96,8 +96,10 @@ fn trains_on_bundled_images_and_writes_every_result_file() {
     assert_eq!(manifest["epoch_seconds"].as_array().unwrap().len(), 3);
 }
 
+/// The same config on 1, 2 and 3 threads, and (where the CPU has AVX-512) forced onto the
+/// AVX2 kernel with `RUNNER_KERNEL`: every history, weight and plot file is the same bytes.
 #[test]
-fn same_seed_gives_byte_identical_results_whatever_the_thread_count_and_another_seed_does_not() {
+fn same_seed_gives_byte_identical_results_whatever_the_thread_count_and_kernel_and_another_seed_does_not() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     fashion_subset(&data, &["coat", "dress", "sandal"], 40);
@@ -105,34 +107,75 @@ fn same_seed_gives_byte_identical_results_whatever_the_thread_count_and_another_
     std::fs::write(tmp.path().join("a.toml"), small_config("repro", &data, &results, 11, 2, 3)).unwrap();
     std::fs::write(tmp.path().join("b.toml"), small_config("other", &data, &results, 12, 2, 3)).unwrap();
 
-    for config in ["a.toml", "a.toml", "b.toml"] {
-        assert_exit(&runner(tmp.path(), &[config]), 0);
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-cache");
+    let run = |config: &str, threads: usize, kernel: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runner"));
+        cmd.arg(config).current_dir(tmp.path()).env("RAYON_NUM_THREADS", threads.to_string());
+        cmd.env("RUNNER_CACHE_DIR", &cache);
+        if let Some(kernel) = kernel {
+            cmd.env("RUNNER_KERNEL", kernel);
+        }
+        let out = cmd.output().unwrap();
+        assert_exit(&out, 0);
+        let run: Vec<_> = std::fs::read_dir(results.join(if config == "a.toml" { "repro" } else { "other" }))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        let newest = run.into_iter().max().unwrap();
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(newest.join("manifest.json")).unwrap()).unwrap();
+        (newest, m["threads"].as_u64().unwrap(), m["kernel"].as_str().unwrap().to_string())
+    };
+    let avx512 = std::is_x86_feature_detected!("avx512f");
+    let mut runs = vec![run("a.toml", 1, None), run("a.toml", 2, None), run("a.toml", 3, None)];
+    assert_eq!(runs.iter().map(|r| r.1).collect::<Vec<_>>(), [1, 2, 3], "the manifest records the threads");
+    if avx512 && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        let forced = run("a.toml", 2, Some("avx2"));
+        assert!(forced.2.starts_with("AVX2") && runs[0].2.starts_with("AVX-512"), "{} against {}", forced.2, runs[0].2);
+        runs.push(forced);
+    } else {
+        println!("note: this CPU has no AVX-512 kernel, so AVX2 against AVX-512 is not compared here");
     }
-    let (first, second) = (results.join("repro/run-001"), results.join("repro/run-002"));
-    assert!(second.is_dir(), "a second run must get its own folder, not overwrite the first");
-    for f in [
-        "history.csv",
-        "history.json",
-        "accuracy.svg",
-        "loss.svg",
-        "summary.txt",
-        "weights.safetensors",
-        "accuracy.png",
-    ] {
-        assert_eq!(
-            std::fs::read(first.join(f)).unwrap(),
-            std::fs::read(second.join(f)).unwrap(),
-            "{f} differs between two runs with the same seed"
-        );
+    let first = &runs[0].0;
+    assert!(runs[1].0 != *first, "a second run must get its own folder, not overwrite the first");
+    for (other, threads, kernel) in &runs[1..] {
+        for f in [
+            "history.csv",
+            "history.json",
+            "accuracy.svg",
+            "loss.svg",
+            "accuracy.png",
+            "loss.png",
+            "confusion_matrix.png",
+            "summary.txt",
+            "weights.safetensors",
+            "checkpoints/best.safetensors",
+        ] {
+            assert_eq!(
+                std::fs::read(first.join(f)).unwrap(),
+                std::fs::read(other.join(f)).unwrap(),
+                "{f} differs between 1 thread and {threads} threads on {kernel}"
+            );
+        }
     }
+    let second = &runs[1].0;
+    run("b.toml", 2, None);
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args(["check", "a.toml"])
+        .current_dir(tmp.path())
+        .env("RUNNER_KERNEL", "avx9")
+        .output()
+        .unwrap();
+    assert_exit(&bad, 64);
+    assert!(stderr(&bad).contains("RUNNER_KERNEL=`avx9` names no kernel"), "{}", stderr(&bad));
     let fingerprint = |run: &Path| {
         let m: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
         m["dataset"]["fingerprint"].clone()
     };
-    assert_eq!(fingerprint(&first), fingerprint(&second), "same data, same fingerprint");
+    assert_eq!(fingerprint(first), fingerprint(second), "same data, same fingerprint");
     assert_ne!(
-        fingerprint(&first)["train"],
+        fingerprint(first)["train"],
         fingerprint(&results.join("other/run-001"))["train"],
         "another seed splits differently"
     );

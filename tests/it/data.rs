@@ -76,8 +76,13 @@ fn unusual_but_valid_images_are_decoded_upright() {
     }
 }
 
-/// A PNG that declares `width`x`height` pixels but holds almost no data.
+/// A PNG that declares `width`x`height` greyscale pixels but holds almost no data.
 pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    png_bomb_of(width, height, 0)
+}
+
+/// [`png_bomb`] of PNG colour type `color` (0 grey, 2 RGB, 6 RGBA), 8 bits a sample.
+fn png_bomb_of(width: u32, height: u32, color: u8) -> Vec<u8> {
     let chunk = |tag: &[u8], data: &[u8]| {
         let mut c = (data.len() as u32).to_be_bytes().to_vec();
         c.extend_from_slice(tag);
@@ -90,7 +95,7 @@ pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
     };
     let mut ihdr = width.to_be_bytes().to_vec();
     ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    ihdr.extend_from_slice(&[8, color, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend(chunk(b"IHDR", &ihdr));
     png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
@@ -236,4 +241,86 @@ fn two_runners_filling_one_cache_at_once_both_finish_with_one_cache() {
     let third = tmp.path().join("results/first/run-002/manifest.json");
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(third).unwrap()).unwrap();
     assert_eq!(manifest["dataset"]["decoded"], 0, "the cache is whole");
+}
+
+/// Every `data.interpolation` against its reference resizing the same pixels (written by
+/// tests/reference/make_resize_reference.py): Pillow for `bilinear` and `area`, TensorFlow
+/// (Keras' `image_dataset_from_directory`) for `nearest`; shrinking and enlarging, greyscale
+/// and RGB. Pillow and fast_image_resize both convolve in fixed point with Pillow's filter
+/// weights, so a value may differ by one step of rounding at most; nearest neighbour picks
+/// the same pixels.
+#[test]
+fn each_interpolation_resizes_as_its_reference_does() {
+    let path = crate::util::repo().join("tests/reference/resize.json");
+    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = reference["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 24);
+    for case in cases {
+        let n = |k: &str| case[k].as_u64().unwrap() as u32;
+        let (channels, width, height) = (n("channels"), n("width"), n("height"));
+        // The formula of make_resize_reference.py.
+        let value = |x: u64, y: u64, c: u64| {
+            let (w, h) = (u64::from(width), u64::from(height));
+            ((x * 255 / (w - 1) + y * 97 / (h - 1) + ((x * 31 + y * 17 + c * 59) * 2_654_435_761 >> 7) % 41 + c * 40)
+                % 256) as u8
+        };
+        let mut png = Vec::new();
+        let encoder = image::codecs::png::PngEncoder::new(&mut png);
+        let (mode, color) = match channels {
+            1 => (ColorMode::Grayscale, image::ExtendedColorType::L8),
+            _ => (ColorMode::Rgb, image::ExtendedColorType::Rgb8),
+        };
+        let raw: Vec<u8> = (0..u64::from(height))
+            .flat_map(|y| (0..u64::from(width)).flat_map(move |x| (0..u64::from(channels)).map(move |c| (x, y, c))))
+            .map(|(x, y, c)| value(x, y, c))
+            .collect();
+        image::ImageEncoder::write_image(encoder, &raw, width, height, color).unwrap();
+        let interpolation: Interpolation =
+            serde_json::from_value(case["interpolation"].clone()).expect("an interpolation name");
+        let [w, h] = [n("out_width") as usize, n("out_height") as usize];
+        let got = data::decode::decode_bytes(&png, [h, w], mode, interpolation).unwrap();
+        let c = channels as usize;
+        let want: Vec<u8> = case["hwc"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
+        let tolerance = if interpolation == Interpolation::Nearest { 0 } else { 1 };
+        for (i, &g) in got.iter().enumerate() {
+            // runner's CHW against the reference's HWC.
+            let (ch, pixel) = (i / (h * w), i % (h * w));
+            let p = want[pixel * c + ch];
+            assert!(
+                g.abs_diff(p) <= tolerance,
+                "{interpolation:?} {width}x{height}x{c} to {w}x{h}: channel {ch} pixel {pixel}: runner {g}, reference {p}"
+            );
+        }
+    }
+}
+
+/// The limits at their edges: a file of 256 MiB is read and one byte more is refused unread;
+/// an image within 16,384 pixels a side whose decoder would need over 512 MiB is refused
+/// before allocating, as is one a pixel wider than the side limit.
+#[test]
+fn the_file_size_and_decoder_memory_limits_hold_at_their_edges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let decode = |path: &std::path::Path| data::decode::decode(path, [8, 8], ColorMode::Rgb, BILINEAR);
+    // Sparse files: no disk space, and the refused one is never read.
+    let at_limit = tmp.path().join("at_limit.png");
+    std::fs::File::create(&at_limit).unwrap().set_len(data::decode::MAX_FILE_BYTES).unwrap();
+    assert_eq!(decode(&at_limit).unwrap_err().0, Reason::NotAnImage, "256 MiB is read, and is no image");
+    let over = tmp.path().join("over.png");
+    std::fs::File::create(&over).unwrap().set_len(data::decode::MAX_FILE_BYTES + 1).unwrap();
+    let err = decode(&over).unwrap_err();
+    assert_eq!(err.0, Reason::TooLarge, "{err:?}");
+    assert!(err.1.contains("268435457 bytes is over the 268435456-byte limit"), "{err:?}");
+
+    let started = std::time::Instant::now();
+    // 16,000 x 16,000 RGBA: within the side limit, 1,000 MB for the decoder.
+    let err =
+        data::decode::decode_bytes(&png_bomb_of(16_000, 16_000, 6), [8, 8], ColorMode::Rgb, BILINEAR).unwrap_err();
+    assert_eq!(err.0, Reason::TooLarge, "{err:?}");
+    let side = data::decode::MAX_SIDE;
+    let err = data::decode::decode_bytes(&png_bomb(side + 1, 1), [8, 8], ColorMode::Rgb, BILINEAR).unwrap_err();
+    assert_eq!(err.0, Reason::TooLarge, "{err:?}");
+    assert!(started.elapsed().as_secs() < 2, "rejections must not decode the images");
+    // Just inside both limits (16,384 x 2 grey pixels), the image is decoded (its data is short).
+    let err = data::decode::decode_bytes(&png_bomb(side, 2), [8, 8], ColorMode::Rgb, BILINEAR).unwrap_err();
+    assert_ne!(err.0, Reason::TooLarge, "{err:?}");
 }
