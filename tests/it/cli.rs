@@ -642,6 +642,46 @@ fn quiet_silences_progress_bars_and_information_and_verbose_adds_debug_detail() 
     assert_exit(&runner(tmp.path(), &["exp.toml", "-q", "-v"]), 64);
 }
 
+/// Long data work is never silent: in a log (a pipe here) scanning, decoding, each epoch's
+/// batches and its validation pass write progress lines as often as RUNNER_PROGRESS_SECONDS
+/// says (0: at every update), with counts, rates and time left; at a terminal the epoch's bar
+/// goes on through validation; `--quiet` silences both.
+#[test]
+fn progress_is_shown_for_scanning_decoding_batches_and_validation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fashion_subset(&data, &["bag", "sandal"], 40);
+    let results = tmp.path().join("results");
+    std::fs::write(tmp.path().join("exp.toml"), small_config("p", &data, &results, 1, 1, 2)).unwrap();
+    let logged = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+            .args(args)
+            .current_dir(tmp.path())
+            .env("RUNNER_PROGRESS_SECONDS", "0")
+            .env("RUNNER_CACHE_DIR", tmp.path().join("cache"))
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        stderr(&out)
+    };
+    let log = logged(&["exp.toml"]);
+    for line in [
+        "scanning: 80 so far",
+        "decoding images: 80/80 (100%)",
+        "img/s, ETA",
+        "decoding images: 80 in",
+        "epoch 1/1: batches: 4/4 (100%)",
+        "batch/s, ETA 0 s - loss:",
+        "epoch 1/1: validation: 20/20 (100%)",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
+    assert!(!logged(&["exp.toml", "--quiet"]).contains("decoding"), "--quiet writes no progress");
+
+    let shown = at_a_terminal(tmp.path(), &["exp.toml"]);
+    assert!(shown.contains("4/4 [") && shown.contains("validating 20/20"), "{shown}");
+}
+
 #[test]
 fn completions_are_printed_for_bash_zsh_and_fish() {
     let tmp = tempfile::tempdir().unwrap();
