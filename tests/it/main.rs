@@ -8,6 +8,7 @@ mod export;
 mod floors;
 mod golden;
 mod init;
+mod keras_parity;
 mod layering;
 mod layers;
 mod model;
