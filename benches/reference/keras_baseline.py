@@ -21,7 +21,7 @@ from the run's split.csv), so the two stacks are compared on the same 2,000 vali
 and the split's own spread (about 0.7 points of accuracy between one seed's validation set and
 another's) drops out of the difference.
 
-See benches/reference/README.md for the versions and the figures measured.
+See tests/reference/README.md for the versions and the figures measured.
 """
 
 import argparse

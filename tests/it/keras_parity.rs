@@ -191,7 +191,7 @@ fn learning_rate_schedules_give_keras_rates_at_every_step() {
 /// within about 1e-6. A formula that differs (optimizer, clipping, gradient, layout) shows
 /// as 1e-4 or more by the third step: a momentum that weighed old gradients by today's
 /// scheduled rate was 3e-4 off at step 2. But a pre-activation that lies within rounding of
-/// zero (one of 25,600 in the tutorial CNN's second convolution at step 3 of the SGD run
+/// zero (one of 102,400 in the tutorial CNN's second convolution at step 3 of the SGD run
 /// with rate 0.05 is 1e-8 from it) switches its ReLU one way in Keras and the other in
 /// runner; from then on the two runs part as two Keras runs do. The reference script run
 /// twice on one machine (TensorFlow's threads sum in varying order) gives losses 2.4e-2 apart
