@@ -423,19 +423,25 @@ pub fn apply(cfg: &AugmentConfig, p: &Params, img: &[u8], [_, h, w]: [usize; 3],
                     }
                 }
                 Interpolation::Bilinear => {
+                    // Weighed in double precision and rounded once to f32, as scipy does: an
+                    // f32 sum can land just below a whole value that the brightness step's
+                    // cut to 8 bits then takes one level lower.
                     let (y0, x0) = (floor(y), floor(x));
-                    let (fy, fx) = ((y - y0 as f64) as f32, (x - x0 as f64) as f32);
+                    let (fy, fx) = (y - y0 as f64, x - x0 as f64);
                     let (gy, gx) = (1.0 - fy, 1.0 - fx);
-                    let weights = [gy * gx * scale, gy * fx * scale, fy * gx * scale, fy * fx * scale];
+                    let weights = [gy * gx, gy * fx, fy * gx, fy * fx];
+                    let finish = |v: f64| (v * f64::from(scale)) as f32;
                     if y0 >= 0 && x0 >= 0 && y0 + 1 < hi && x0 + 1 < wi {
                         // All four taps inside: the common case, without fill-mode lookups.
                         let base = y0 as usize * w + x0 as usize;
                         for (src, out_plane) in planes.iter().zip(outs.iter_mut()) {
                             let (top, bottom) = (&src[base..base + 2], &src[base + w..base + w + 2]);
-                            out_plane[o] = f32::from(top[0]) * weights[0]
-                                + f32::from(top[1]) * weights[1]
-                                + f32::from(bottom[0]) * weights[2]
-                                + f32::from(bottom[1]) * weights[3];
+                            out_plane[o] = finish(
+                                f64::from(top[0]) * weights[0]
+                                    + f64::from(top[1]) * weights[1]
+                                    + f64::from(bottom[0]) * weights[2]
+                                    + f64::from(bottom[1]) * weights[3],
+                            );
                         }
                         continue;
                     }
@@ -443,11 +449,11 @@ pub fn apply(cfg: &AugmentConfig, p: &Params, img: &[u8], [_, h, w]: [usize; 3],
                     let cols = [fold(x0, wi, fill), fold(x0 + 1, wi, fill)];
                     for (src, out_plane) in planes.iter().zip(outs.iter_mut()) {
                         let px = |ry: Option<usize>, rx: Option<usize>| {
-                            ry.zip(rx).map_or(cfg.cval as f32, |(sy, sx)| f32::from(src[sy * w + sx]))
+                            ry.zip(rx).map_or(cfg.cval, |(sy, sx)| f64::from(src[sy * w + sx]))
                         };
                         let taps =
                             [px(rows[0], cols[0]), px(rows[0], cols[1]), px(rows[1], cols[0]), px(rows[1], cols[1])];
-                        out_plane[o] = taps.iter().zip(weights).map(|(t, w)| t * w).sum();
+                        out_plane[o] = finish(taps.iter().zip(weights).map(|(t, w)| t * w).sum());
                     }
                 }
             }
