@@ -152,7 +152,10 @@ impl Cache {
         match read_index(&file, &self.key, record_len) {
             Ok(index) => Some((Records { file, path: Some(self.file.clone()), record_len }, index)),
             Err(why) => {
-                tracing::warn!("ignoring the image cache {}: {why}; rebuilding it", self.file.display());
+                tracing::warn!(
+                    "ignoring the image cache {}: {why}; it is rebuilt as images are decoded",
+                    self.file.display()
+                );
                 None
             }
         }
