@@ -24,18 +24,24 @@ fn chromium() -> Option<&'static str> {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| Path::new(p).exists())
 }
 
-/// Renders `page` to a PNG screenshot with headless Chromium.
-fn screenshot(browser: &str, page: &Path, png: &Path) {
+/// Headless Chromium on `page` with `action` (`--screenshot=…`, `--dump-dom`), in a throwaway
+/// profile and with nothing that reaches out to the network.
+fn headless(browser: &str, action: &str, page: &Path) -> std::process::Output {
     let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(browser)
+    Command::new(browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
         .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--window-size=1280,2400")
-        .arg(format!("--screenshot={}", png.display()))
+        .arg(action)
         .arg(format!("file://{}", page.display()))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Renders `page` to a PNG screenshot with headless Chromium.
+fn screenshot(browser: &str, page: &Path, png: &Path) {
+    let out = headless(browser, &format!("--screenshot={}", png.display()), page);
     assert!(png.is_file(), "chromium wrote no screenshot:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -72,16 +78,7 @@ document.body.appendChild(pre);
     let copy = dir.path().join("probe.html");
     let html = std::fs::read_to_string(page).unwrap().replace("</body>", &format!("{probe}</body>"));
     std::fs::write(&copy, html).unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
-        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--window-size=1280,2400")
-        .arg("--dump-dom")
-        .arg(format!("file://{}", copy.display()))
-        .output()
-        .unwrap();
+    let out = headless(browser, "--dump-dom", &copy);
     let dom = String::from_utf8_lossy(&out.stdout);
     let json = dom
         .split_once("<pre id=\"laid-out\">")
