@@ -246,34 +246,41 @@ impl Records {
     /// what to do, never a crash.
     pub fn read(&self, slot: Slot, out: &mut [u8], image: &Path) -> Result<()> {
         debug_assert_eq!(out.len(), self.record_len);
-        let what = match &self.path {
-            Some(p) => format!("the image cache {}", p.display()),
-            None => "the temporary file of decoded images (data.cache = false)".into(),
-        };
-        let fix = match &self.path {
-            Some(_) => "delete it and run again; never edit or truncate a cache file while runs use it",
-            None => "run again, with more free space in the cache folder",
-        };
         let at = MAGIC.len() as u64 + slot.index * self.record_len as u64;
         match self.file.read_exact_at(out, at) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return Err(Error::Data(format!(
-                    "{what} is shorter than its index says (the record of {} is missing): it was truncated while \
-                     this run was reading it; {fix}",
+                return Err(self.problem(&format!(
+                    "is shorter than its index says (the record of {} is missing): it was truncated while this \
+                     run was reading it",
                     image.display()
                 )))
             }
-            Err(e) => return Err(Error::Data(format!("reading {what} (image {}): {e}", image.display()))),
+            Err(e) => return Err(self.problem(&format!("cannot be read (image {}): {e}", image.display()))),
         }
         if crc32fast::hash(out) != slot.crc {
-            return Err(Error::Data(format!(
-                "{what} is damaged or was changed after it was written: the record of {} no longer matches its \
-                 checksum; {fix}",
+            return Err(self.problem(&format!(
+                "is damaged or was changed after it was written: the record of {} no longer matches its checksum",
                 image.display()
             )));
         }
         Ok(())
+    }
+
+    /// An error saying what is wrong with this file and what to do; built only when a read
+    /// fails, since reads run for every image of every batch.
+    fn problem(&self, wrong: &str) -> Error {
+        let (what, fix) = match &self.path {
+            Some(p) => (
+                format!("the image cache {}", p.display()),
+                "delete it and run again; never edit or truncate a cache file while runs use it",
+            ),
+            None => (
+                "the temporary file of decoded images (data.cache = false)".to_string(),
+                "run again, with more free space in the cache folder",
+            ),
+        };
+        Error::Data(format!("{what} {wrong}; {fix}"))
     }
 }
 
