@@ -41,7 +41,7 @@ fn train_step(c: &mut Criterion) {
             b.iter(|| {
                 let input = dev.tensor_from_vec(x.clone(), (batch, input_len));
                 let logits = net.forward(input.traced(Gradients::leaky()), true);
-                let l = loss::loss(plan.config.train.loss, logits, &labels, 0.0);
+                let l = loss::loss(plan.config.train.loss, logits, &labels, 0.0, None);
                 let mut grads = l.backward();
                 optimizer.update(&mut net.params, &mut grads, 1e-3).unwrap();
             })

@@ -283,11 +283,115 @@ pub fn compare(paths: &[PathBuf], out: Option<&Path>, metric: &str, maximize: bo
             md += &format!("- {note}\n");
         }
     }
+    if let Some((cv_md, cv_rows)) = cross_validation(&runs, &keys, metric, maximize) {
+        md += &cv_md;
+        dir.write("cross_validation.csv", crate::results::csv_table(&cv_rows))?;
+    }
     let csv = crate::results::csv_table(std::iter::once(&header).chain(&rows));
     dir.write("leaderboard.md", &md)?;
     dir.write("leaderboard.csv", &csv)?;
     dir.write(files::REPORT, crate::report::comparison_page(&dir.path))?;
     Ok(Comparison { dir: dir.path, leaderboard: md })
+}
+
+/// The folds of a cross-validation (runs that differ in `data.fold`), grouped by the other
+/// keys that differ: for each group, the mean and standard deviation over its folds of every
+/// history column at each fold's best epoch (by `metric`) and of the test metrics, as a
+/// Markdown section and CSV rows (header first). Groups are ranked by the mean of `metric`.
+/// `None` when the runs are not folds.
+fn cross_validation(runs: &[Run], keys: &[String], metric: &str, maximize: bool) -> Option<(String, Vec<Vec<String>>)> {
+    if !keys.iter().any(|k| k == "data.fold") {
+        return None;
+    }
+    let others: Vec<&String> = keys.iter().filter(|k| *k != "data.fold").collect();
+    let mut groups: BTreeMap<Vec<String>, Vec<&Run>> = BTreeMap::new();
+    for run in runs {
+        let point = others.iter().map(|k| run.config.get(*k).cloned().unwrap_or_else(|| "-".into())).collect();
+        groups.entry(point).or_default().push(run);
+    }
+    // Columns: the ranking metric first, then the other history columns, then the test split's.
+    let mut columns: Vec<String> = vec![metric.to_string()];
+    for run in runs {
+        for c in run.history.keys() {
+            if !["epoch", "learning_rate"].contains(&c.as_str()) && !columns.contains(c) {
+                columns.push(c.clone());
+            }
+        }
+    }
+    let tests = ["test accuracy", "test loss"];
+    let value = |run: &Run, column: &str| -> Option<f64> {
+        match column.strip_prefix("test ") {
+            Some(k) => run.test.as_ref()?[k].as_f64(),
+            None => {
+                let (_, epoch) = run.best(metric, maximize)?;
+                run.history.get(column)?.get(epoch - 1).copied()
+            }
+        }
+    };
+    let all: Vec<&str> = columns.iter().map(String::as_str).chain(tests).collect();
+    let mut stats: Vec<(Vec<String>, usize, Vec<Option<(f64, f64)>>)> = groups
+        .into_iter()
+        .map(|(point, runs)| {
+            let row = all
+                .iter()
+                .map(|c| {
+                    let v: Vec<f64> = runs.iter().filter_map(|r| value(r, c)).filter(|v| v.is_finite()).collect();
+                    mean_sd(&v)
+                })
+                .collect();
+            (point, runs.len(), row)
+        })
+        .collect();
+    stats.sort_by(|a, b| {
+        let (x, y) = (a.2[0].map(|s| s.0), b.2[0].map(|s| s.0));
+        match (x, y) {
+            (Some(x), Some(y)) if maximize => y.total_cmp(&x),
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (x, y) => y.is_some().cmp(&x.is_some()),
+        }
+    });
+    let mut header: Vec<String> = vec!["rank".into()];
+    header.extend(others.iter().map(|k| k.to_string()));
+    header.push("folds".into());
+    let mut csv_header = header.clone();
+    for c in &all {
+        header.push(c.to_string());
+        csv_header.extend([format!("{c} mean"), format!("{c} sd")]);
+    }
+    let mut md = format!(
+        "\n## Cross-validation: mean ± standard deviation over the folds\n\nEach fold counts with its best \
+         epoch by `{metric}`; the standard deviation divides by folds − 1.\n\n| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    let mut csv = vec![csv_header];
+    for (rank, (point, n, row)) in stats.iter().enumerate() {
+        let mut cells = vec![(rank + 1).to_string()];
+        cells.extend(point.iter().cloned());
+        cells.push(n.to_string());
+        let mut csv_cells = cells.clone();
+        for s in row {
+            cells.push(s.map_or("-".into(), |(m, sd)| format!("{m:.4} ± {sd:.4}")));
+            csv_cells.extend(match s {
+                Some((m, sd)) => [m.to_string(), sd.to_string()],
+                None => [String::new(), String::new()],
+            });
+        }
+        md += &format!("| {} |\n", cells.join(" | "));
+        csv.push(csv_cells);
+    }
+    Some((md, csv))
+}
+
+/// Mean and sample standard deviation (n − 1; 0 for one value) of `v`; `None` when empty.
+fn mean_sd(v: &[f64]) -> Option<(f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() < 2 { 0.0 } else { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) };
+    Some((mean, var.sqrt()))
 }
 
 /// `runner ls`: one line per run under `root`: experiment, run id, status, best validation

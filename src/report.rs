@@ -125,8 +125,15 @@ pub fn run_page(dir: &Path) -> String {
 pub fn comparison_page(dir: &Path) -> String {
     let mut body = String::new();
     if let Some(md) = read(dir, "leaderboard.md") {
+        // A cross-validation's section follows the leaderboard's table, as its own table.
+        let (md, folds) = md.split_once("\n## Cross-validation").unwrap_or((&md, ""));
         body += "<h2>Leaderboard</h2>\n";
-        body += &table(&md);
+        body += &table(md);
+        if !folds.is_empty() {
+            body +=
+                "<h2>Cross-validation</h2>\n<p>Mean ± standard deviation over the folds, each at its best epoch.</p>\n";
+            body += &table(folds);
+        }
         let notes: Vec<&str> = md.lines().filter_map(|l| l.strip_prefix("- ")).collect();
         if !notes.is_empty() {
             body += "<ul>\n";

@@ -24,6 +24,10 @@ pub enum Stream {
     Dropout = 5,
     /// Random-search values of a sweep, keyed by draw and key.
     Sweep = 6,
+    /// Which training images an epoch over- or undersamples, keyed by epoch and class.
+    Sampling = 7,
+    /// Assignment of images to cross-validation folds, keyed by class.
+    Folds = 8,
 }
 
 /// A generator for `stream` under `seed`, further keyed by `keys` (epoch, sample index, ...).

@@ -208,12 +208,74 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
                 .into(),
         );
     }
+    let d = &config.data;
+    let data_key = |key: &'static str| [Key("data"), Key(key)];
+    let explicit = |key: &str| sources.origins.contains_key(&format!("data.{key}"));
+    match (&d.path, &d.train_path) {
+        (None, None) => err(
+            &[Key("data")],
+            "[data] needs `path` (a folder with one subfolder of images per class) or `train_path` \
+             (with `validation_path`) for folders that are already split"
+                .into(),
+        ),
+        (Some(_), Some(_)) => err(
+            &data_key("train_path"),
+            "set `path` (split with the seed) or `train_path` (already split), not both".into(),
+        ),
+        _ => {}
+    }
+    for key in ["validation_path", "test_path"] {
+        let set = if key == "validation_path" { d.validation_path.is_some() } else { d.test_path.is_some() };
+        if set && d.train_path.is_none() {
+            err(&data_key(key), format!("{key} needs `train_path` for the training images (instead of `path`)"));
+        }
+    }
+    if d.validation_path.is_some() && explicit("validation_split") {
+        err(
+            &data_key("validation_split"),
+            "validation_split does not apply: validation_path is the validation set; remove one of them".into(),
+        );
+    }
+    if d.test_path.is_some() && explicit("test_split") {
+        err(&data_key("test_split"), "test_split does not apply: test_path is the test set; remove one of them".into());
+    }
+    if d.train_path.is_some() && d.split_file.is_some() {
+        err(&data_key("split_file"), "split_file does not apply to folders that are already split (train_path)".into());
+    }
+    match (d.folds, d.fold) {
+        (Some(k), _) if k < 2 => err(&data_key("folds"), format!("folds {k} must be at least 2")),
+        (Some(k), Some(f)) if f >= k => {
+            err(&data_key("fold"), format!("fold {f} is not one of the {k} folds; folds are numbered 0 to {}", k - 1))
+        }
+        (None, Some(_)) => err(&data_key("fold"), "fold needs `folds`, the number of folds".into()),
+        (Some(_), _) => {
+            for (key, conflict) in [
+                ("validation_split", explicit("validation_split")),
+                ("validation_path", d.validation_path.is_some()),
+                ("split_file", d.split_file.is_some()),
+            ] {
+                if conflict {
+                    err(
+                        &data_key(key),
+                        format!("{key} does not apply with folds: each fold in turn is the validation set"),
+                    );
+                }
+            }
+        }
+        (None, None) => {}
+    }
+    if d.labels.is_some() && d.train_path.is_some() {
+        err(
+            &data_key("labels"),
+            "labels names the images of one folder (`path`), not of train_path; put them in one folder".into(),
+        );
+    }
     let [h, w] = config.data.image_size;
     if !(1..=8192).contains(&h) || !(1..=8192).contains(&w) {
         err(&[Key("data"), Key("image_size")], format!("image_size [{h}, {w}] must be between 1 and 8192 pixels"));
     }
     let split = config.data.validation_split;
-    if !(split > 0.0 && split < 1.0) {
+    if config.data.validation_path.is_none() && config.data.folds.is_none() && !(split > 0.0 && split < 1.0) {
         err(
             &[Key("data"), Key("validation_split")],
             format!("validation_split {split} must be a fraction strictly between 0 and 1, such as 0.2"),
@@ -225,7 +287,12 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
             &[Key("data"), Key("test_split")],
             format!("test_split {test} must be a fraction from 0 (no test set) up to, not including, 1"),
         );
-    } else if split > 0.0 && split < 1.0 && split + test >= 1.0 {
+    } else if config.data.folds.is_none()
+        && config.data.validation_path.is_none()
+        && split > 0.0
+        && split < 1.0
+        && split + test >= 1.0
+    {
         err(
             &[Key("data"), Key("test_split")],
             format!(
@@ -400,9 +467,22 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
             }
         }
     };
+    let multi_label = config.data.multi_label();
     if let Some(plan) = &model {
-        if let Some(message) = head_problem(plan, train.loss) {
+        if let Some(message) = head_problem(plan, train.loss, multi_label) {
             err(&layer_path(layers.len() - 1), message);
+        }
+    }
+    if multi_label {
+        let why = "images with several labels (data.labels)";
+        if train.class_weight.is_some() {
+            err(&t("class_weight"), format!("class_weight weighs one class per image; it does not apply to {why}"));
+        }
+        if config.data.sampling.is_some() {
+            err(&data_key("sampling"), format!("sampling rebalances one class per image; it does not apply to {why}"));
+        }
+        if train.metrics.contains(&Metric::TopKAccuracy) {
+            err(&t("metrics"), format!("top_k_accuracy ranks one true class; it does not apply to {why}"));
         }
     }
     match (diags.is_empty(), model) {
@@ -416,11 +496,24 @@ fn layer_path(index: usize) -> [Seg<'static>; 3] {
     [Seg::Key("model"), Seg::Key("layers"), Seg::Index(index)]
 }
 
-/// Whether the last layer fits the loss, before knowing the class count.
-fn head_problem(plan: &ModelPlan, loss: Loss) -> Option<String> {
+/// Whether the last layer fits the loss (and multi-label targets), before knowing the class
+/// count.
+fn head_problem(plan: &ModelPlan, loss: Loss, multi_label: bool) -> Option<String> {
     let last = plan.layers.last()?;
     let (units, activation) = (last.output, last.config.activation());
     use crate::model::layers::Activation::*;
+    if multi_label {
+        return match (loss, units, activation) {
+            (Loss::BinaryCrossentropy, Shape::Flat(_), Sigmoid) => None,
+            _ => Some(format!(
+                "images with several labels (data.labels) need loss = \"binary_crossentropy\" and a last layer \
+                 with one unit per label and activation = \"sigmoid\", but this one gives {units} with activation = \
+                 \"{}\" and the loss is {}",
+                serde_name(activation),
+                serde_name(loss)
+            )),
+        };
+    }
     match (loss, units, activation) {
         (Loss::BinaryCrossentropy, Shape::Flat(1), Sigmoid) => None,
         (Loss::BinaryCrossentropy, ..) => Some(format!(
@@ -438,21 +531,43 @@ fn head_problem(plan: &ModelPlan, loss: Loss) -> Option<String> {
     }
 }
 
-/// Checks the last layer against the classes found in the dataset folder.
+/// Checks the last layer, and the classes `train.class_weight` names, against the classes
+/// found in the dataset folder.
 pub fn check_classes(plan: &Plan, classes: &[String]) -> Result<()> {
+    if let Some(ClassWeight::Table(table)) = &plan.config.train.class_weight {
+        let unknown: Vec<&String> = table.keys().filter(|k| !classes.contains(k)).collect();
+        if !unknown.is_empty() {
+            let names: Vec<String> = unknown.iter().map(|k| format!("`{k}`")).collect();
+            let d = plan.sources.at(
+                &[Seg::Key("train"), Seg::Key("class_weight")],
+                format!(
+                    "class_weight names {} but the classes are {}; use the class folder names",
+                    names.join(", "),
+                    classes.join(", ")
+                ),
+            );
+            return Err(Error::Config(plan.sources.render_all(&[d])));
+        }
+    }
     let n = classes.len();
     let layers = plan.config.model.layers.len();
+    let multi_label = plan.config.data.multi_label();
     let message = match (plan.config.train.loss, plan.model.output()) {
+        (_, Shape::Flat(units)) if multi_label && units != n => format!(
+            "the last layer has {units} units but the labels file has {n} labels ({}); set units = {n}",
+            classes.join(", ")
+        ),
+        _ if multi_label => return Ok(()),
         (Loss::BinaryCrossentropy, _) if n != 2 => format!(
             "binary_crossentropy needs exactly 2 classes, but `{}` has {n} ({}); use \
              categorical_crossentropy with a softmax layer of {n} units",
-            plan.config.data.path.display(),
+            plan.config.data.root().display(),
             classes.join(", ")
         ),
         (Loss::BinaryCrossentropy, _) => return Ok(()),
         (_, Shape::Flat(units)) if units != n => format!(
             "the last layer has {units} units but `{}` has {n} classes ({}); set units = {n}",
-            plan.config.data.path.display(),
+            plan.config.data.root().display(),
             classes.join(", ")
         ),
         _ => return Ok(()),

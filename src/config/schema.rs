@@ -106,8 +106,29 @@ impl schemars::JsonSchema for DeviceKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// Folder with one subfolder per class (relative paths are taken from the current directory).
-    pub path: PathBuf,
+    /// Folder with one subfolder per class (relative paths are taken from the current
+    /// directory), split with the seed; or, with `labels`, a folder of images named in a CSV
+    /// file. Leave it out when `train_path` names folders that are already split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// A folder of training images already split from the others (one subfolder per class),
+    /// instead of `path`. With `validation_path` no split is drawn; without it, validation
+    /// images are drawn from this folder by `validation_split`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_path: Option<PathBuf>,
+    /// The validation images, one subfolder per class (every class must be one of
+    /// `train_path`'s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_path: Option<PathBuf>,
+    /// The test images, one subfolder per class, evaluated once after training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_path: Option<PathBuf>,
+    /// Labels from a CSV file for a flat folder of images (`path`), as Keras'
+    /// `flow_from_dataframe` reads them: `labels = "labels.csv"` (columns `filename` and
+    /// `class`), or `{ file = "labels.csv", x_col = "image", y_col = "label" }`. A relative
+    /// file name is taken from the current directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<LabelsConfig>,
     /// `[height, width]` every image is resized to (Keras default `[256, 256]`).
     #[serde(default = "default_image_size")]
     pub image_size: [usize; 2],
@@ -135,6 +156,171 @@ pub struct DataConfig {
     /// Keep decoded, resized images in the on-disk cache so later runs skip decoding (default true).
     #[serde(default = "yes")]
     pub cache: bool,
+    /// K-fold cross-validation: the config becomes `folds` trials, run like a sweep, trial i
+    /// validating on fold i and training on the others (the test split, `test_split`, is held
+    /// out first and is the same in every trial). Folds are drawn from the seed, of each class
+    /// when `stratify`. The sweep's leaderboard gives each metric's mean and standard
+    /// deviation over the folds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<usize>,
+    /// The fold this run validates on (0-based), out of `folds`; set by the cross-validation
+    /// trials, or by hand to run one fold alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<usize>,
+    /// Rebalance the classes of the training split, drawn again every epoch from the seed:
+    /// `"oversample"` keeps every image and repeats randomly chosen ones of the smaller classes
+    /// until each class has as many as the largest; `"undersample"` takes as many randomly
+    /// chosen images of each class as the smallest has. Validation and test are untouched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<crate::data::sampling::Sampling>,
+}
+
+impl DataConfig {
+    /// Whether an image may have several labels (a labels file with multi-label targets).
+    pub fn multi_label(&self) -> bool {
+        self.labels.as_ref().is_some_and(LabelsConfig::multi_label)
+    }
+
+    /// Whether the split keeps each class's share: `stratify`, except for multi-label
+    /// targets, whose images have no one class to stratify by (their split is at random).
+    pub fn stratified(&self) -> bool {
+        self.stratify && !self.multi_label()
+    }
+
+    /// The folder that holds every image of the dataset: `path`, or the deepest folder that
+    /// holds `train_path`, `validation_path` and `test_path` (how the cache and the manifest
+    /// name the dataset).
+    pub fn root(&self) -> PathBuf {
+        if let Some(path) = &self.path {
+            return path.clone();
+        }
+        let folders: Vec<PathBuf> = [&self.train_path, &self.validation_path, &self.test_path]
+            .into_iter()
+            .flatten()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect();
+        let Some(first) = folders.first() else { return PathBuf::new() };
+        let mut root = first.clone();
+        while !folders.iter().all(|f| f.starts_with(&root)) && root.pop() {}
+        root
+    }
+}
+
+/// `data.labels`: the CSV file naming each image's class; a file name alone is the file with
+/// the default columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub struct LabelsConfig {
+    /// The CSV file (a header row, then one row per image).
+    pub file: PathBuf,
+    /// The column with each image's file name, relative to `data.path` (default `filename`).
+    pub x_col: String,
+    /// The column with each image's class (default `class`); for multi-label targets, a list
+    /// of columns, one per label, each 1 (the image has the label) or 0.
+    pub y_col: YCol,
+    /// Several labels in one `y_col` cell, separated by this (such as `" "` for
+    /// `"haze primary"`): multi-label targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator: Option<String>,
+}
+
+/// `y_col`: one class column, or one 0/1 column per label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum YCol {
+    /// The column holding each image's class (or labels, with a separator).
+    One(String),
+    /// One column per label.
+    Each(Vec<String>),
+}
+
+impl LabelsConfig {
+    /// Whether an image may have several labels (or none): a separator, or a column per label.
+    pub fn multi_label(&self) -> bool {
+        self.separator.is_some() || matches!(self.y_col, YCol::Each(_))
+    }
+}
+
+/// `data.labels` written as a table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelsTable {
+    file: PathBuf,
+    #[serde(default = "default_x_col")]
+    x_col: String,
+    #[serde(default = "default_y_col")]
+    y_col: YCol,
+    #[serde(default)]
+    separator: Option<String>,
+}
+
+impl TryFrom<toml::Value> for LabelsConfig {
+    type Error = String;
+    fn try_from(value: toml::Value) -> Result<Self, String> {
+        let labels = match value {
+            toml::Value::String(file) => {
+                LabelsConfig { file: file.into(), x_col: default_x_col(), y_col: default_y_col(), separator: None }
+            }
+            table @ toml::Value::Table(_) => {
+                let t = LabelsTable::deserialize(table).map_err(|e| {
+                    let message = e.message().trim().to_string();
+                    match message.starts_with("data did not match any variant") {
+                        true => "y_col is a column name, or a list of column names (one 0/1 column per label)".into(),
+                        false => message,
+                    }
+                })?;
+                LabelsConfig { file: t.file, x_col: t.x_col, y_col: t.y_col, separator: t.separator }
+            }
+            other => {
+                return Err(format!(
+                    "found {other}; labels is a CSV file name, such as \"labels.csv\", or a table \
+                     {{ file = \"labels.csv\", x_col = \"filename\", y_col = \"class\" }}"
+                ))
+            }
+        };
+        match (&labels.y_col, &labels.separator) {
+            (YCol::Each(columns), _) if columns.is_empty() => Err("y_col lists no columns; name one per label".into()),
+            (YCol::Each(_), Some(_)) => {
+                Err("separator splits one y_col column into labels; with a list of y_col columns leave it out".into())
+            }
+            (_, Some(sep)) if sep.is_empty() => {
+                Err("separator is empty; use the text between labels, such as \" \"".into())
+            }
+            _ => Ok(labels),
+        }
+    }
+}
+
+impl schemars::JsonSchema for LabelsConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LabelsConfig".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A CSV file name, or a table with `file`, `x_col` (default `filename`), `y_col` (default `class`; a list of 0/1 columns for multi-label targets) and `separator` (several labels in one cell).",
+            "oneOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": {
+                        "file": { "type": "string" },
+                        "x_col": { "type": "string" },
+                        "y_col": { "oneOf": [ { "type": "string" }, { "type": "array", "items": { "type": "string" } } ] },
+                        "separator": { "type": "string" }
+                    },
+                    "required": ["file"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+fn default_x_col() -> String {
+    "filename".into()
+}
+fn default_y_col() -> YCol {
+    YCol::One("class".into())
 }
 
 fn default_image_size() -> [usize; 2] {
@@ -210,6 +396,13 @@ pub struct TrainConfig {
     /// Soften the targets: 1 becomes 1 - s + s/classes and 0 becomes s/classes (default 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub label_smoothing: f64,
+    /// Weigh each training image's loss by its class (Keras' `fit(class_weight=...)`):
+    /// `"balanced"` gives class c the weight n / (classes · n_c) over the training split
+    /// (scikit-learn's `compute_class_weight`), or a table names the weight of each class,
+    /// `{ cat = 1.0, dog = 2.5 }` (classes left out weigh 1). The training loss is the mean
+    /// of the weighted losses, as Keras reports it; validation and test losses are unweighted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weight: Option<ClassWeight>,
     /// Metrics reported each epoch besides the loss, for training and validation (default
     /// `["accuracy"]`, which is always reported): `precision`, `recall`, `f1_score`,
     /// `top_k_accuracy`.
@@ -232,6 +425,69 @@ pub struct TrainConfig {
     /// `[train.checkpoint]`: which epoch's weights are the best ones (Keras `ModelCheckpoint`).
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+}
+
+/// `train.class_weight`: `"balanced"`, or a table of class name → weight.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "toml::Value", into = "toml::Value")]
+pub enum ClassWeight {
+    /// n / (classes · n_c) for class c, over the training split.
+    Balanced,
+    /// The weight of each named class; the others weigh 1.
+    Table(indexmap::IndexMap<String, f64>),
+}
+
+impl TryFrom<toml::Value> for ClassWeight {
+    type Error = String;
+    fn try_from(value: toml::Value) -> Result<Self, String> {
+        let expected =
+            "class_weight must be \"balanced\" or a table of class = weight, such as { cat = 1.0, dog = 2.5 }";
+        match value {
+            toml::Value::String(s) if s == "balanced" => Ok(ClassWeight::Balanced),
+            toml::Value::Table(table) => {
+                let mut weights = indexmap::IndexMap::new();
+                for (class, weight) in table {
+                    let w = match weight {
+                        toml::Value::Float(w) => w,
+                        toml::Value::Integer(w) => w as f64,
+                        other => return Err(format!("the weight of class `{class}` is {other}; {expected}")),
+                    };
+                    if !(w.is_finite() && w >= 0.0) {
+                        return Err(format!("the weight of class `{class}` is {w}; weights must be 0 or more"));
+                    }
+                    weights.insert(class, w);
+                }
+                Ok(ClassWeight::Table(weights))
+            }
+            other => Err(format!("found {other}; {expected}")),
+        }
+    }
+}
+
+impl From<ClassWeight> for toml::Value {
+    fn from(c: ClassWeight) -> toml::Value {
+        match c {
+            ClassWeight::Balanced => toml::Value::String("balanced".into()),
+            ClassWeight::Table(t) => {
+                toml::Value::Table(t.into_iter().map(|(k, v)| (k, toml::Value::Float(v))).collect())
+            }
+        }
+    }
+}
+
+impl schemars::JsonSchema for ClassWeight {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ClassWeight".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`\"balanced\"` or a table of class name = weight.",
+            "oneOf": [
+                { "const": "balanced" },
+                { "type": "object", "additionalProperties": { "type": "number", "minimum": 0 } }
+            ]
+        })
+    }
 }
 
 /// `[train.lr_schedule]`, selected by its `type`.

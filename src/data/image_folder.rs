@@ -15,8 +15,12 @@ use crate::{Error, Result};
 pub struct Sample {
     /// The file.
     pub path: PathBuf,
-    /// Index into `Listing::classes`.
+    /// Index into `Listing::classes`; with multi-label targets, the first of `labels` (0
+    /// when there is none), for pictures that show one class per image.
     pub label: usize,
+    /// With multi-label targets (`Listing::multi_label`), every label of the image, ascending
+    /// (maybe none); else just `label`.
+    pub labels: Vec<usize>,
 }
 
 /// What a scan found, before any file is decoded.
@@ -30,6 +34,8 @@ pub struct Listing {
     pub samples: Vec<Sample>,
     /// Entries that will not be used, with the reason.
     pub quarantined: Vec<Quarantined>,
+    /// Whether an image may have several labels, or none (from a labels file).
+    pub multi_label: bool,
 }
 
 impl Listing {
@@ -38,10 +44,10 @@ impl Listing {
         sample.path.strip_prefix(&self.root).unwrap_or(&sample.path).to_string_lossy().into_owned()
     }
 
-    /// Number of files per class, in class order.
+    /// Number of files per class (per label, with multi-label targets), in class order.
     pub fn counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.classes.len()];
-        self.samples.iter().for_each(|s| counts[s.label] += 1);
+        self.samples.iter().flat_map(|s| &s.labels).for_each(|&l| counts[l] += 1);
         counts
     }
 }
@@ -79,8 +85,13 @@ pub fn scan(root: &Path) -> Result<Listing> {
     let entries = sorted_entries(root).map_err(|e| Error::io("reading dataset folder", root, e))?;
     // Listing a large folder on a network filesystem takes a while: say how far it got.
     let progress = crate::progress::Progress::unbounded("scanning").unit("files");
-    let mut listing =
-        Listing { root: root.to_path_buf(), classes: Vec::new(), samples: Vec::new(), quarantined: Vec::new() };
+    let mut listing = Listing {
+        root: root.to_path_buf(),
+        classes: Vec::new(),
+        samples: Vec::new(),
+        quarantined: Vec::new(),
+        multi_label: false,
+    };
     for (dir, name, kind) in entries {
         if kind.is_symlink() && dir.is_dir() {
             listing.quarantined.push(Quarantined::new(dir, Reason::Folder, "symlinked folder, not followed"));
@@ -107,7 +118,7 @@ pub fn scan(root: &Path) -> Result<Listing> {
                     "folder inside a class folder (classes are one level deep)",
                 ));
             } else {
-                listing.samples.push(Sample { path, label });
+                listing.samples.push(Sample { path, label, labels: vec![label] });
             }
         }
         if listing.samples.len() == before {
@@ -129,4 +140,33 @@ pub fn scan(root: &Path) -> Result<Listing> {
     }
     progress.finish();
     Ok(listing)
+}
+
+/// One listing of folders that are already split (`train`, then validation and test), under
+/// `root`, their common parent: the classes are the first folder's, and every class of the
+/// others must be one of them. With each sample, the index of the folder it came from.
+pub fn combine(root: &Path, parts: Vec<Listing>) -> Result<(Listing, Vec<usize>)> {
+    let mut parts = parts.into_iter();
+    let first = parts.next().expect("a training folder");
+    let mut origin = vec![0; first.samples.len()];
+    let train_root = first.root.clone();
+    let mut out = Listing { root: root.to_path_buf(), ..first };
+    for (part, listing) in (1..).zip(parts) {
+        for (label, class) in listing.classes.iter().enumerate() {
+            let Ok(to) = out.classes.binary_search(class) else {
+                return Err(Error::Data(format!(
+                    "`{}` has a class `{class}` that the training folder `{}` has not; every class \
+                     must have training images (the training classes are {})",
+                    listing.root.display(),
+                    train_root.display(),
+                    out.classes.join(", ")
+                )));
+            };
+            let samples = listing.samples.iter().filter(|s| s.label == label);
+            out.samples.extend(samples.map(|s| Sample { path: s.path.clone(), label: to, labels: vec![to] }));
+            origin.resize(out.samples.len(), part);
+        }
+        out.quarantined.extend(listing.quarantined);
+    }
+    Ok((out, origin))
 }

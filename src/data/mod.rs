@@ -5,8 +5,10 @@ pub mod augment;
 pub mod cache;
 pub mod decode;
 pub mod image_folder;
+pub mod labels;
 mod orientation;
 pub mod quarantine;
+pub mod sampling;
 pub mod split;
 
 pub use decode::{ColorMode, Interpolation};
@@ -34,8 +36,10 @@ pub struct Images {
     pub classes: Vec<String>,
     /// Channels, height, width of every image.
     pub shape: [usize; 3],
-    /// Class index of each image.
+    /// Class index of each image (with multi-label targets, its first label, or 0).
     pub labels: Vec<usize>,
+    /// With multi-label targets, every label of each image (ascending, maybe none).
+    pub label_sets: Option<Vec<Vec<usize>>>,
     /// Source file of each image.
     pub paths: Vec<PathBuf>,
     /// Files that are not used, with the reason.
@@ -63,7 +67,7 @@ impl Images {
         let stamp = Stamp { size: 0, mtime_ns: 0, inode: 0 };
         let slots = pixels.chunks(n).map(|p| writer.pixels(String::new(), stamp, p)).collect::<Result<_>>()?;
         let records = Arc::new(writer.finish()?);
-        Ok(Images { classes, shape, labels, paths, quarantined: Vec::new(), records, slots })
+        Ok(Images { classes, shape, labels, label_sets: None, paths, quarantined: Vec::new(), records, slots })
     }
 
     /// Number of images.
@@ -111,6 +115,39 @@ impl Images {
     /// Class indices of images `indices`.
     pub fn labels_of(&self, indices: &[usize]) -> Vec<usize> {
         indices.iter().map(|&i| self.labels[i]).collect()
+    }
+
+    /// The targets of images `indices`, one row of `classes.len()` values per image: 1 for
+    /// every label it has (with multi-label targets) or for its class, 0 elsewhere.
+    pub fn targets_of(&self, indices: &[usize]) -> Vec<f32> {
+        let k = self.classes.len();
+        let mut out = vec![0.0; indices.len() * k];
+        for (row, &i) in out.chunks_mut(k).zip(indices) {
+            match &self.label_sets {
+                Some(sets) => sets[i].iter().for_each(|&l| row[l] = 1.0),
+                None => row[self.labels[i]] = 1.0,
+            }
+        }
+        out
+    }
+
+    /// Whether an image may have several labels (or none).
+    pub fn multi_label(&self) -> bool {
+        self.label_sets.is_some()
+    }
+
+    /// Every label of image `i`: its class, or its labels with multi-label targets.
+    pub fn labels_at(&self, i: usize) -> &[usize] {
+        match &self.label_sets {
+            Some(sets) => &sets[i],
+            None => std::slice::from_ref(&self.labels[i]),
+        }
+    }
+
+    /// The class names of image `i`, joined by spaces (several, or none, with multi-label
+    /// targets).
+    pub fn class_names(&self, i: usize) -> String {
+        self.labels_at(i).iter().map(|&l| self.classes[l].as_str()).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -316,9 +353,11 @@ pub fn load(
     };
     drop(files);
 
+    let multi_label = listing.multi_label;
     let mut images = Images {
         shape,
         labels: Vec::new(),
+        label_sets: multi_label.then(Vec::new),
         paths: Vec::new(),
         quarantined: listing.quarantined,
         classes: listing.classes,
@@ -330,6 +369,9 @@ pub fn load(
             Ok(slot) => {
                 images.slots.push(slot);
                 images.labels.push(sample.label);
+                if let Some(sets) = &mut images.label_sets {
+                    sets.push(sample.labels);
+                }
                 images.paths.push(sample.path);
             }
             Err((reason, detail)) => {
@@ -339,7 +381,11 @@ pub fn load(
         }
     }
     for (label, class) in images.classes.iter().enumerate() {
-        if !images.labels.contains(&label) {
+        let used = match &images.label_sets {
+            Some(sets) => sets.iter().any(|set| set.contains(&label)),
+            None => images.labels.contains(&label),
+        };
+        if !used {
             return Err(Error::Data(format!(
                 "class `{class}` in `{}` has no usable image; every file in it was quarantined \
                  (see the warnings above)",

@@ -77,14 +77,52 @@ pub fn epoch_order(train: &[usize], seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
+/// K-fold cross-validation's split for fold `fold` of `folds`: the test split held out first
+/// as [`split`] holds it out without validation (the same in every fold), then the rest dealt into `folds` folds (each class's
+/// images shuffled with the `Folds` stream and dealt in turn, continuing from class to class,
+/// so folds differ in size by at most one image and keep the class balance when `stratify`);
+/// fold `fold` validates, the others train.
+pub fn fold_split(
+    labels: &[usize],
+    n_classes: usize,
+    test_fraction: f64,
+    stratify: bool,
+    seed: u64,
+    (fold, folds): (usize, usize),
+) -> Split {
+    let held = split(labels, n_classes, 0.0, test_fraction, stratify, seed);
+    let groups: Vec<Vec<usize>> = if stratify {
+        (0..n_classes).map(|c| held.train.iter().copied().filter(|&i| labels[i] == c).collect()).collect()
+    } else {
+        vec![held.train.clone()]
+    };
+    let mut s = Split { train: Vec::new(), val: Vec::new(), test: held.test };
+    let mut dealt = 0;
+    for (g, mut members) in groups.into_iter().enumerate() {
+        members.shuffle(&mut seed::rng(seed, Stream::Folds, &[g as u64]));
+        for i in members {
+            if dealt % folds == fold {
+                s.val.push(i);
+            } else {
+                s.train.push(i);
+            }
+            dealt += 1;
+        }
+    }
+    s.train.sort_unstable();
+    s.val.sort_unstable();
+    s
+}
+
 /// `split.csv`: a header, then every used file with its class and split (`path,class,split`),
 /// in file order. Written with RFC 4180 quoting, and a path as its bytes, so any name the scan
 /// accepts (commas, quotes, line breaks, names that are not UTF-8) reads back the same.
-pub fn to_csv(paths: &[PathBuf], classes: &[String], labels: &[usize], split: &Split) -> Vec<u8> {
+pub fn to_csv(paths: &[PathBuf], class_names: impl Fn(usize) -> String, split: &Split) -> Vec<u8> {
     let header = [&b"path"[..], b"class", b"split"].map(<[u8]>::to_vec);
-    let rows = paths.iter().enumerate().map(|(i, path)| {
-        [path.as_os_str().as_bytes().to_vec(), classes[labels[i]].as_bytes().to_vec(), split.name_of(i).into()]
-    });
+    let rows = paths
+        .iter()
+        .enumerate()
+        .map(|(i, path)| [path.as_os_str().as_bytes().to_vec(), class_names(i).into_bytes(), split.name_of(i).into()]);
     crate::results::csv_table(std::iter::once(header).chain(rows))
 }
 
@@ -262,9 +300,32 @@ mod tests {
         assert_eq!(sorted, train);
     }
 
+    #[test]
+    fn folds_cover_the_non_test_images_once_keep_the_test_split_and_the_class_balance() {
+        let labels = labels(&[50, 20, 7]);
+        let plain = split(&labels, 3, 0.0, 0.1, true, 9);
+        let folds: Vec<Split> = (0..5).map(|f| fold_split(&labels, 3, 0.1, true, 9, (f, 5))).collect();
+        let mut validated: Vec<usize> = folds.iter().flat_map(|s| s.val.clone()).collect();
+        validated.sort_unstable();
+        let mut rest: Vec<usize> = plain.train.iter().chain(&plain.val).copied().collect();
+        rest.sort_unstable();
+        assert_eq!(validated, rest, "every non-test image validates in exactly one fold");
+        for s in &folds {
+            assert_eq!(s.test, plain.test, "the test split as split() holds it out");
+            assert_eq!(s.train.len() + s.val.len(), rest.len());
+            assert!(s.val.iter().all(|i| s.train.binary_search(i).is_err()));
+            let of = |c: usize| s.val.iter().filter(|&&i| labels[i] == c).count();
+            assert!((of(0) as i64 - 9).abs() <= 1 && (of(1) as i64 - 4).abs() <= 1, "{} {}", of(0), of(1));
+        }
+        let sizes: Vec<usize> = folds.iter().map(|s| s.val.len()).collect();
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+        assert_eq!(folds[2], fold_split(&labels, 3, 0.1, true, 9, (2, 5)), "seeded");
+        assert_ne!(folds[2].val, fold_split(&labels, 3, 0.1, true, 10, (2, 5)).val, "another seed, other folds");
+    }
+
     /// `split.csv` as a run writes it, every file of class `cat`.
     fn split_csv(paths: &[PathBuf], s: &Split) -> Vec<u8> {
-        to_csv(paths, &["cat".to_string()], &vec![0; paths.len()], s)
+        to_csv(paths, |_| "cat".to_string(), s)
     }
 
     fn paths(names: &[&str]) -> Vec<PathBuf> {

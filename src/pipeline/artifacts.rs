@@ -29,12 +29,42 @@ pub fn resolved_config(plan: &Plan) -> String {
     out + "\n" + &body
 }
 
+/// What `train.class_weight` and `data.sampling` make of the training split, for the log and
+/// the end of `summary.txt`; empty when neither is set.
+pub fn balance_note(plan: &Plan, data: &Prepared) -> String {
+    let (cfg, images, train) = (&plan.config, &data.images, &data.split.train);
+    let labels = images.labels_of(train);
+    let mut out = String::new();
+    if let Some(weights) = crate::train::loss::class_weights(cfg.train.class_weight.as_ref(), &images.classes, &labels)
+    {
+        let how = match &cfg.train.class_weight {
+            Some(crate::config::ClassWeight::Balanced) => "balanced: n / (classes · n_c) over the training split",
+            _ => "as given; classes not named weigh 1",
+        };
+        out += &format!("Class weights in the training loss ({how}):\n");
+        for (class, w) in images.classes.iter().zip(weights) {
+            let n = labels.iter().filter(|&&l| images.classes[l] == *class).count();
+            out += &format!("  {class:<24} {w:>8.4}  ({n} training images)\n");
+        }
+    }
+    if let Some(sampling) = cfg.data.sampling {
+        let per_epoch = crate::data::sampling::epoch_len(train, &images.labels, Some(sampling));
+        out += &format!(
+            "Training split {}d every epoch: {per_epoch} images per epoch ({} per class) instead of {}\n",
+            crate::config::serde_name(sampling),
+            per_epoch / images.classes.len().max(1),
+            train.len()
+        );
+    }
+    out
+}
+
 /// Writes what a person wants to see of the data into `dir`: the quarantine list, the split
 /// (file by file), sample images per class and the class counts per split.
 pub fn write_data_files(dir: &RunDir, plan: &Plan, data: &Prepared) -> Result<()> {
     dir.write(files::QUARANTINE, crate::data::quarantine::to_csv(&data.images.quarantined))?;
     let images = &data.images;
-    dir.write(files::SPLIT, crate::data::split::to_csv(&images.paths, &images.classes, &images.labels, &data.split))?;
+    dir.write(files::SPLIT, crate::data::split::to_csv(&images.paths, |i| images.class_names(i), &data.split))?;
     let formats = &plan.config.output.plot_formats;
     write_picture(dir, files::SAMPLES, plots::samples::render(&data.images), formats)?;
     write_picture(dir, files::CLASS_COUNTS, plots::counts::render(&data.images, &data.split), formats)?;

@@ -11,7 +11,7 @@ use crate::{Error, Result};
 
 use super::artifacts::write_data_files;
 use super::plan;
-use super::prepare::{prepare, scan};
+use super::prepare::{prepare, scan, split_of};
 
 /// What `runner check` found: a report for the terminal, and the problem with the data that
 /// kept part of it from being known.
@@ -44,7 +44,7 @@ pub fn check(config_path: &Path, overrides: &Overrides) -> Result<Checked> {
     };
     report += &crate::model::summary::render_with_costs(&cfg.experiment.name, &plan.model, cfg.train.batch_size);
     if data_problem.is_some() {
-        report += &format!("\nData: {} could not be checked; the problem follows.\n", cfg.data.path.display());
+        report += &format!("\nData: {} could not be checked; the problem follows.\n", cfg.data.root().display());
     }
     Ok(Checked { report, data_problem })
 }
@@ -53,11 +53,22 @@ pub fn check(config_path: &Path, overrides: &Overrides) -> Result<Checked> {
 /// already known to be unusable.
 fn data_section(plan: &Plan) -> Result<String> {
     let cfg = &plan.config;
-    let listing = scan(plan)?;
+    let (listing, assigned) = scan(plan)?;
     let d = &cfg.data;
     let labels: Vec<usize> = listing.samples.iter().map(|s| s.label).collect();
-    let split =
-        data::split(&labels, listing.classes.len(), d.validation_split, d.test_split, d.stratify, cfg.experiment.seed);
+    let paths: Vec<std::path::PathBuf> = listing.samples.iter().map(|s| s.path.clone()).collect();
+    let split = match (&d.split_file, &assigned) {
+        // The check reads no split file: the split it shows is the drawn one, as before.
+        (Some(_), None) => data::split(
+            &labels,
+            listing.classes.len(),
+            d.validation_split,
+            d.test_split,
+            d.stratified(),
+            cfg.experiment.seed,
+        ),
+        _ => split_of(plan, &labels, listing.classes.len(), &paths, assigned.as_ref())?,
+    };
     if split.val.is_empty() && d.split_file.is_none() {
         // Training would stop on this after decoding everything; the check stops before.
         return Err(Error::Data(format!(
@@ -72,17 +83,22 @@ fn data_section(plan: &Plan) -> Result<String> {
     let thousands = crate::model::summary::thousands;
     let mut out = format!(
         "Data: {} ({} classes, {} files)\n",
-        d.path.display(),
+        d.root().display(),
         listing.classes.len(),
         thousands(listing.samples.len())
     );
     for (class, n) in listing.classes.iter().zip(listing.counts()) {
         out += &format!("  {class:<24}{:>10}\n", thousands(n));
     }
+    let how = match (&assigned, &d.validation_path) {
+        (Some(_), Some(_)) => "by folder, no split drawn".to_string(),
+        (Some(_), None) => format!("validation drawn from data.train_path with seed {}", cfg.experiment.seed),
+        (None, _) => {
+            format!("seed {}, {}", cfg.experiment.seed, if d.stratified() { "stratified" } else { "not stratified" })
+        }
+    };
     out += &format!(
-        "Split (seed {}, {}): train {}, validation {}, test {} (before decoding; unusable files drop out)\n",
-        cfg.experiment.seed,
-        if d.stratify { "stratified" } else { "not stratified" },
+        "Split ({how}): train {}, validation {}, test {} (before decoding; unusable files drop out)\n",
         thousands(split.train.len()),
         thousands(split.val.len()),
         thousands(split.test.len())

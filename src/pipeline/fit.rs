@@ -143,7 +143,7 @@ fn new_manifest(plan: &Plan, data: &Prepared, device: &str) -> Manifest {
         initial_weights: None,
         peak_anonymous_mib: None,
         dataset: DatasetFacts {
-            path: cfg.data.path.display().to_string(),
+            path: cfg.data.root().display().to_string(),
             classes: images.classes.clone(),
             train: split.train.len(),
             validation: split.val.len(),
@@ -279,6 +279,10 @@ fn final_weights<D: Backend>(
 /// What the final weights get right and wrong on the validation split.
 fn write_validation(plan: &Plan, data: &Prepared, dir: &RunDir, validation: &Evaluation) -> Result<()> {
     let (images, val) = (&data.images, &data.split.val);
+    if images.multi_label() {
+        // One true class per image is what a confusion matrix and the mistakes picture show.
+        return Ok(());
+    }
     let predictions = &validation.predictions;
     write_confusion(dir, plan, images, val, predictions, (files::CONFUSION, "Confusion matrix (validation)"))?;
     let picture = crate::plots::predictions::render(images, val, predictions);
@@ -311,6 +315,9 @@ fn test_split<D: Backend>(
         "epoch": best_epoch + 1,
     });
     dir.write(files::TEST_METRICS, serde_json::to_string_pretty(&json).expect("numbers") + "\n")?;
+    if data.images.multi_label() {
+        return Ok(());
+    }
     let stem = (files::TEST_CONFUSION, "Confusion matrix (test)");
     write_confusion(dir, plan, &data.images, test_indices, &test.predictions, stem)
 }

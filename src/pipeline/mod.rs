@@ -74,7 +74,12 @@ pub fn run_with(plan: Plan, data: &Prepared, dir: RunDir, limits: Limits) -> Res
     let cfg = &plan.config;
     tracing::info!("writing results to {}", dir.path.display());
     dir.write(files::CONFIG, artifacts::resolved_config(&plan))?;
-    dir.write(files::SUMMARY, crate::model::summary::render(&cfg.experiment.name, &plan.model))?;
+    let balance = artifacts::balance_note(&plan, data);
+    for line in balance.lines() {
+        tracing::info!("{}", line.trim_end());
+    }
+    let summary = crate::model::summary::render(&cfg.experiment.name, &plan.model);
+    dir.write(files::SUMMARY, if balance.is_empty() { summary } else { format!("{summary}\n{balance}") })?;
     artifacts::write_data_files(&dir, &plan, data)?;
 
     fit::fit(plan, data, dir, None, limits)

@@ -97,8 +97,12 @@ pub fn metrics_table(metrics: &[SplitMetrics]) -> String {
 pub struct ImagePrediction {
     /// The image file.
     pub path: PathBuf,
-    /// The predicted class (none when the file could not be read).
+    /// The predicted class (none when the file could not be read); with multi-label targets,
+    /// the most probable label.
     pub class: Option<String>,
+    /// With multi-label targets: every label whose probability is above 0.5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
     /// Probability of every class, in class order.
     pub probabilities: indexmap::IndexMap<String, f32>,
     /// Why the file could not be classified.
@@ -149,20 +153,31 @@ impl OnDevice for Classify<'_> {
             if !good.is_empty() {
                 let x: Vec<f32> = good.iter().flat_map(|px| px.iter().map(|&p| f32::from(p) / 255.0)).collect();
                 let logits = net.logits(&dev, x, good.len());
-                // The class as training and evaluation pick it, and every class's probability.
+                // The class as training and evaluation pick it, and every class's probability
+                // (each label's own sigmoid with multi-label targets).
+                let multi_label = d.multi_label();
                 rows = logits
                     .chunks(logits.len() / good.len())
-                    .map(|r| (loss::predicted(r), loss::probabilities(r)))
+                    .map(|r| match multi_label {
+                        true => {
+                            (loss::label_prediction(r).class, r.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect())
+                        }
+                        false => (loss::predicted(r), loss::probabilities(r)),
+                    })
                     .collect();
             }
             let mut rows = rows.into_iter();
             for (path, result) in chunk.iter().zip(decoded) {
                 out.push(match result {
                     Ok(_) => {
-                        let (best, p) = rows.next().unwrap_or_default();
+                        let (best, p): (usize, Vec<f32>) = rows.next().unwrap_or_default();
+                        let labels = d.multi_label().then(|| {
+                            classes.iter().zip(&p).filter(|(_, &p)| p > 0.5).map(|(c, _)| c.clone()).collect()
+                        });
                         ImagePrediction {
                             path: path.clone(),
                             class: classes.get(best).cloned(),
+                            labels,
                             probabilities: classes.iter().cloned().zip(p).collect(),
                             error: None,
                         }
@@ -170,6 +185,7 @@ impl OnDevice for Classify<'_> {
                     Err((reason, detail)) => ImagePrediction {
                         path: path.clone(),
                         class: None,
+                        labels: None,
                         probabilities: Default::default(),
                         error: Some(format!("{}: {detail}", reason.name())),
                     },
@@ -202,6 +218,15 @@ pub fn predictions_table(predictions: &[ImagePrediction]) -> String {
     for p in predictions {
         let line = match (&p.class, &p.error) {
             (_, Some(error)) => format!("{}\terror: {error}", p.path.display()),
+            (Some(_), None) if p.labels.is_some() => {
+                let labels = p.labels.as_deref().unwrap_or_default();
+                let shown: Vec<String> = labels.iter().map(|l| format!("{l} {:.3}", p.probabilities[l])).collect();
+                format!(
+                    "{}\t{}",
+                    p.path.display(),
+                    if shown.is_empty() { "(no label)".into() } else { shown.join(", ") }
+                )
+            }
             (Some(class), None) => {
                 let mut ranked: Vec<(String, f32)> = p.probabilities.clone().into_iter().collect();
                 ranked.sort_by(|a, b| b.1.total_cmp(&a.1));

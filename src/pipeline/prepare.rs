@@ -1,6 +1,8 @@
 //! Preparing a run's data: the dataset folder scanned and checked against the model, every
 //! image decoded once (or taken from the cache), and split with the seed.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::{self, Plan};
@@ -18,29 +20,157 @@ pub struct Prepared {
     pub stats: LoadStats,
 }
 
-/// Scans the dataset folder of `plan` and checks its classes against the model.
-pub(super) fn scan(plan: &Plan) -> Result<data::Listing> {
-    let listing = data::scan(&plan.config.data.path).map_err(|e| match e {
-        Error::Data(message) => Error::Data(format!(
-            "{message}\n  (data.path is set at {})",
-            plan.sources.position(&[config::Seg::Key("data"), config::Seg::Key("path")])
-        )),
-        other => other,
-    })?;
+/// The folder each file of already-split folders (`data.train_path`, ...) came from.
+pub type Assigned = HashMap<PathBuf, Part>;
+
+/// A split that files are assigned to by their folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// `data.train_path`.
+    Train,
+    /// `data.validation_path`.
+    Validation,
+    /// `data.test_path`.
+    Test,
+}
+
+/// Lists the files of `plan`'s dataset and checks its classes against the model.
+pub fn scan(plan: &Plan) -> Result<(data::Listing, Option<Assigned>)> {
+    let (listing, assigned) = list(plan)?;
     config::check_classes(plan, &listing.classes)?;
-    Ok(listing)
+    Ok((listing, assigned))
+}
+
+/// Lists the files of `plan`'s dataset: class folders, already-split folders (with the
+/// folder of each file), or a folder with a labels file.
+pub fn list(plan: &Plan) -> Result<(data::Listing, Option<Assigned>)> {
+    let d = &plan.config.data;
+    let at = |key: &'static str| plan.sources.position(&[config::Seg::Key("data"), config::Seg::Key(key)]);
+    let located = |key: &'static str| {
+        move |e: Error| match e {
+            Error::Data(message) => Error::Data(format!("{message}\n  (data.{key} is set at {})", at(key))),
+            other => other,
+        }
+    };
+    let (listing, assigned) = match (&d.path, &d.train_path) {
+        (Some(path), _) => match &d.labels {
+            Some(labels) => {
+                if !path.is_dir() {
+                    return Err(located("path")(Error::Data(format!(
+                        "image folder `{}` (data.path) is not a folder; point data.path at the folder the \
+                         labels file's names are relative to",
+                        path.display()
+                    ))));
+                }
+                let csv = crate::results::bounded::read(&labels.file, &crate::results::bounded::SPLIT_FILE)
+                    .map_err(|e| Error::io("reading data.labels", &labels.file, e))?;
+                let y = match &labels.y_col {
+                    config::YCol::One(column) => vec![column.clone()],
+                    config::YCol::Each(columns) => columns.clone(),
+                };
+                let columns = data::labels::Columns { x: &labels.x_col, y: &y, separator: labels.separator.as_deref() };
+                let listing = data::labels::listing(path, &csv, &labels.file, columns)
+                    .map_err(|why| located("labels")(Error::Data(why)))?;
+                (listing, None)
+            }
+            None => (data::scan(path).map_err(located("path"))?, None),
+        },
+        (None, Some(train)) => {
+            let mut parts = vec![data::scan(train).map_err(located("train_path"))?];
+            let mut kinds = vec![Part::Train];
+            for (folder, key, part) in
+                [(&d.validation_path, "validation_path", Part::Validation), (&d.test_path, "test_path", Part::Test)]
+            {
+                if let Some(folder) = folder {
+                    let inside = |a: &PathBuf, b: &PathBuf| {
+                        std::path::absolute(a)
+                            .ok()
+                            .zip(std::path::absolute(b).ok())
+                            .is_some_and(|(a, b)| a.starts_with(b))
+                    };
+                    if inside(folder, train) || inside(train, folder) {
+                        return Err(located(key)(Error::Data(format!(
+                            "`{}` (data.{key}) and `{}` (data.train_path) are inside one another; \
+                             give folders side by side, such as data/train and data/validation",
+                            folder.display(),
+                            train.display()
+                        ))));
+                    }
+                    parts.push(data::scan(folder).map_err(located(key))?);
+                    kinds.push(part);
+                }
+            }
+            let (listing, origin) = data::image_folder::combine(&d.root(), parts)?;
+            let assigned = listing.samples.iter().zip(origin).map(|(s, o)| (s.path.clone(), kinds[o])).collect();
+            (listing, Some(assigned))
+        }
+        (None, None) => unreachable!("validate requires data.path or data.train_path"),
+    };
+    Ok((listing, assigned))
+}
+
+/// The split drawn from the seed: validation by `data.validation_split`, or by `data.fold`
+/// of `data.folds` (fold 0 where none is chosen, as `runner check` shows it).
+fn draw(plan: &Plan, labels: &[usize], classes: usize, test_fraction: f64) -> Split {
+    let (d, seed) = (&plan.config.data, plan.config.experiment.seed);
+    match d.folds {
+        Some(folds) => {
+            data::split::fold_split(labels, classes, test_fraction, d.stratified(), seed, (d.fold.unwrap_or(0), folds))
+        }
+        None => data::split(labels, classes, d.validation_split, test_fraction, d.stratified(), seed),
+    }
+}
+
+/// The split of the files `paths` (with their `labels`): by folder for already-split
+/// folders (drawing validation, and test, from the training folder where no folder is
+/// given for them), else from the seed, or from `data.split_file`.
+pub fn split_of(
+    plan: &Plan,
+    labels: &[usize],
+    classes: usize,
+    paths: &[PathBuf],
+    assigned: Option<&Assigned>,
+) -> Result<Split> {
+    let (cfg, d) = (&plan.config, &plan.config.data);
+    let Some(assigned) = assigned else {
+        return match &d.split_file {
+            Some(file) => {
+                let csv = crate::results::bounded::read(file, &crate::results::bounded::SPLIT_FILE)
+                    .map_err(|e| Error::io("reading data.split_file", file, e))?;
+                data::split::from_csv(&csv, &d.root(), paths)
+                    .map_err(|why| Error::Data(format!("data.split_file `{}`: {why}", file.display())))
+            }
+            None => Ok(draw(plan, labels, classes, d.test_split)),
+        };
+    };
+    let of =
+        |part: Part| -> Vec<usize> { (0..paths.len()).filter(|&i| assigned.get(&paths[i]) == Some(&part)).collect() };
+    let (train, mut val, mut test) = (of(Part::Train), of(Part::Validation), of(Part::Test));
+    let val_fraction = if d.validation_path.is_some() { 0.0 } else { d.validation_split };
+    let test_fraction = if d.test_path.is_some() { 0.0 } else { d.test_split };
+    let train_labels: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
+    let drawn = match d.folds {
+        Some(_) => draw(plan, &train_labels, classes, test_fraction),
+        None => data::split(&train_labels, classes, val_fraction, test_fraction, d.stratified(), cfg.experiment.seed),
+    };
+    let back = |idx: Vec<usize>| idx.into_iter().map(|i| train[i]).collect::<Vec<_>>();
+    val.extend(back(drawn.val));
+    test.extend(back(drawn.test));
+    val.sort_unstable();
+    test.sort_unstable();
+    Ok(Split { train: back(drawn.train), val, test })
 }
 
 /// Scans, checks, decodes (or takes from the cache) and splits the dataset of `plan`.
 pub fn prepare(plan: &Plan) -> Result<Prepared> {
     let cfg = &plan.config;
-    let listing = scan(plan)?;
+    let (listing, assigned) = scan(plan)?;
     let counts: Vec<String> = listing.classes.iter().zip(listing.counts()).map(|(c, n)| format!("{c} {n}")).collect();
     tracing::info!(
         "found {} files in {} classes under {}: {}",
         listing.samples.len(),
         listing.classes.len(),
-        cfg.data.path.display(),
+        cfg.data.root().display(),
         counts.join(", ")
     );
     let started = Instant::now();
@@ -62,23 +192,18 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
     if let Some(summary) = data::quarantine::summary(&images.quarantined) {
         tracing::warn!("{summary} (listed in quarantine.csv of the run folder)");
     }
-    let d = &cfg.data;
-    let split = match &d.split_file {
-        Some(file) => {
-            let csv = crate::results::bounded::read(file, &crate::results::bounded::SPLIT_FILE)
-                .map_err(|e| Error::io("reading data.split_file", file, e))?;
-            data::split::from_csv(&csv, &d.path, &images.paths)
-                .map_err(|why| Error::Data(format!("data.split_file `{}`: {why}", file.display())))?
-        }
-        None => data::split(
-            &images.labels,
-            images.classes.len(),
-            d.validation_split,
-            d.test_split,
-            d.stratify,
-            cfg.experiment.seed,
-        ),
-    };
+    let split = split_of(plan, &images.labels, images.classes.len(), &images.paths, assigned.as_ref())?;
+    if assigned.is_some() {
+        tracing::info!(
+            "the folders are the split{}: no split is drawn{}",
+            if cfg.data.validation_path.is_some() { " (data.train_path, data.validation_path)" } else { "" },
+            if cfg.data.validation_path.is_some() {
+                ""
+            } else {
+                " but validation images from the training folder (data.validation_split)"
+            }
+        );
+    }
     if split.train.is_empty() || split.val.is_empty() {
         return Err(Error::Data(format!(
             "{} usable images are too few to split into training and validation",
@@ -102,7 +227,8 @@ pub fn prepare_same(plan: &Plan, manifest: &Manifest) -> Result<Prepared> {
     let mut now =
         manifest::Fingerprint::of(&data.images.paths, data.images.pixels_crc(), &split.train, &split.val, &split.test);
     let pixels = std::mem::replace(&mut now.pixels, recorded.pixels.clone());
-    let path = plan.config.data.path.display();
+    let path = plan.config.data.root();
+    let path = path.display();
     let what = "resume and verify need the very images the run used: put them back, or start a new run";
     if serde_json::to_value(&now).ok() != serde_json::to_value(recorded).ok() {
         return Err(Error::Data(format!(

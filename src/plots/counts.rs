@@ -11,7 +11,7 @@ pub fn render(images: &Images, split: &Split) -> Result<Picture, String> {
     // counts[class][split]: train, validation, test.
     let mut counts = vec![[0usize; 3]; n];
     for (indices, s) in [(&split.train, 0), (&split.val, 1), (&split.test, 2)] {
-        indices.iter().for_each(|&i| counts[images.labels[i]][s] += 1);
+        indices.iter().flat_map(|&i| images.labels_at(i)).for_each(|&l| counts[l][s] += 1);
     }
     Ok(Picture {
         png: chart_png(|r| draw(r, &images.classes, &counts).map_err(|e| e.to_string()))?,

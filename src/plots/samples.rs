@@ -15,7 +15,7 @@ pub fn render(images: &Images) -> Result<Picture, String> {
         .enumerate()
         .map(|(label, class)| {
             let thumbs = (0..images.len())
-                .filter(|&i| images.labels[i] == label)
+                .filter(|&i| images.labels_at(i).contains(&label))
                 .take(GRID * GRID)
                 .map(|i| {
                     let chw: Vec<f32> =

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::state::TrialEntry;
 use crate::config::layering::{segs, Assignment, Step};
+use serde::Deserialize;
+
 use crate::config::{self, Origin, Overrides, Plan, Seg, SweepConfig};
 use crate::{Error, Result};
 
@@ -45,9 +47,24 @@ impl Trial {
     }
 }
 
-/// Whether `config_path` declares a `[sweep]` (read only as far as needed to know).
+/// Whether `config_path` declares a `[sweep]`, or cross-validation folds without choosing
+/// one (read only as far as needed to know).
 pub fn declared(config_path: &Path, overrides: &Overrides) -> Result<bool> {
-    Ok(config::load(config_path, overrides)?.0.sweep.is_some())
+    let config = config::load(config_path, overrides)?.0;
+    Ok(config.sweep.is_some() || cross_validated(&config).is_some())
+}
+
+/// The number of folds when `config` is a cross-validation to run as trials: `data.folds`
+/// without a chosen `data.fold`.
+fn cross_validated(config: &config::Config) -> Option<usize> {
+    config.data.folds.filter(|_| config.data.fold.is_none())
+}
+
+/// The sweep table of a file without `[sweep]` whose folds make it one: it varies nothing
+/// but the fold, and ranks by validation accuracy.
+fn folds_only() -> SweepConfig {
+    let empty = toml::Table::new();
+    SweepConfig::deserialize(toml::Value::Table(empty)).expect("every [sweep] key has a default")
 }
 
 /// A sweep file read and its `[sweep]` table checked and expanded; trials not yet checked.
@@ -65,14 +82,20 @@ struct Declared {
 impl Declared {
     fn read(config_path: &Path, overrides: &Overrides) -> Result<Declared> {
         let (config, sources) = config::load(config_path, overrides)?;
-        let Some(spec) = config.sweep.clone() else {
-            return Err(Error::Usage(format!(
-                "{} has no [sweep] table; run it with `runner {}`, or add [sweep.grid] with the keys to vary",
-                config_path.display(),
-                config_path.display()
-            )));
+        let folds = cross_validated(&config);
+        let spec = match (config.sweep.clone(), folds) {
+            (Some(spec), _) => spec,
+            (None, Some(_)) => folds_only(),
+            (None, None) => {
+                return Err(Error::Usage(format!(
+                    "{} has no [sweep] table; run it with `runner {}`, or add [sweep.grid] with the keys to \
+                     vary (or data.folds for cross-validation)",
+                    config_path.display(),
+                    config_path.display()
+                )))
+            }
         };
-        let problems = spec.problems();
+        let problems = if config.sweep.is_some() { spec.problems() } else { Vec::new() };
         if !problems.is_empty() {
             let diags: Vec<_> = problems
                 .into_iter()
@@ -98,7 +121,26 @@ impl Declared {
                 config_path.display()
             )));
         }
-        let expanded = spec.expand(config.experiment.seed);
+        let mut expanded = spec.expand(config.experiment.seed);
+        if let Some(folds) = folds {
+            if spec.keys().contains(&"data.fold") {
+                return Err(Error::Usage(format!(
+                    "{} runs every one of its data.folds = {folds} folds; sweeping or setting data.fold as well \
+                     would repeat them (leave data.fold out, or drop data.folds to run one split)",
+                    config_path.display()
+                )));
+            }
+            // Each point of the sweep is cross-validated: its trials are the folds, fold last.
+            let fold = |f: usize| config::sweep::Swept {
+                key: "data.fold".into(),
+                value: toml::Value::Integer(f as i64),
+                declared_at: vec![Step::Key("data".into()), Step::Key("folds".into())],
+            };
+            expanded = expanded
+                .into_iter()
+                .flat_map(|point| (0..folds).map(move |f| point.iter().cloned().chain([fold(f)]).collect()))
+                .collect();
+        }
         Ok(Declared { config, sources, spec, expanded })
     }
 
@@ -202,13 +244,14 @@ pub(super) fn plan_entry(config_path: &Path, overrides: &Overrides, entry: &Tria
 /// Scans each dataset folder the trials use (once per folder) and checks every trial's last
 /// layer against its classes, so a sweep fails before any trial runs rather than in each.
 pub fn check_data(sweep: &Sweep) -> Result<()> {
-    let mut classes: BTreeMap<PathBuf, std::result::Result<Vec<String>, String>> = BTreeMap::new();
+    let mut classes: BTreeMap<String, std::result::Result<Vec<String>, String>> = BTreeMap::new();
     let mut failures: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for trial in &sweep.trials {
-        let path = &trial.plan.config.data.path;
-        let found = classes
-            .entry(path.clone())
-            .or_insert_with(|| crate::data::scan(path).map(|l| l.classes).map_err(|e| e.to_string()));
+        let d = &trial.plan.config.data;
+        let source = format!("{:?}", (&d.path, &d.train_path, &d.validation_path, &d.test_path, &d.labels));
+        let found = classes.entry(source).or_insert_with(|| {
+            crate::pipeline::prepare::list(&trial.plan).map(|(l, _)| l.classes).map_err(|e| e.to_string())
+        });
         let problem = match found {
             Err(message) => Some(message.clone()),
             Ok(names) => config::check_classes(&trial.plan, names).err().map(|e| e.to_string()),

@@ -21,12 +21,37 @@ pub struct Counter {
     counts: Vec<[u64; 3]>,
     top_k_hits: u64,
     seen: u64,
+    /// Labels counted one by one (multi-label targets): always averaged over the labels.
+    #[serde(default)]
+    multi_label: bool,
 }
 
 impl Counter {
     /// A counter for `classes` classes and top-`top_k` accuracy.
     pub fn new(classes: usize, top_k: usize) -> Self {
-        Counter { classes, top_k, counts: vec![[0; 3]; classes.max(2)], top_k_hits: 0, seen: 0 }
+        Counter { classes, top_k, counts: vec![[0; 3]; classes.max(2)], top_k_hits: 0, seen: 0, multi_label: false }
+    }
+
+    /// A counter for multi-label targets over `labels` labels: each label is a yes/no
+    /// question (a sigmoid above 0.5), and precision, recall and F1 are the mean over labels.
+    pub fn multi_label(labels: usize) -> Self {
+        Counter { multi_label: true, ..Counter::new(labels, 1) }
+    }
+
+    /// Adds a batch of multi-label predictions: host logits and 0/1 targets, one row of
+    /// `labels` values per image.
+    pub fn add_labels(&mut self, logits: &[f32], targets: &[f32]) {
+        for (row, truth) in logits.chunks(self.classes).zip(targets.chunks(self.classes)) {
+            for (label, (&l, &y)) in row.iter().zip(truth).enumerate() {
+                match (l > 0.0, y > 0.5) {
+                    (true, true) => self.counts[label][0] += 1,
+                    (true, false) => self.counts[label][1] += 1,
+                    (false, true) => self.counts[label][2] += 1,
+                    (false, false) => {}
+                }
+            }
+            self.seen += 1;
+        }
     }
 
     /// Adds a batch: host logits `(batch, units)` and the labels.
@@ -51,7 +76,7 @@ impl Counter {
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let per_class = |f: &dyn Fn(&[u64; 3]) -> f64| -> f64 {
             match self.classes {
-                2 => f(&self.counts[1]),
+                2 if !self.multi_label => f(&self.counts[1]),
                 n => self.counts.iter().take(n).map(f).sum::<f64>() / n as f64,
             }
         };

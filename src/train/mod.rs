@@ -16,7 +16,7 @@ pub use history::{EpochRecord, History};
 use dfdx::prelude::*;
 
 use crate::config::Plan;
-use crate::data::{augment, epoch_order, Images, Split};
+use crate::data::{augment, epoch_order, sampling, Images, Split};
 use crate::model::Network;
 use crate::ops::Backend;
 use crate::seed::{self, Stream};
@@ -103,7 +103,12 @@ pub fn fit<D: Backend>(
     };
     let train = &cfg.train;
     let (batch_size, epochs) = (train.batch_size, train.epochs);
-    let steps = split.train.len().div_ceil(batch_size);
+    let sampling = cfg.data.sampling;
+    let steps = sampling::epoch_len(&split.train, &images.labels, sampling).div_ceil(batch_size);
+    // What one image counts for accuracy: one class, or each of its labels.
+    let slots = if images.multi_label() { images.classes.len() } else { 1 };
+    let class_weights =
+        loss::class_weights(train.class_weight.as_ref(), &images.classes, &images.labels_of(&split.train));
     let mut validation = None;
     let mut stopped_early = None;
     let until = until.min(epochs);
@@ -112,33 +117,40 @@ pub fn fit<D: Backend>(
         // Resuming mid-epoch: skip the batches already done, carry their sums.
         let first = std::mem::take(&mut state.step);
         let (mut loss_sum, mut correct, mut seen) = std::mem::take(&mut state.partial);
-        let classes = images.classes.len();
-        let mut counter = state.counter.take().unwrap_or_else(|| metrics::Counter::new(classes, train.top_k));
+        let mut counter = state.counter.take().unwrap_or_else(|| new_counter(images, train.top_k));
+        let drawn = sampling::epoch_images(&split.train, &images.labels, sampling, cfg.experiment.seed, epoch);
+        let order = epoch_order(&drawn, cfg.experiment.seed, epoch);
+        // Repeats of an oversampled image are augmented differently.
+        let keys = if sampling.is_some() { sampling::augment_keys(&order, images.len()) } else { order.clone() };
         // Batches are assembled on another thread, one or two steps ahead of the model.
         std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Vec<f32>, Vec<usize>)>>(2);
-            let order = epoch_order(&split.train, cfg.experiment.seed, epoch);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Vec<f32>, &[usize])>>(2);
+            let (order, keys) = (&order, &keys);
             scope.spawn(move || {
-                for indices in order.chunks(batch_size).skip(first) {
+                for (indices, keys) in order.chunks(batch_size).zip(keys.chunks(batch_size)).skip(first) {
                     let x = images.bytes(indices).map(|pixels| match &cfg.augment {
-                        Some(aug) => augment::batch(aug, &pixels, images.shape, indices, cfg.experiment.seed, epoch),
+                        Some(aug) => augment::batch(aug, &pixels, images.shape, keys, cfg.experiment.seed, epoch),
                         None => pixels.into_iter().map(|p| f32::from(p) / 255.0).collect(),
                     });
                     // The receiver is gone when training stopped early: stop too.
                     let failed = x.is_err();
-                    if tx.send(x.map(|x| (x, images.labels_of(indices)))).is_err() || failed {
+                    if tx.send(x.map(|x| (x, indices))).is_err() || failed {
                         break;
                     }
                 }
             });
             for (step, batch) in (first..).zip(rx) {
-                let (x, labels) = batch?;
-                let n = labels.len();
+                let (x, indices) = batch?;
+                let (labels, n) = (images.labels_of(indices), indices.len());
                 let input = dev.tensor_from_vec(x, (n, images.image_len()));
                 let at = crate::model::layers::Training { seed: cfg.experiment.seed, epoch, step };
                 let (logits, state_updates) = net.forward_train(input.traced(Gradients::leaky()), at);
                 let host_logits = logits.retaped::<NoneTape>().as_vec();
-                let loss = loss::loss(cfg.train.loss, logits, &labels, cfg.train.label_smoothing);
+                let targets = images.multi_label().then(|| images.targets_of(indices));
+                let loss = match &targets {
+                    Some(targets) => loss::multi_label_loss(logits, targets, train.label_smoothing),
+                    None => loss::loss(train.loss, logits, &labels, train.label_smoothing, class_weights.as_deref()),
+                };
                 let value = f64::from(loss.as_vec()[0]);
                 if !value.is_finite() {
                     return Err(Error::Train(format!(
@@ -157,10 +169,18 @@ pub fn fit<D: Backend>(
                 optimizer.update(&mut net.params, &mut grads, lr).map_err(optimizer_failed)?;
                 net.set_state(dev, state_updates);
                 loss_sum += value * n as f64;
-                correct += loss::correct(&host_logits, host_logits.len() / n, &labels);
-                counter.add(&host_logits, &labels);
+                match &targets {
+                    Some(targets) => {
+                        correct += loss::correct_labels(&host_logits, targets);
+                        counter.add_labels(&host_logits, targets);
+                    }
+                    None => {
+                        correct += loss::correct(&host_logits, host_logits.len() / n, &labels);
+                        counter.add(&host_logits, &labels);
+                    }
+                }
                 seen += n;
-                progress.step(step + 1, loss_sum / seen as f64, correct as f64 / seen as f64);
+                progress.step(step + 1, loss_sum / seen as f64, correct as f64 / (seen * slots) as f64);
                 if crate::interrupt::requested() && step + 1 < steps {
                     let at = State {
                         epoch,
@@ -180,7 +200,7 @@ pub fn fit<D: Backend>(
         let last_step = schedule::Position { epoch, step: steps - 1, steps, epochs };
         let record = EpochRecord {
             epoch,
-            accuracy: correct as f64 / seen as f64,
+            accuracy: correct as f64 / (seen * slots) as f64,
             loss: loss_sum / seen as f64,
             val_accuracy: val.accuracy,
             val_loss: val.loss,
@@ -225,6 +245,14 @@ pub fn fit<D: Backend>(
         None => evaluate(dev, &net, plan, images, &split.val)?,
     };
     Ok(Trained { net, history: state.history, validation, best_epoch: state.best.best_epoch, stopped_early })
+}
+
+/// The metric counter for `images`: one class per image, or multi-label.
+fn new_counter(images: &Images, top_k: usize) -> metrics::Counter {
+    match images.multi_label() {
+        true => metrics::Counter::multi_label(images.classes.len()),
+        false => metrics::Counter::new(images.classes.len(), top_k),
+    }
 }
 
 /// One sample's predicted class and the probability the model gave it.
@@ -279,20 +307,30 @@ pub fn evaluate_watched<D: Backend>(
 ) -> Result<Evaluation> {
     let mut loss_sum = 0.0f64;
     let mut predictions = Vec::with_capacity(indices.len());
-    let mut counter = metrics::Counter::new(images.classes.len(), plan.config.train.top_k);
+    let mut counter = new_counter(images, plan.config.train.top_k);
+    let mut correct = 0;
     for chunk in indices.chunks(plan.config.train.batch_size) {
         let labels = images.labels_of(chunk);
         let input = dev.tensor_from_vec(images.batch(chunk)?, (chunk.len(), images.image_len()));
         let logits = net.forward(input, true);
         let host = logits.as_vec();
-        predictions.extend(host.chunks(host.len() / chunk.len()).map(loss::prediction));
-        counter.add(&host, &labels);
         let train = &plan.config.train;
-        loss_sum +=
-            f64::from(loss::loss(train.loss, logits, &labels, train.label_smoothing).as_vec()[0]) * chunk.len() as f64;
+        let loss = if images.multi_label() {
+            let targets = images.targets_of(chunk);
+            counter.add_labels(&host, &targets);
+            correct += loss::correct_labels(&host, &targets);
+            predictions.extend(host.chunks(host.len() / chunk.len()).map(loss::label_prediction));
+            loss::multi_label_loss(logits, &targets, train.label_smoothing)
+        } else {
+            counter.add(&host, &labels);
+            correct += loss::correct(&host, host.len() / chunk.len(), &labels);
+            predictions.extend(host.chunks(host.len() / chunk.len()).map(loss::prediction));
+            loss::loss(train.loss, logits, &labels, train.label_smoothing, None)
+        };
+        loss_sum += f64::from(loss.as_vec()[0]) * chunk.len() as f64;
         watch(predictions.len(), indices.len());
     }
-    let correct = indices.iter().zip(&predictions).filter(|(&i, p)| images.labels[i] == p.class).count();
+    let slots = if images.multi_label() { images.classes.len() } else { 1 };
     let n = indices.len().max(1) as f64;
-    Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, predictions, counter })
+    Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / (n * slots as f64), predictions, counter })
 }

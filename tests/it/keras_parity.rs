@@ -139,7 +139,7 @@ fn train_steps(net: &mut Network<Cpu>, plan: &Plan, data: &Batches, steps: usize
         let (epoch, step) = (s / 6, s % 6);
         let at = Training { seed: 0, epoch, step };
         let (logits, updates) = net.forward_train(input.traced(Gradients::leaky()), at);
-        let l = loss::loss(train.loss, logits, labels, train.label_smoothing);
+        let l = loss::loss(train.loss, logits, labels, train.label_smoothing, None);
         losses.push(f64::from(l.as_vec()[0]));
         let mut grads = l.backward();
         let at = schedule::Position { epoch, step, steps: 6, epochs: 4 };
@@ -426,7 +426,8 @@ fn every_loss_with_label_smoothing_is_the_value_keras_fit_computes() {
         let labels: Vec<usize> =
             case["labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         let logits = dev.tensor_from_vec(floats(&case["logits"]), (labels.len(), units));
-        let got = f64::from(loss::loss(kind, logits, &labels, case["label_smoothing"].as_f64().unwrap()).as_vec()[0]);
+        let got =
+            f64::from(loss::loss(kind, logits, &labels, case["label_smoothing"].as_f64().unwrap(), None).as_vec()[0]);
         let in_fit = case["in_fit"].as_f64().unwrap();
         assert!(close(case["from_logits"].as_f64().unwrap(), in_fit, 1e-6, 1e-6), "{name}: Keras' fit uses logits");
         if !close(got, in_fit, 2e-6, 1e-6) {

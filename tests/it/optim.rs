@@ -174,7 +174,7 @@ fn optimizer_keys_that_do_not_apply_are_config_errors() {
 fn loss_of(kind: Loss, logits: Vec<f32>, units: usize, labels: &[usize], smoothing: f64) -> f64 {
     let dev = Cpu::default();
     let n = logits.len() / units;
-    f64::from(loss::loss(kind, dev.tensor_from_vec(logits, (n, units)), labels, smoothing).as_vec()[0])
+    f64::from(loss::loss(kind, dev.tensor_from_vec(logits, (n, units)), labels, smoothing, None).as_vec()[0])
 }
 
 #[test]
