@@ -415,6 +415,10 @@ fn dropout_keeps_the_values_keras_keeps_and_drops_the_rate() {
 /// sigmoid it takes the logits back (`_keras_logits`), so `fit` equals the logits formula,
 /// not the formula on probabilities clipped to [1e-7, 1 - 1e-7], which differs as soon as a
 /// probability is saturated. runner computes on logits, as Keras' `fit` does.
+///
+/// Also `train.class_weight` (the loss `fit(class_weight=...)` reports: each sample's loss
+/// times its class's weight, averaged over the batch size, for one sigmoid unit and for
+/// softmax) and several sigmoid units against 0/1 targets (multi-label).
 #[test]
 fn every_loss_with_label_smoothing_is_the_value_keras_fit_computes() {
     let r = reference("losses.json");
@@ -423,11 +427,21 @@ fn every_loss_with_label_smoothing_is_the_value_keras_fit_computes() {
     for (name, case) in r["cases"].as_object().unwrap() {
         let kind: config::Loss = serde_json::from_value(case["loss"].clone()).unwrap();
         let units = case["units"].as_u64().unwrap() as usize;
-        let labels: Vec<usize> =
-            case["labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-        let logits = dev.tensor_from_vec(floats(&case["logits"]), (labels.len(), units));
-        let got =
-            f64::from(loss::loss(kind, logits, &labels, case["label_smoothing"].as_f64().unwrap(), None).as_vec()[0]);
+        let smoothing = case["label_smoothing"].as_f64().unwrap();
+        let got = if let Some(targets) = case["targets"].as_array() {
+            // Several sigmoid units against 0/1 targets (multi-label).
+            let targets: Vec<f32> =
+                targets.iter().flat_map(|row| row.as_array().unwrap()).map(|v| v.as_f64().unwrap() as f32).collect();
+            let logits = dev.tensor_from_vec(floats(&case["logits"]), (targets.len() / units, units));
+            f64::from(loss::multi_label_loss(logits, &targets, smoothing).as_vec()[0])
+        } else {
+            let labels: Vec<usize> =
+                case["labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+            let logits = dev.tensor_from_vec(floats(&case["logits"]), (labels.len(), units));
+            let weights: Option<Vec<f32>> =
+                case["class_weight"].as_array().map(|w| w.iter().map(|v| v.as_f64().unwrap() as f32).collect());
+            f64::from(loss::loss(kind, logits, &labels, smoothing, weights.as_deref()).as_vec()[0])
+        };
         let in_fit = case["in_fit"].as_f64().unwrap();
         assert!(close(case["from_logits"].as_f64().unwrap(), in_fit, 1e-6, 1e-6), "{name}: Keras' fit uses logits");
         if !close(got, in_fit, 2e-6, 1e-6) {

@@ -424,6 +424,45 @@ def _loss_case(kind, logits, labels, smoothing):
             "in_fit": in_fit}
 
 
+def _weighted_case(kind, logits, labels, class_weight, smoothing):
+    """The loss `fit(class_weight=...)` reports for one batch (an optimizer with rate 0, so the
+    step changes nothing): each sample's loss times its class's weight, over the batch size."""
+    import keras
+
+    units = logits.shape[1]
+    if kind == "binary_crossentropy":
+        y = labels.reshape(-1, 1).astype(np.float32)
+        loss, act = keras.losses.BinaryCrossentropy(label_smoothing=smoothing), "sigmoid"
+    else:
+        y = np.eye(units, dtype=np.float32)[labels]
+        loss, act = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing), "softmax"
+    model = keras.Sequential([keras.Input((units,)), keras.layers.Activation(act)])
+    model.compile(loss=loss, optimizer=keras.optimizers.SGD(0.0), jit_compile=False)
+    history = model.fit(logits, y, class_weight=class_weight, batch_size=len(logits), epochs=1, verbose=0,
+                        shuffle=False)
+    in_fit = float(history.history["loss"][0])
+    return {"loss": kind, "label_smoothing": smoothing, "logits": _f32(logits), "units": units,
+            "labels": labels.tolist(), "class_weight": [class_weight[c] for c in range(max(units, 2))],
+            "from_logits": in_fit, "from_probabilities": in_fit, "in_fit": in_fit}
+
+
+def _multi_label_case(logits, targets, smoothing):
+    """Binary cross-entropy on several sigmoid units against 0/1 targets (multi-label), as
+    `fit` computes it: the mean over the labels, then over the batch."""
+    import keras
+
+    units = logits.shape[1]
+    make = lambda logits_: keras.losses.BinaryCrossentropy(from_logits=logits_, label_smoothing=smoothing)  # noqa: E731
+    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    model = keras.Sequential([keras.Input((units,)), keras.layers.Activation("sigmoid")])
+    model.compile(loss=make(False), jit_compile=False)
+    y = targets.astype(np.float32)
+    return {"loss": "binary_crossentropy", "label_smoothing": smoothing, "logits": _f32(logits), "units": units,
+            "targets": y.astype(int).tolist(), "from_logits": float(make(True)(y, logits)),
+            "from_probabilities": float(make(False)(y, probs.astype(np.float32))),
+            "in_fit": float(model.evaluate(logits, y, batch_size=len(logits), verbose=0))}
+
+
 def loss_values():
     """Each loss, with and without label smoothing, on ordinary and on saturated logits (where
     the clipped probability formula and the logits formula part)."""
@@ -443,6 +482,17 @@ def loss_values():
         cases[f"binary_crossentropy/{smoothing:g}"] = _loss_case("binary_crossentropy", binary, binary_labels, smoothing)
         cases[f"binary_crossentropy/{smoothing:g}/ordinary"] = _loss_case(
             "binary_crossentropy", binary[2:], binary_labels[2:], smoothing)
+    # `train.class_weight`: fit's weighted loss, and several sigmoid units (multi-label).
+    tags = rng.normal(0.0, 2.0, (8, 3)).astype(np.float32)
+    tag_targets = (rng.random((8, 3)) < 0.4).astype(int)
+    tag_targets[0] = 0  # an image without any label
+    for smoothing in (0.0, 0.1):
+        cases[f"binary_crossentropy/class_weight/{smoothing:g}"] = _weighted_case(
+            "binary_crossentropy", binary, binary_labels, {0: 0.6, 1: 2.5}, smoothing)
+        cases[f"categorical_crossentropy/class_weight/{smoothing:g}"] = _weighted_case(
+            "categorical_crossentropy", multi[2:], multi_labels[2:], {0: 1.0, 1: 0.5, 2: 3.0, 3: 0.25, 4: 1.5},
+            smoothing)
+        cases[f"binary_crossentropy/multi_label/{smoothing:g}"] = _multi_label_case(tags, tag_targets, smoothing)
     return {"cases": cases}
 
 
