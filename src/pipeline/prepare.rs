@@ -193,16 +193,19 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
         tracing::warn!("{summary} (listed in quarantine.csv of the run folder)");
     }
     let split = split_of(plan, &images.labels, images.classes.len(), &images.paths, assigned.as_ref())?;
-    if assigned.is_some() {
-        tracing::info!(
-            "the folders are the split{}: no split is drawn{}",
-            if cfg.data.validation_path.is_some() { " (data.train_path, data.validation_path)" } else { "" },
-            if cfg.data.validation_path.is_some() {
-                ""
-            } else {
-                " but validation images from the training folder (data.validation_split)"
-            }
-        );
+    match (&assigned, &cfg.data.validation_path) {
+        (Some(_), Some(_)) => {
+            tracing::info!("data.train_path and data.validation_path are the split: no split is drawn")
+        }
+        (Some(_), None) => tracing::info!(
+            "validation images are drawn from data.train_path ({}, seed {})",
+            match cfg.data.folds {
+                Some(k) => format!("fold {} of {k}", cfg.data.fold.unwrap_or(0)),
+                None => format!("validation_split {}", cfg.data.validation_split),
+            },
+            cfg.experiment.seed
+        ),
+        (None, _) => {}
     }
     if split.train.is_empty() || split.val.is_empty() {
         return Err(Error::Data(format!(

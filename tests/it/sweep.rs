@@ -719,3 +719,67 @@ fn slurm_time_limits_stop_trials_cleanly_resubmitting_finishes_them_and_killed_t
     assert_eq!((&report["ended"], &report["counts"]["completed"]), (&true.into(), &2.into()), "{report}");
     drop(cluster);
 }
+
+#[test]
+fn folds_make_one_trial_per_fold_and_the_leaderboard_gives_each_metrics_mean_and_deviation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let config = sweep_files(root, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("validation_split = 0.25\n", "folds = 3\n");
+    std::fs::write(&config, &text).unwrap();
+    let out = runner(root, &[config.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let sweep_dir = root.join("results/sweeps/tiny");
+    let trials = trial_dirs(&sweep_dir);
+    assert_eq!(trials.len(), 3);
+    let validation = |trial: &Path| -> Vec<String> {
+        let split = std::fs::read_to_string(trial.join("split.csv")).unwrap();
+        split.lines().filter(|l| l.ends_with(",validation")).map(str::to_string).collect()
+    };
+    let mut all: Vec<String> = trials.iter().flat_map(|t| validation(t)).collect();
+    assert_eq!(all.len(), 48, "each of the 48 images validates once");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 48, "in exactly one fold");
+    for (f, t) in trials.iter().enumerate() {
+        assert_eq!(trial_state(t), "completed");
+        assert!(std::fs::read_to_string(t.join("config.toml")).unwrap().contains(&format!("fold = {f}")));
+    }
+    let board = std::fs::read_to_string(sweep_dir.join("leaderboard.md")).unwrap();
+    let section = board.split_once("## Cross-validation").expect("a cross-validation section").1;
+    let row = section.lines().find(|l| l.starts_with("| 1 |")).expect("one row");
+    assert!(row.starts_with("| 1 | 3 | "), "rank 1, 3 folds: {row}");
+    // The mean and deviation of val_accuracy over the trials' best epochs.
+    let best: Vec<f64> = trials
+        .iter()
+        .map(|t| crate::util::history_column(t, "val_accuracy").into_iter().fold(f64::MIN, f64::max))
+        .collect();
+    let mean = best.iter().sum::<f64>() / 3.0;
+    let sd = (best.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+    assert!(row.contains(&format!("| {mean:.4} ± {sd:.4} |")), "{row} for {best:?}");
+    let csv = std::fs::read_to_string(sweep_dir.join("cross_validation.csv")).unwrap();
+    assert!(csv.starts_with("rank,folds,val_accuracy mean,val_accuracy sd,"), "{csv}");
+    let report = std::fs::read_to_string(sweep_dir.join("report.html")).unwrap();
+    assert!(report.contains("<h2>Cross-validation</h2>"));
+
+    // One fold alone is a plain run, with that trial's validation images.
+    let out = runner(root, &[config.to_str().unwrap(), "--set", "data.fold=1"]);
+    assert_exit(&out, 0);
+    assert_eq!(validation(&root.join("results/tiny/run-001")), validation(&trials[1]));
+
+    // Folds of every point of a grid: 2 learning rates x 2 folds, two rows of means.
+    let grid = text.replace("folds = 3", "folds = 2") + "\n[sweep.grid]\n\"train.learning_rate\" = [0.01, 0.001]\n";
+    std::fs::write(root.join("grid.toml"), grid.replace("name = \"tiny\"", "name = \"grid\"")).unwrap();
+    let out = runner(root, &["grid.toml"]);
+    assert_exit(&out, 0);
+    let board = std::fs::read_to_string(root.join("results/sweeps/grid/leaderboard.md")).unwrap();
+    let section = board.split_once("## Cross-validation").unwrap().1;
+    assert_eq!(section.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| rank")).count(), 2, "{section}");
+    assert!(section.contains("| train.learning_rate | folds |"), "{section}");
+
+    // One fold is no cross-validation.
+    std::fs::write(root.join("one.toml"), text.replace("folds = 3", "folds = 1")).unwrap();
+    let out = runner(root, &["check", "one.toml"]);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("folds 1 must be at least 2"));
+}
