@@ -229,7 +229,7 @@ impl SweepConfig {
             }
         }
         use super::Metric::*;
-        let columns = super::history_columns(&[Precision, Recall, F1Score, TopKAccuracy]);
+        let columns = super::history_columns(&[Precision, Recall, F1Score, TopKAccuracy, Auc, PrAuc]);
         if !columns.contains(&self.metric) {
             out.push((
                 at(&["metric"]),

@@ -8,6 +8,7 @@ pub mod loss;
 pub mod metrics;
 pub mod monitor;
 pub mod optimizer;
+pub mod per_class;
 pub mod progress;
 pub mod schedule;
 
@@ -113,7 +114,8 @@ pub fn fit<D: Backend>(
         let first = std::mem::take(&mut state.step);
         let (mut loss_sum, mut correct, mut seen) = std::mem::take(&mut state.partial);
         let classes = images.classes.len();
-        let mut counter = state.counter.take().unwrap_or_else(|| metrics::Counter::new(classes, train.top_k));
+        let mut counter =
+            state.counter.take().unwrap_or_else(|| metrics::Counter::for_metrics(classes, train.top_k, &train.metrics));
         // Batches are assembled on another thread, one or two steps ahead of the model.
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(Vec<f32>, Vec<usize>)>>(2);
@@ -245,8 +247,25 @@ pub struct Evaluation {
     pub accuracy: f64,
     /// One per sample, in the order given.
     pub predictions: Vec<Prediction>,
+    /// Every class's probability, one row of classes per sample in the same order (two for
+    /// one sigmoid unit: 1 - p and p), for the per-class results.
+    pub probabilities: Vec<f32>,
     /// Counts for the other metrics.
     pub counter: metrics::Counter,
+}
+
+impl Evaluation {
+    /// The per-class results of this pass over `indices` of `images` (the samples it was
+    /// made of, in order): predicted classes as the confusion matrix counts them.
+    pub fn per_class(&self, images: &Images, indices: &[usize]) -> Result<per_class::Report> {
+        let classes = images.classes.len();
+        let labels = images.labels_of(indices);
+        let predicted: Vec<usize> = self.predictions.iter().map(|p| p.class).collect();
+        let probabilities = self.probabilities.iter().copied().map(f64::from).collect();
+        per_class::Scores::new(classes, probabilities, per_class::one_hot(classes, &labels))
+            .and_then(|scores| scores.report(&images.classes, &per_class::one_hot(classes, &predicted)))
+            .map_err(|e| Error::Train(format!("per-class results: {e}")))
+    }
 }
 
 /// Evaluates `net` on the samples `indices`, showing its progress on its own (a bar on a
@@ -279,20 +298,24 @@ pub fn evaluate_watched<D: Backend>(
 ) -> Result<Evaluation> {
     let mut loss_sum = 0.0f64;
     let mut predictions = Vec::with_capacity(indices.len());
-    let mut counter = metrics::Counter::new(images.classes.len(), plan.config.train.top_k);
+    let mut probabilities = Vec::with_capacity(indices.len() * images.classes.len());
+    let train = &plan.config.train;
+    let mut counter = metrics::Counter::for_metrics(images.classes.len(), train.top_k, &train.metrics);
     for chunk in indices.chunks(plan.config.train.batch_size) {
         let labels = images.labels_of(chunk);
         let input = dev.tensor_from_vec(images.batch(chunk)?, (chunk.len(), images.image_len()));
         let logits = net.forward(input, true);
         let host = logits.as_vec();
-        predictions.extend(host.chunks(host.len() / chunk.len()).map(loss::prediction));
+        for row in host.chunks(host.len() / chunk.len()) {
+            predictions.push(loss::prediction(row));
+            probabilities.extend(loss::probabilities(row));
+        }
         counter.add(&host, &labels);
-        let train = &plan.config.train;
         loss_sum +=
             f64::from(loss::loss(train.loss, logits, &labels, train.label_smoothing).as_vec()[0]) * chunk.len() as f64;
         watch(predictions.len(), indices.len());
     }
     let correct = indices.iter().zip(&predictions).filter(|(&i, p)| images.labels[i] == p.class).count();
     let n = indices.len().max(1) as f64;
-    Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, predictions, counter })
+    Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, predictions, probabilities, counter })
 }
