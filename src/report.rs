@@ -74,12 +74,15 @@ fn per_class(dir: &Path, split: &str, names: &files::PerClass) -> String {
         return String::new();
     };
     let number = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |v| format!("{v:.4}"));
-    let of = json["positive_class"].as_str().map(|c| format!(" (of the positive class, {})", escape(c)));
+    let of = match json["positive_class"].as_str() {
+        Some(c) => format!(" (of the positive class, {})", escape(c)),
+        None => " (means over the classes, each against the rest)".to_string(),
+    };
     let mut out = format!(
         "<h3>Per class ({split})</h3>\n<p>ROC AUC {}, average precision {}{}; accuracy {}.</p>\n",
         number(&json["auc"]),
         number(&json["pr_auc"]),
-        of.unwrap_or_default(),
+        of,
         number(&json["accuracy"]),
     );
     let header = ["class", "precision", "recall", "f1_score", "support", "roc_auc", "average_precision"];

@@ -194,7 +194,7 @@ fn draw_calibration<DB: DrawingBackend>(
                 Some(Rectangle::new([(b.lower, 0.0), (b.upper, b.frequency?)], bar.mix(0.35).filled()))
             }),
         )?
-        .label("Observed frequency (bar), images in the bin (number)")
+        .label("Observed frequency per bin (number: images in it)")
         .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 24, y + 5)], bar.mix(0.35).filled()));
     chart.draw_series(
         filled
