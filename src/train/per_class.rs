@@ -63,7 +63,7 @@ impl Scores {
         if classes < 2 {
             return Err(format!("per-class results need at least 2 classes, not {classes}"));
         }
-        if probabilities.len() % classes != 0 || truth.len() != probabilities.len() {
+        if !probabilities.len().is_multiple_of(classes) || truth.len() != probabilities.len() {
             return Err(format!(
                 "{} probabilities and {} truth values are not rows of {classes} classes each",
                 probabilities.len(),
