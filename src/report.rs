@@ -100,7 +100,7 @@ fn per_class(dir: &Path, split: &str, names: &files::PerClass) -> String {
     rows.push(row("macro avg".into(), &json["macro_avg"]));
     rows.push(row("weighted avg".into(), &json["weighted_avg"]));
     out += &html_table(&rows);
-    out += &figure(dir, names.roc, "ROC curves, each class against the rest");
+    out += &figure(dir, names.roc, "ROC curves");
     out += &figure(dir, names.precision_recall, "Precision-recall curves");
     out += &figure(dir, names.calibration, "Reliability diagram");
     out
