@@ -49,16 +49,61 @@ fn table(markdown: &str) -> String {
         .filter(|l| l.starts_with('|') && !l.starts_with("|---"))
         .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
         .collect();
+    html_table(&rows)
+}
+
+/// Rows of cells as an HTML table, the first row as its header.
+fn html_table<S: AsRef<str>>(rows: &[Vec<S>]) -> String {
     let mut out = String::from("<div style=\"overflow-x: auto\"><table>\n");
     for (i, row) in rows.iter().enumerate() {
         let cell = if i == 0 { "th" } else { "td" };
         out += "<tr>";
         for c in row {
-            out += &format!("<{cell}>{}</{cell}>", escape(c));
+            out += &format!("<{cell}>{}</{cell}>", escape(c.as_ref()));
         }
         out += "</tr>\n";
     }
     out + "</table></div>\n"
+}
+
+/// The per-class section of `split` from the files `names` gives, if the run wrote them: the
+/// headline areas, the table (numbers to four places; `per_class.csv` has them in full) and
+/// the three pictures.
+fn per_class(dir: &Path, split: &str, names: &files::PerClass) -> String {
+    let Some(json) = read(dir, names.json).and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok()) else {
+        return String::new();
+    };
+    let number = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |v| format!("{v:.4}"));
+    let of = match json["positive_class"].as_str() {
+        Some(c) => format!(" (of the positive class, {})", escape(c)),
+        None => " (means over the classes, each against the rest)".to_string(),
+    };
+    let mut out = format!(
+        "<h3>Per class ({split})</h3>\n<p>ROC AUC {}, average precision {}{}; accuracy {}.</p>\n",
+        number(&json["auc"]),
+        number(&json["pr_auc"]),
+        of,
+        number(&json["accuracy"]),
+    );
+    let header = ["class", "precision", "recall", "f1_score", "support", "roc_auc", "average_precision"];
+    let mut rows: Vec<Vec<String>> = vec![header.map(String::from).to_vec()];
+    let row = |name: String, v: &serde_json::Value| {
+        let mut cells = vec![name];
+        cells.extend(["precision", "recall", "f1_score"].map(|k| number(&v[k])));
+        cells.push(v["support"].to_string());
+        cells.extend(["roc_auc", "average_precision"].map(|k| number(&v[k])));
+        cells
+    };
+    for class in json["classes"].as_array().into_iter().flatten() {
+        rows.push(row(class["class"].as_str().unwrap_or("?").to_string(), class));
+    }
+    rows.push(row("macro avg".into(), &json["macro_avg"]));
+    rows.push(row("weighted avg".into(), &json["weighted_avg"]));
+    out += &html_table(&rows);
+    out += &figure(dir, names.roc, "ROC curves");
+    out += &figure(dir, names.precision_recall, "Precision-recall curves");
+    out += &figure(dir, names.calibration, "Reliability diagram");
+    out
 }
 
 /// The report of the run folder `dir`.
@@ -102,6 +147,8 @@ pub fn run_page(dir: &Path) -> String {
     body += &figure(dir, files::CONFUSION, "Confusion matrix");
     body += &figure(dir, files::PREDICTIONS, "Predictions (mistakes first, in red)");
     body += &figure(dir, files::TEST_CONFUSION, "Confusion matrix (test)");
+    body += &per_class(dir, "validation", &files::PER_CLASS);
+    body += &per_class(dir, "test", &files::TEST_PER_CLASS);
     body += "<h2>Data</h2>\n";
     body += &figure(dir, files::SAMPLES, "Samples per class");
     body += &figure(dir, files::CLASS_COUNTS, "Images per class and split");

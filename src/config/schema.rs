@@ -405,7 +405,7 @@ pub struct TrainConfig {
     pub class_weight: Option<ClassWeight>,
     /// Metrics reported each epoch besides the loss, for training and validation (default
     /// `["accuracy"]`, which is always reported): `precision`, `recall`, `f1_score`,
-    /// `top_k_accuracy`.
+    /// `top_k_accuracy`, `auc`, `pr_auc`.
     #[serde(default = "default_metrics")]
     pub metrics: Vec<Metric>,
     /// The k of `top_k_accuracy` (default 5).
@@ -706,6 +706,12 @@ pub enum Metric {
     F1Score,
     /// The true class is among the `top_k` highest outputs.
     TopKAccuracy,
+    /// Area under the ROC curve, exact over every threshold (two classes: of the second
+    /// class; more: the mean over classes, each against the rest).
+    Auc,
+    /// Average precision, the step-wise area under the precision-recall curve (averaged as
+    /// `auc`).
+    PrAuc,
 }
 
 /// `[output]`

@@ -229,7 +229,7 @@ impl SweepConfig {
             }
         }
         use super::Metric::*;
-        let columns = super::history_columns(&[Precision, Recall, F1Score, TopKAccuracy]);
+        let columns = super::history_columns(&[Precision, Recall, F1Score, TopKAccuracy, Auc, PrAuc]);
         if !columns.contains(&self.metric) {
             out.push((
                 at(&["metric"]),
@@ -517,7 +517,7 @@ trials = 50
     #[test]
     fn problems_catch_a_metric_that_is_not_a_history_column() {
         let mut s = grid_of(&[2]);
-        for metric in ["val_accuracy", "loss", "val_f1_score", "top_k_accuracy"] {
+        for metric in ["val_accuracy", "loss", "val_f1_score", "top_k_accuracy", "val_auc", "pr_auc"] {
             s.metric = metric.into();
             assert_eq!(messages(&s), Vec::<String>::new(), "{metric}");
         }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use crate::config::{Plan, PlotFormat};
 use crate::data::Images;
 use crate::results::{files, safetensors, tensorboard, RunDir};
+use crate::train::per_class::Report;
 use crate::train::{History, Prediction};
 use crate::{plots, Error, Result};
 
@@ -154,4 +155,61 @@ pub fn write_confusion(
     let matrix = plots::confusion::matrix(images.classes.len(), &truth, &predicted);
     let picture = plots::confusion::render(&images.classes, &matrix, title);
     write_picture(dir, stem, picture, &plan.config.output.plot_formats)
+}
+
+/// The per-class results of the `split` split (`validation` or `test`) into the files
+/// `names` gives: the table as CSV and, with the headline areas and the reliability bins, as
+/// JSON; and the ROC, precision-recall and reliability pictures.
+pub fn write_per_class(dir: &RunDir, plan: &Plan, report: &Report, split: &str, names: &files::PerClass) -> Result<()> {
+    dir.write(names.csv, per_class_csv(report))?;
+    /// The JSON file: the split's name, then the report's fields.
+    #[derive(serde::Serialize)]
+    struct Named<'a> {
+        split: &'a str,
+        #[serde(flatten)]
+        report: &'a Report,
+    }
+    let json = serde_json::to_string_pretty(&Named { split, report }).expect("plain data");
+    dir.write(names.json, json + "\n")?;
+    let formats = &plan.config.output.plot_formats;
+    write_picture(dir, names.roc, plots::per_class::roc(report, &format!("ROC curves ({split})")), formats)?;
+    let title = format!("Precision-recall curves ({split})");
+    write_picture(dir, names.precision_recall, plots::per_class::precision_recall(report, &title), formats)?;
+    let title = format!("Reliability ({split})");
+    write_picture(dir, names.calibration, plots::per_class::calibration(report, &title), formats)
+}
+
+/// `classification_report` as CSV: a row per class, `macro avg` and `weighted avg`, and an
+/// `accuracy` row with the accuracy under `f1_score` and the samples under `support` (as
+/// scikit-learn prints it). Numbers are written in full; an undefined area is left empty.
+fn per_class_csv(report: &Report) -> Vec<u8> {
+    let area = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let header = ["class", "precision", "recall", "f1_score", "support", "roc_auc", "average_precision"];
+    let mut rows: Vec<Vec<String>> = vec![header.map(String::from).to_vec()];
+    for c in &report.classes {
+        rows.push(vec![
+            c.class.clone(),
+            c.precision.to_string(),
+            c.recall.to_string(),
+            c.f1_score.to_string(),
+            c.support.to_string(),
+            area(c.roc_auc),
+            area(c.average_precision),
+        ]);
+    }
+    for (name, a) in [("macro avg", &report.macro_avg), ("weighted avg", &report.weighted_avg)] {
+        rows.push(vec![
+            name.to_string(),
+            a.precision.to_string(),
+            a.recall.to_string(),
+            a.f1_score.to_string(),
+            a.support.to_string(),
+            area(a.roc_auc),
+            area(a.average_precision),
+        ]);
+    }
+    let samples = report.samples.to_string();
+    let accuracy = report.accuracy.to_string();
+    rows.push(["accuracy", "", "", &accuracy, &samples, "", ""].map(String::from).to_vec());
+    crate::results::csv_table(rows)
 }

@@ -14,7 +14,7 @@ use crate::train::{self, checkpoint::Checkpoint, Evaluation, History};
 use crate::{Error, Result};
 
 use super::artifacts::{
-    open_tensorboard, weights_file, write_confusion, write_history, write_picture, write_tensorboard,
+    open_tensorboard, weights_file, write_confusion, write_history, write_per_class, write_picture, write_tensorboard,
 };
 use super::device::{self, OnDevice};
 use super::prepare::Prepared;
@@ -286,7 +286,9 @@ fn write_validation(plan: &Plan, data: &Prepared, dir: &RunDir, validation: &Eva
     let predictions = &validation.predictions;
     write_confusion(dir, plan, images, val, predictions, (files::CONFUSION, "Confusion matrix (validation)"))?;
     let picture = crate::plots::predictions::render(images, val, predictions);
-    write_picture(dir, files::PREDICTIONS, picture, &plan.config.output.plot_formats)
+    write_picture(dir, files::PREDICTIONS, picture, &plan.config.output.plot_formats)?;
+    let report = validation.per_class(images, val)?;
+    write_per_class(dir, plan, &report, "validation", &files::PER_CLASS)
 }
 
 /// The test split, looked at once, after training and model selection are over, with the
@@ -319,5 +321,7 @@ fn test_split<D: Backend>(
         return Ok(());
     }
     let stem = (files::TEST_CONFUSION, "Confusion matrix (test)");
-    write_confusion(dir, plan, &data.images, test_indices, &test.predictions, stem)
+    write_confusion(dir, plan, &data.images, test_indices, &test.predictions, stem)?;
+    let report = test.per_class(&data.images, test_indices)?;
+    write_per_class(dir, plan, &report, "test", &files::TEST_PER_CLASS)
 }

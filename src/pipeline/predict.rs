@@ -11,6 +11,7 @@ use crate::model::Network;
 use crate::ops::Backend;
 use crate::results::{files, safetensors};
 use crate::train::loss;
+use crate::train::per_class::Report;
 use crate::{Error, Result};
 
 use super::device::{run_on, OnDevice};
@@ -37,7 +38,7 @@ fn load_network<D: Backend>(dev: &D, run_dir: &Path, plan: &Plan) -> Result<Netw
     Ok(net)
 }
 
-/// Loss and accuracy of one split.
+/// Loss, accuracy and the per-class results of one split.
 #[derive(Clone, Debug, Serialize)]
 pub struct SplitMetrics {
     /// `validation` or `test`.
@@ -48,10 +49,19 @@ pub struct SplitMetrics {
     pub loss: f64,
     /// Fraction right.
     pub accuracy: f64,
+    /// Area under the ROC curve: the positive class's with two classes, else the mean over
+    /// classes (as the `auc` metric).
+    pub auc: Option<f64>,
+    /// Average precision, taken as `auc` is (as the `pr_auc` metric).
+    pub pr_auc: Option<f64>,
+    /// Precision, recall, F1, support and areas per class, their averages, and the
+    /// reliability bins (what the run's `per_class.json` holds for the split).
+    pub per_class: Report,
 }
 
 /// `runner evaluate <run>`: the final weights on the run's validation and test splits (the
-/// data must be the images it was trained on).
+/// data must be the images it was trained on). Only prints: the run folder already has the
+/// pictures of both splits, and a finished run is not written to.
 pub fn evaluate(run_dir: &Path) -> Result<Vec<SplitMetrics>> {
     let (run_dir, manifest, plan) = open(run_dir)?;
     let data = prepare_same(&plan, &manifest)?;
@@ -77,17 +87,64 @@ impl OnDevice for Evaluate<'_> {
                 continue;
             }
             let e = crate::train::evaluate(&dev, &net, plan, &data.images, indices)?;
-            out.push(SplitMetrics { split: name.into(), samples: indices.len(), loss: e.loss, accuracy: e.accuracy });
+            let per_class = e.per_class(&data.images, indices)?;
+            out.push(SplitMetrics {
+                split: name.into(),
+                samples: indices.len(),
+                loss: e.loss,
+                accuracy: e.accuracy,
+                auc: per_class.auc,
+                pr_auc: per_class.pr_auc,
+                per_class,
+            });
         }
         Ok(out)
     }
 }
 
-/// A table of split metrics for the terminal.
+/// Tables of split metrics for the terminal: loss, accuracy and the headline areas per
+/// split, then each split's per-class rows as scikit-learn's `classification_report` prints
+/// them (with each class's ROC area and average precision).
 pub fn metrics_table(metrics: &[SplitMetrics]) -> String {
-    let mut out = format!("{:<12} {:>8} {:>10} {:>10}\n", "split", "images", "loss", "accuracy");
+    let area = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let mut out =
+        format!("{:<12} {:>8} {:>10} {:>10} {:>10} {:>10}\n", "split", "images", "loss", "accuracy", "auc", "pr_auc");
     for m in metrics {
-        out += &format!("{:<12} {:>8} {:>10.4} {:>10.4}\n", m.split, m.samples, m.loss, m.accuracy);
+        out += &format!(
+            "{:<12} {:>8} {:>10.4} {:>10.4} {:>10} {:>10}\n",
+            m.split,
+            m.samples,
+            m.loss,
+            m.accuracy,
+            area(m.auc),
+            area(m.pr_auc)
+        );
+    }
+    for m in metrics {
+        let report = &m.per_class;
+        let width = report.classes.iter().map(|c| c.class.chars().count()).max().unwrap_or(0).max(12);
+        out += &format!(
+            "\n{:<width$} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10}\n",
+            m.split, "precision", "recall", "f1_score", "support", "roc_auc", "avg_prec"
+        );
+        let rows = report
+            .classes
+            .iter()
+            .map(|c| (c.class.as_str(), c.precision, c.recall, c.f1_score, c.support, c.roc_auc, c.average_precision));
+        let averages = [("macro avg", &report.macro_avg), ("weighted avg", &report.weighted_avg)]
+            .map(|(name, a)| (name, a.precision, a.recall, a.f1_score, a.support, a.roc_auc, a.average_precision));
+        for (name, precision, recall, f1, support, roc_auc, ap) in rows.chain(averages) {
+            out += &format!(
+                "{name:<width$} {precision:>10.4} {recall:>10.4} {f1:>10.4} {support:>8} {:>10} {:>10}\n",
+                area(roc_auc),
+                area(ap)
+            );
+        }
+        out +=
+            &format!("{:<width$} {:>10} {:>10} {:>10.4} {:>8}\n", "accuracy", "", "", report.accuracy, report.samples);
+        if let Some(positive) = &report.positive_class {
+            out += &format!("auc and pr_auc are of the positive class, {positive}\n");
+        }
     }
     out
 }
@@ -160,7 +217,7 @@ impl OnDevice for Classify<'_> {
                     .chunks(logits.len() / good.len())
                     .map(|r| match multi_label {
                         true => {
-                            (loss::label_prediction(r).class, r.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect())
+                            (loss::label_prediction(r).class, r.iter().map(|&l| loss::sigmoid(l)).collect())
                         }
                         false => (loss::predicted(r), loss::probabilities(r)),
                     })

@@ -21,7 +21,7 @@ use super::{open, prepare_same, run_with, Limits};
 
 /// Files of a finished run that depend only on the config, the data and the seed, compared
 /// after a full rerun (besides every PNG and SVG picture).
-const DETERMINISTIC: [&str; 8] = [
+const DETERMINISTIC: [&str; 12] = [
     files::HISTORY_CSV,
     files::HISTORY_JSON,
     files::WEIGHTS,
@@ -30,6 +30,10 @@ const DETERMINISTIC: [&str; 8] = [
     files::SPLIT,
     files::QUARANTINE,
     files::TEST_METRICS,
+    files::PER_CLASS.csv,
+    files::PER_CLASS.json,
+    files::TEST_PER_CLASS.csv,
+    files::TEST_PER_CLASS.json,
 ];
 
 /// What a verification compared, when everything was identical.

@@ -33,7 +33,7 @@ pub struct Series {
 }
 
 /// Matplotlib's tab10 palette, so charts look like the ones Keras users know.
-const PALETTE: [RGBColor; 10] = [
+pub(crate) const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),

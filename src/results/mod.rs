@@ -58,6 +58,41 @@ pub mod files {
     /// TensorBoard's log folder, with `train/` and `validation/` event files (when
     /// `output.tensorboard` is set).
     pub const TENSORBOARD: &str = "tensorboard";
+
+    /// The per-class files of one split (`train::per_class`).
+    pub struct PerClass {
+        /// Precision, recall, F1, support, ROC area and average precision per class, then
+        /// the macro and weighted averages and the accuracy, as scikit-learn's
+        /// `classification_report` lays them out.
+        pub csv: &'static str,
+        /// The same, with the headline `auc` and `pr_auc` and the reliability diagram's bins.
+        pub json: &'static str,
+        /// Stem of the ROC curves (`.png`, `.svg`).
+        pub roc: &'static str,
+        /// Stem of the precision-recall curves (`.png`, `.svg`).
+        pub precision_recall: &'static str,
+        /// Stem of the reliability diagram (`.png`, `.svg`).
+        pub calibration: &'static str,
+    }
+
+    /// The validation split's per-class files, with the final weights.
+    pub const PER_CLASS: PerClass = PerClass {
+        csv: "per_class.csv",
+        json: "per_class.json",
+        roc: "roc",
+        precision_recall: "precision_recall",
+        calibration: "calibration",
+    };
+
+    /// The test split's per-class files, with the best epoch's weights (when there is a test
+    /// split).
+    pub const TEST_PER_CLASS: PerClass = PerClass {
+        csv: "per_class_test.csv",
+        json: "per_class_test.json",
+        roc: "roc_test",
+        precision_recall: "precision_recall_test",
+        calibration: "calibration_test",
+    };
 }
 
 /// A run's folder.

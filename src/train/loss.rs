@@ -112,11 +112,16 @@ pub fn prediction(row: &[f32]) -> super::Prediction {
     super::Prediction { class, confidence: probabilities(row)[class] }
 }
 
+/// The logistic function: a sigmoid unit's probability from its logit.
+pub fn sigmoid(logit: f32) -> f32 {
+    1.0 / (1.0 + (-logit).exp())
+}
+
 /// The prediction a row of multi-label logits makes, for pictures that show one class per
 /// image: the most probable label, with its sigmoid.
 pub fn label_prediction(row: &[f32]) -> super::Prediction {
     let class = row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best });
-    super::Prediction { class, confidence: 1.0 / (1.0 + (-row[class]).exp()) }
+    super::Prediction { class, confidence: sigmoid(row[class]) }
 }
 
 /// Every class's probability from one row of logits: softmax, or (1 - p, p) for one sigmoid

@@ -8,6 +8,7 @@ pub mod loss;
 pub mod metrics;
 pub mod monitor;
 pub mod optimizer;
+pub mod per_class;
 pub mod progress;
 pub mod schedule;
 
@@ -117,7 +118,7 @@ pub fn fit<D: Backend>(
         // Resuming mid-epoch: skip the batches already done, carry their sums.
         let first = std::mem::take(&mut state.step);
         let (mut loss_sum, mut correct, mut seen) = std::mem::take(&mut state.partial);
-        let mut counter = state.counter.take().unwrap_or_else(|| new_counter(images, train.top_k));
+        let mut counter = state.counter.take().unwrap_or_else(|| new_counter(images, train));
         let drawn = sampling::epoch_images(&split.train, &images.labels, sampling, cfg.experiment.seed, epoch);
         let order = epoch_order(&drawn, cfg.experiment.seed, epoch);
         // Repeats of an oversampled image are augmented differently.
@@ -247,11 +248,12 @@ pub fn fit<D: Backend>(
     Ok(Trained { net, history: state.history, validation, best_epoch: state.best.best_epoch, stopped_early })
 }
 
-/// The metric counter for `images`: one class per image, or multi-label.
-fn new_counter(images: &Images, top_k: usize) -> metrics::Counter {
+/// The metric counter for `images` (one class per image, or multi-label) and `train.metrics`.
+fn new_counter(images: &Images, train: &crate::config::TrainConfig) -> metrics::Counter {
+    let counter = metrics::Counter::for_metrics(images.classes.len(), train.top_k, &train.metrics);
     match images.multi_label() {
-        true => metrics::Counter::multi_label(images.classes.len()),
-        false => metrics::Counter::new(images.classes.len(), top_k),
+        true => counter.multi_label(),
+        false => counter,
     }
 }
 
@@ -273,8 +275,34 @@ pub struct Evaluation {
     pub accuracy: f64,
     /// One per sample, in the order given.
     pub predictions: Vec<Prediction>,
+    /// Every class's probability, one row of classes per sample in the same order (two for
+    /// one sigmoid unit: 1 - p and p), for the per-class results.
+    pub probabilities: Vec<f32>,
     /// Counts for the other metrics.
     pub counter: metrics::Counter,
+}
+
+impl Evaluation {
+    /// The per-class results of this pass over `indices` of `images` (the samples it was
+    /// made of, in order): predicted classes as the confusion matrix counts them.
+    /// With multi-label targets every label is its own yes/no question, predicted when its
+    /// sigmoid is above 0.5.
+    pub fn per_class(&self, images: &Images, indices: &[usize]) -> Result<per_class::Report> {
+        let classes = images.classes.len();
+        let probabilities: Vec<f64> = self.probabilities.iter().copied().map(f64::from).collect();
+        let report = if images.multi_label() {
+            let truth = images.targets_of(indices).into_iter().map(|t| t > 0.5).collect();
+            let predicted: Vec<bool> = probabilities.iter().map(|&p| p > 0.5).collect();
+            per_class::Scores::multi_label(classes, probabilities, truth)
+                .and_then(|scores| scores.report(&images.classes, &predicted))
+        } else {
+            let labels = images.labels_of(indices);
+            let predicted: Vec<usize> = self.predictions.iter().map(|p| p.class).collect();
+            per_class::Scores::new(classes, probabilities, per_class::one_hot(classes, &labels))
+                .and_then(|scores| scores.report(&images.classes, &per_class::one_hot(classes, &predicted)))
+        };
+        report.map_err(|e| Error::Train(format!("per-class results: {e}")))
+    }
 }
 
 /// Evaluates `net` on the samples `indices`, showing its progress on its own (a bar on a
@@ -307,24 +335,32 @@ pub fn evaluate_watched<D: Backend>(
 ) -> Result<Evaluation> {
     let mut loss_sum = 0.0f64;
     let mut predictions = Vec::with_capacity(indices.len());
-    let mut counter = new_counter(images, plan.config.train.top_k);
+    let mut probabilities = Vec::with_capacity(indices.len() * images.classes.len());
+    let train = &plan.config.train;
+    let mut counter = new_counter(images, train);
     let mut correct = 0;
     for chunk in indices.chunks(plan.config.train.batch_size) {
         let labels = images.labels_of(chunk);
         let input = dev.tensor_from_vec(images.batch(chunk)?, (chunk.len(), images.image_len()));
         let logits = net.forward(input, true);
         let host = logits.as_vec();
-        let train = &plan.config.train;
+        let rows = host.chunks(host.len() / chunk.len());
         let loss = if images.multi_label() {
             let targets = images.targets_of(chunk);
             counter.add_labels(&host, &targets);
             correct += loss::correct_labels(&host, &targets);
-            predictions.extend(host.chunks(host.len() / chunk.len()).map(loss::label_prediction));
+            for row in rows {
+                predictions.push(loss::label_prediction(row));
+                probabilities.extend(row.iter().map(|&l| loss::sigmoid(l)));
+            }
             loss::multi_label_loss(logits, &targets, train.label_smoothing)
         } else {
             counter.add(&host, &labels);
             correct += loss::correct(&host, host.len() / chunk.len(), &labels);
-            predictions.extend(host.chunks(host.len() / chunk.len()).map(loss::prediction));
+            for row in rows {
+                predictions.push(loss::prediction(row));
+                probabilities.extend(loss::probabilities(row));
+            }
             loss::loss(train.loss, logits, &labels, train.label_smoothing, None)
         };
         loss_sum += f64::from(loss.as_vec()[0]) * chunk.len() as f64;
@@ -332,5 +368,5 @@ pub fn evaluate_watched<D: Backend>(
     }
     let slots = if images.multi_label() { images.classes.len() } else { 1 };
     let n = indices.len().max(1) as f64;
-    Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / (n * slots as f64), predictions, counter })
+    Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / (n * slots as f64), predictions, probabilities, counter })
 }

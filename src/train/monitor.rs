@@ -88,7 +88,7 @@ mod tests {
             assert!(!maximize(key, Mode::Auto), "{key}");
             assert!(maximize(key, Mode::Max), "{key}");
         }
-        for key in ["accuracy", "val_accuracy", "val_f1_score", "val_top_k_accuracy"] {
+        for key in ["accuracy", "val_accuracy", "val_f1_score", "val_top_k_accuracy", "val_auc", "val_pr_auc"] {
             assert!(maximize(key, Mode::Auto), "{key}");
             assert!(!maximize(key, Mode::Min), "{key}");
         }

@@ -16,6 +16,7 @@ mod layers;
 mod model;
 mod ops;
 mod optim;
+mod per_class;
 mod pipeline;
 mod report;
 mod sweep;
