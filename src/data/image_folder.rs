@@ -144,8 +144,9 @@ pub fn scan(root: &Path) -> Result<Listing> {
 
 /// One listing of folders that are already split (`train`, then validation and test), under
 /// `root`, their common parent: the classes are the first folder's, and every class of the
-/// others must be one of them. With each sample, the index of the folder it came from.
-pub fn combine(root: &Path, parts: Vec<Listing>) -> Result<(Listing, Vec<usize>)> {
+/// others must be one of them. With each sample, the index of the folder it came from; an
+/// error names the folder (by index too) whose class the training folder lacks.
+pub fn combine(root: &Path, parts: Vec<Listing>) -> std::result::Result<(Listing, Vec<usize>), (usize, String)> {
     let mut parts = parts.into_iter();
     let first = parts.next().expect("a training folder");
     let mut origin = vec![0; first.samples.len()];
@@ -154,13 +155,16 @@ pub fn combine(root: &Path, parts: Vec<Listing>) -> Result<(Listing, Vec<usize>)
     for (part, listing) in (1..).zip(parts) {
         for (label, class) in listing.classes.iter().enumerate() {
             let Ok(to) = out.classes.binary_search(class) else {
-                return Err(Error::Data(format!(
-                    "`{}` has a class `{class}` that the training folder `{}` has not; every class \
-                     must have training images (the training classes are {})",
-                    listing.root.display(),
-                    train_root.display(),
-                    out.classes.join(", ")
-                )));
+                return Err((
+                    part,
+                    format!(
+                        "`{}` has a class `{class}` that the training folder `{}` has not; every class \
+                         must have training images (the training classes are {})",
+                        listing.root.display(),
+                        train_root.display(),
+                        out.classes.join(", ")
+                    ),
+                ));
             };
             let samples = listing.samples.iter().filter(|s| s.label == label);
             out.samples.extend(samples.map(|s| Sample { path: s.path.clone(), label: to, labels: vec![to] }));

@@ -279,14 +279,14 @@ fn final_weights<D: Backend>(
 /// What the final weights get right and wrong on the validation split.
 fn write_validation(plan: &Plan, data: &Prepared, dir: &RunDir, validation: &Evaluation) -> Result<()> {
     let (images, val) = (&data.images, &data.split.val);
-    if images.multi_label() {
-        // One true class per image is what a confusion matrix and the mistakes picture show.
-        return Ok(());
+    // One true class per image is what a confusion matrix and the mistakes picture show;
+    // multi-label targets have the per-label results only.
+    if !images.multi_label() {
+        let predictions = &validation.predictions;
+        write_confusion(dir, plan, images, val, predictions, (files::CONFUSION, "Confusion matrix (validation)"))?;
+        let picture = crate::plots::predictions::render(images, val, predictions);
+        write_picture(dir, files::PREDICTIONS, picture, &plan.config.output.plot_formats)?;
     }
-    let predictions = &validation.predictions;
-    write_confusion(dir, plan, images, val, predictions, (files::CONFUSION, "Confusion matrix (validation)"))?;
-    let picture = crate::plots::predictions::render(images, val, predictions);
-    write_picture(dir, files::PREDICTIONS, picture, &plan.config.output.plot_formats)?;
     let report = validation.per_class(images, val)?;
     write_per_class(dir, plan, &report, "validation", &files::PER_CLASS)
 }
@@ -317,11 +317,10 @@ fn test_split<D: Backend>(
         "epoch": best_epoch + 1,
     });
     dir.write(files::TEST_METRICS, serde_json::to_string_pretty(&json).expect("numbers") + "\n")?;
-    if data.images.multi_label() {
-        return Ok(());
+    if !data.images.multi_label() {
+        let stem = (files::TEST_CONFUSION, "Confusion matrix (test)");
+        write_confusion(dir, plan, &data.images, test_indices, &test.predictions, stem)?;
     }
-    let stem = (files::TEST_CONFUSION, "Confusion matrix (test)");
-    write_confusion(dir, plan, &data.images, test_indices, &test.predictions, stem)?;
     let report = test.per_class(&data.images, test_indices)?;
     write_per_class(dir, plan, &report, "test", &files::TEST_PER_CLASS)
 }

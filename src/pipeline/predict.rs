@@ -216,9 +216,7 @@ impl OnDevice for Classify<'_> {
                 rows = logits
                     .chunks(logits.len() / good.len())
                     .map(|r| match multi_label {
-                        true => {
-                            (loss::label_prediction(r).class, r.iter().map(|&l| loss::sigmoid(l)).collect())
-                        }
+                        true => (loss::label_prediction(r).class, r.iter().map(|&l| loss::sigmoid(l)).collect()),
                         false => (loss::predicted(r), loss::probabilities(r)),
                     })
                     .collect();

@@ -77,7 +77,7 @@ pub fn list(plan: &Plan) -> Result<(data::Listing, Option<Assigned>)> {
         },
         (None, Some(train)) => {
             let mut parts = vec![data::scan(train).map_err(located("train_path"))?];
-            let mut kinds = vec![Part::Train];
+            let (mut kinds, mut keys) = (vec![Part::Train], vec!["train_path"]);
             for (folder, key, part) in
                 [(&d.validation_path, "validation_path", Part::Validation), (&d.test_path, "test_path", Part::Test)]
             {
@@ -98,9 +98,11 @@ pub fn list(plan: &Plan) -> Result<(data::Listing, Option<Assigned>)> {
                     }
                     parts.push(data::scan(folder).map_err(located(key))?);
                     kinds.push(part);
+                    keys.push(key);
                 }
             }
-            let (listing, origin) = data::image_folder::combine(&d.root(), parts)?;
+            let (listing, origin) = data::image_folder::combine(&d.root(), parts)
+                .map_err(|(part, why)| located(keys[part])(Error::Data(why)))?;
             let assigned = listing.samples.iter().zip(origin).map(|(s, o)| (s.path.clone(), kinds[o])).collect();
             (listing, Some(assigned))
         }

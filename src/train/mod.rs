@@ -368,5 +368,11 @@ pub fn evaluate_watched<D: Backend>(
     }
     let slots = if images.multi_label() { images.classes.len() } else { 1 };
     let n = indices.len().max(1) as f64;
-    Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / (n * slots as f64), predictions, probabilities, counter })
+    Ok(Evaluation {
+        loss: loss_sum / n,
+        accuracy: correct as f64 / (n * slots as f64),
+        predictions,
+        probabilities,
+        counter,
+    })
 }
