@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod history;
 pub mod loss;
+pub mod lr_find;
 pub mod metrics;
 pub mod monitor;
 pub mod optimizer;
@@ -120,10 +121,7 @@ pub fn fit<D: Backend>(
             let order = epoch_order(&split.train, cfg.experiment.seed, epoch);
             scope.spawn(move || {
                 for indices in order.chunks(batch_size).skip(first) {
-                    let x = images.bytes(indices).map(|pixels| match &cfg.augment {
-                        Some(aug) => augment::batch(aug, &pixels, images.shape, indices, cfg.experiment.seed, epoch),
-                        None => pixels.into_iter().map(|p| f32::from(p) / 255.0).collect(),
-                    });
+                    let x = inputs(cfg, images, indices, epoch);
                     // The receiver is gone when training stopped early: stop too.
                     let failed = x.is_err();
                     if tx.send(x.map(|x| (x, images.labels_of(indices)))).is_err() || failed {
@@ -225,6 +223,21 @@ pub fn fit<D: Backend>(
         None => evaluate(dev, &net, plan, images, &split.val)?,
     };
     Ok(Trained { net, history: state.history, validation, best_epoch: state.best.best_epoch, stopped_early })
+}
+
+/// The network's input for the training images `indices` in `epoch`: their pixels scaled to
+/// [0, 1], augmented when the config has `[augment]` (keyed by seed, epoch and image).
+pub(crate) fn inputs(
+    cfg: &crate::config::Config,
+    images: &Images,
+    indices: &[usize],
+    epoch: usize,
+) -> Result<Vec<f32>> {
+    let pixels = images.bytes(indices)?;
+    Ok(match &cfg.augment {
+        Some(aug) => augment::batch(aug, &pixels, images.shape, indices, cfg.experiment.seed, epoch),
+        None => pixels.into_iter().map(|p| f32::from(p) / 255.0).collect(),
+    })
 }
 
 /// One sample's predicted class and the probability the model gave it.
