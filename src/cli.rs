@@ -74,8 +74,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Find a learning rate for CONFIG, as fastai's lr_find: train a fresh network (as a run
-    /// would start it) on the training split for at most --steps steps, the rate growing
+    /// Find a learning rate for CONFIG (fastai's lr_find) and print the command that uses it.
+    ///
+    /// Trains a fresh network (as a run would start it) on the training split for at most
+    /// --steps steps, the rate growing
     /// exponentially from --start-lr to --end-lr, stopping when the smoothed loss passes 4
     /// times its best. Writes the curve (lr_find.png/.svg, lr_find.csv) and the suggestion
     /// (lr_find.json: fastai's `valley`) to `<output.dir>/<experiment>/lr-find-NNN/` and
