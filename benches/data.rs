@@ -17,7 +17,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 use runner::data;
-use runner::data::{ColorMode, Interpolation};
+use runner::data::{ColorMode, Interpolation, Resize};
 
 const PER_CLASS: usize = 1000;
 const SIZE: [usize; 2] = [128, 128];
@@ -60,7 +60,9 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(n as u64));
     for interpolation in [Interpolation::Bilinear, Interpolation::Nearest, Interpolation::Area] {
         let name = format!("{interpolation:?}").to_lowercase();
-        let cold = || data::load(data::scan(&root).unwrap(), SIZE, ColorMode::Rgb, interpolation, None).unwrap();
+        let cold = || {
+            data::load(data::scan(&root).unwrap(), SIZE, ColorMode::Rgb, interpolation, Resize::Stretch, None).unwrap()
+        };
         group.bench_function(format!("cold_1_thread_{name}"), |b| b.iter(|| one.install(cold)));
         if interpolation == Interpolation::Bilinear {
             group.bench_function(format!("cold_all_threads_{name}"), |b| b.iter(cold));
@@ -72,7 +74,16 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(n as u64));
     // Fill the cache once, then measure what a second run does before and during training.
-    let load = || data::load(data::scan(&root).unwrap(), SIZE, ColorMode::Rgb, Interpolation::Bilinear, Some(&cache));
+    let load = || {
+        data::load(
+            data::scan(&root).unwrap(),
+            SIZE,
+            ColorMode::Rgb,
+            Interpolation::Bilinear,
+            Resize::Stretch,
+            Some(&cache),
+        )
+    };
     load().unwrap();
     group.bench_function("warm_load_from_cache_and_all_batches_of_32", |b| {
         b.iter(|| {

@@ -74,6 +74,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find a learning rate for CONFIG (fastai's lr_find) and print the command that uses it.
+    ///
+    /// Trains a fresh network (as a run would start it) on the training split for at most
+    /// --steps steps, the rate growing
+    /// exponentially from --start-lr to --end-lr, stopping when the smoothed loss passes 4
+    /// times its best. Writes the curve (lr_find.png/.svg, lr_find.csv) and the suggestion
+    /// (lr_find.json: fastai's `valley`) to `<output.dir>/<experiment>/lr-find-NNN/` and
+    /// prints the command that trains with it. Seeded: the same config gives the same files.
+    /// A sweep file is refused (find a rate for one of its experiments).
+    #[command(name = "lr-find")]
+    LrFind {
+        /// Experiment file.
+        config: PathBuf,
+        /// The rate of the first step.
+        #[arg(long, default_value_t = crate::train::lr_find::START_LR)]
+        start_lr: f64,
+        /// The rate the steps grow towards (the last step reaches just under it).
+        #[arg(long, default_value_t = crate::train::lr_find::END_LR)]
+        end_lr: f64,
+        /// Optimizer steps at most (each one batch of train.batch_size), at least 6.
+        #[arg(long, default_value_t = crate::train::lr_find::STEPS)]
+        steps: usize,
+    },
     /// Go on with an interrupted, failed or killed run from its last checkpoint, in its folder;
     /// the final history is the one an uninterrupted run would have written.
     Resume {
@@ -562,6 +585,18 @@ impl Cli {
                 Ok(())
             }
             Some(Command::Resume { run }) => crate::pipeline::resume(&run).map(|_| ()),
+            Some(Command::LrFind { config, start_lr, end_lr, steps }) => {
+                let range = crate::train::lr_find::Range { start_lr, end_lr, steps };
+                let found = crate::pipeline::lr_find::lr_find(&config, overrides, range)?;
+                let report = crate::pipeline::lr_find::report(&found);
+                match found.suggestion {
+                    Some(_) => {
+                        print!("{report}");
+                        Ok(())
+                    }
+                    None => Err(crate::Error::Train(report.trim_end().to_string())),
+                }
+            }
             Some(Command::Bench { config, batch, steps, kernel, json }) => {
                 if let Some(kernel) = kernel.as_deref().and_then(crate::ops::Kernel::named) {
                     kernel.choose().map_err(crate::Error::Usage)?;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::decode::Interpolation;
+use crate::data::decode::{Interpolation, Resize};
 use crate::data::ColorMode;
 use crate::model::LayerConfig;
 
@@ -139,6 +139,14 @@ pub struct DataConfig {
     /// or `"area"`.
     #[serde(default, skip_serializing_if = "Interpolation::is_default")]
     pub interpolation: Interpolation,
+    /// What happens to an image whose aspect ratio is not `image_size`'s: `"stretch"` (default,
+    /// as Keras: resized to the size, distorting it), `"crop"` (the largest centred window of
+    /// the size's aspect ratio, then resized: Keras' `crop_to_aspect_ratio`) or `"pad"`
+    /// (resized to fit inside, then centred on black: `pad_to_aspect_ratio`). `runner predict`
+    /// resizes the same way. Left out of resolved configs when `"stretch"`, so configs from
+    /// before the key keep their sweep trial names.
+    #[serde(default, skip_serializing_if = "Resize::is_default")]
+    pub resize: Resize,
     /// Fraction of each class held out for validation (default 0.2).
     #[serde(default = "default_validation_split")]
     pub validation_split: f64,

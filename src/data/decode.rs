@@ -82,6 +82,34 @@ impl Interpolation {
     }
 }
 
+/// How an image whose aspect ratio differs from `data.image_size`'s gets there (Keras'
+/// `crop_to_aspect_ratio` and `pad_to_aspect_ratio` of `image_dataset_from_directory`, with
+/// its rounding). Either way the pixels then go through the configured [`Interpolation`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// Resized to the size as it is, so a photo of another shape is squashed or stretched
+    /// (Keras' default).
+    #[default]
+    Stretch,
+    /// The largest centred window of the target's aspect ratio, resized to the size: nothing
+    /// is distorted, the edges of the longer side are cut off (`crop_to_aspect_ratio`).
+    Crop,
+    /// Resized to fit inside the size, then centred on black: nothing is distorted or cut
+    /// off, the shorter side gets black bars (`pad_to_aspect_ratio`). Resized first, as
+    /// `image_dataset_from_directory` does (TensorFlow's `resize_with_pad`), so the bars stay
+    /// pure black; Keras' `Resizing` layer pads first and blurs black into the edge pixels.
+    Pad,
+}
+
+impl Resize {
+    /// True for the default, which resolved configs and the image cache's key leave out so
+    /// that configs, sweep trial names and caches from before the key existed stay valid.
+    pub fn is_default(&self) -> bool {
+        *self == Resize::default()
+    }
+}
+
 /// The decoder and resizer behind the pixels; part of the image cache's key.
 pub const PIXELS_VERSION: &str = "image-0.25.6 zune-jpeg-0.4 fast_image_resize-6 nearest-exact";
 
@@ -101,8 +129,9 @@ pub fn decode(
     image_size: [usize; 2],
     mode: ColorMode,
     interpolation: Interpolation,
+    fit: Resize,
 ) -> Result<Vec<u8>, Rejection> {
-    decode_bytes(&read(path)?, image_size, mode, interpolation)
+    decode_bytes(&read(path)?, image_size, mode, interpolation, fit)
 }
 
 /// What a look at one image tells about a dataset before it is decoded whole: its size as
@@ -155,6 +184,7 @@ pub fn decode_bytes(
     image_size: [usize; 2],
     mode: ColorMode,
     interpolation: Interpolation,
+    fit: Resize,
 ) -> Result<Vec<u8>, Rejection> {
     let img = upright(bytes)?;
     let (width, height) = (img.width(), img.height());
@@ -162,7 +192,20 @@ pub fn decode_bytes(
         ColorMode::Grayscale => img.into_luma8().into_raw(),
         ColorMode::Rgb => img.into_rgb8().into_raw(),
     };
-    let hwc = resize(pixels, [height, width], mode, image_size, interpolation);
+    let hwc = match fit {
+        Resize::Stretch => resize(pixels, [height, width], mode, image_size, interpolation),
+        Resize::Crop => {
+            let window = crop_window([height, width], image_size);
+            let cropped = crop(&pixels, [height, width], mode.channels(), window);
+            resize(cropped, [window.height, window.width], mode, image_size, interpolation)
+        }
+        Resize::Pad => {
+            let window = pad_window([height, width], image_size);
+            let inner =
+                resize(pixels, [height, width], mode, [window.height as usize, window.width as usize], interpolation);
+            pad(&inner, mode.channels(), window, image_size)
+        }
+    };
     Ok(match mode {
         // HWC → CHW.
         ColorMode::Rgb => (0..3).flat_map(|c| hwc.iter().skip(c).step_by(3).copied()).collect(),
@@ -199,6 +242,64 @@ fn resize(
         .with(|r| r.borrow_mut().resize(&src, &mut dst, &options))
         .expect("source and destination share one pixel type");
     dst.into_vec()
+}
+
+/// A rectangle of an image, in pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// First row.
+    pub top: u32,
+    /// First column.
+    pub left: u32,
+    /// Rows.
+    pub height: u32,
+    /// Columns.
+    pub width: u32,
+}
+
+/// The part of a `[height, width]` image that `Resize::Crop` keeps for a target of
+/// `[h, w]`: Keras' `smart_resize` as `image_dataset_from_directory` runs it (on tensors, so
+/// in float32): the window's side is `int(float32(side · target) / target_other)`, between 1
+/// and the image's side, and it starts `int(float32(side - window) / 2)` in. float32, not
+/// exact fractions, so that the rare quotient float32 rounds up to a whole number (a side
+/// over 2^24 / target, or a remainder below its rounding) gives Keras' window too.
+pub fn crop_window([height, width]: [u32; 2], [h, w]: [usize; 2]) -> Window {
+    let side =
+        |a: u32, b: usize, c: usize, limit: u32| (((u64::from(a) * b as u64) as f32 / c as f32) as u32).clamp(1, limit);
+    let (crop_height, crop_width) = (side(width, h, w, height), side(height, w, h, width));
+    let start = |total: u32, part: u32| ((total - part) as f32 / 2.0) as u32;
+    Window { top: start(height, crop_height), left: start(width, crop_width), height: crop_height, width: crop_width }
+}
+
+/// Where the resized image goes inside the `[h, w]` output for `Resize::Pad`: TensorFlow's
+/// `resize_with_pad`, which `image_dataset_from_directory` calls (in float32): the image is
+/// scaled by `1 / max(width / w, height / h)`, each side rounded down (at least 1 pixel here,
+/// where TensorFlow would fail on a zero-sized image), and placed at
+/// `floor((target - scaled side) / 2)`, the scaled side before rounding.
+pub fn pad_window([height, width]: [u32; 2], [h, w]: [usize; 2]) -> Window {
+    let (fh, fw, th, tw) = (height as f32, width as f32, h as f32, w as f32);
+    let ratio = (fw / tw).max(fh / th);
+    let (scaled_h, scaled_w) = (fh / ratio, fw / ratio);
+    let fit = |scaled: f32, target: usize| (scaled.floor() as u32).clamp(1, target as u32);
+    let offset = |scaled: f32, target: f32| ((target - scaled) / 2.0).floor().max(0.0) as u32;
+    Window { top: offset(scaled_h, th), left: offset(scaled_w, tw), height: fit(scaled_h, h), width: fit(scaled_w, w) }
+}
+
+/// The pixels of `window` in `hwc` (`[height, width]`, `c` interleaved channels).
+fn crop(hwc: &[u8], [_, width]: [u32; 2], c: usize, window: Window) -> Vec<u8> {
+    let (width, left, cols) = (width as usize, window.left as usize, window.width as usize);
+    let rows = window.top as usize..(window.top + window.height) as usize;
+    rows.flat_map(|y| &hwc[(y * width + left) * c..][..cols * c]).copied().collect()
+}
+
+/// `inner` (the window's size, `c` interleaved channels) at `window` in a black `[h, w]` image.
+fn pad(inner: &[u8], c: usize, window: Window, [h, w]: [usize; 2]) -> Vec<u8> {
+    let mut out = vec![0; h * w * c];
+    let (top, left, cols) = (window.top as usize, window.left as usize, window.width as usize);
+    for (y, row) in inner.chunks(cols * c).enumerate() {
+        out[((top + y) * w + left) * c..][..cols * c].copy_from_slice(row);
+    }
+    out
 }
 
 /// Nearest neighbour: output pixel `x` takes input pixel `floor((x + 0.5) * in / out)`, in

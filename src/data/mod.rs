@@ -11,7 +11,7 @@ pub mod quarantine;
 pub mod sampling;
 pub mod split;
 
-pub use decode::{ColorMode, Interpolation};
+pub use decode::{ColorMode, Interpolation, Resize};
 pub use image_folder::{scan, Listing, Sample};
 pub use quarantine::{Quarantined, Reason};
 pub use split::{epoch_order, split, Split};
@@ -152,10 +152,13 @@ impl Images {
 }
 
 /// Every preprocessing choice that changes the decoded pixels, and the decoder that made them
-/// (the cache is kept per setting, and rebuilt when the decoder changes).
-fn cache_settings([h, w]: [usize; 2], mode: ColorMode, interpolation: Interpolation) -> String {
+/// (the cache is kept per setting, and rebuilt when the decoder changes). `data.resize` is
+/// named only when it is not the default, so that caches written before it existed, which
+/// all stretched, keep their key and are not decoded again.
+fn cache_settings([h, w]: [usize; 2], mode: ColorMode, interpolation: Interpolation, fit: Resize) -> String {
+    let resize = if fit.is_default() { String::new() } else { format!(" resize={fit:?}") };
     format!(
-        "size={h}x{w} color_mode={mode:?} interpolation={interpolation:?} exif=applied decoder={} v2",
+        "size={h}x{w} color_mode={mode:?} interpolation={interpolation:?}{resize} exif=applied decoder={} v2",
         decode::PIXELS_VERSION
     )
 }
@@ -168,10 +171,11 @@ pub fn known_quarantine(
     image_size: [usize; 2],
     mode: ColorMode,
     interpolation: Interpolation,
+    fit: Resize,
     cache_dir: Option<&Path>,
 ) -> Vec<Quarantined> {
     let record_len = mode.channels() * image_size[0] * image_size[1];
-    let settings = cache_settings(image_size, mode, interpolation);
+    let settings = cache_settings(image_size, mode, interpolation, fit);
     let index =
         cache_dir.and_then(|dir| Cache::new(dir, &listing.root, &settings).open(record_len)).map(|(_, index)| index);
     let mut known = listing.quarantined.clone();
@@ -334,6 +338,7 @@ pub fn load(
     image_size: [usize; 2],
     mode: ColorMode,
     interpolation: Interpolation,
+    fit: Resize,
     cache_dir: Option<&Path>,
 ) -> Result<(Images, LoadStats)> {
     let [h, w] = image_size;
@@ -344,11 +349,10 @@ pub fn load(
         stamps: listing.samples.par_iter().map(|s| Stamp::of(&s.path).map_err(|e| e.to_string())).collect(),
         record_len: shape.iter().product(),
     };
-    let decode = |path: &Path| decode::decode(path, image_size, mode, interpolation);
+    let decode = |path: &Path| decode::decode(path, image_size, mode, interpolation, fit);
     let (records, outcomes, stats) = match cache_dir {
-        Some(dir) => {
-            files.cached(&Cache::new(dir, &listing.root, &cache_settings(image_size, mode, interpolation)), decode)?
-        }
+        Some(dir) => files
+            .cached(&Cache::new(dir, &listing.root, &cache_settings(image_size, mode, interpolation, fit)), decode)?,
         None => files.fill(Writer::unnamed(&cache::default_dir(), files.record_len)?, None, decode)?,
     };
     drop(files);
@@ -394,4 +398,27 @@ pub fn load(
         }
     }
     Ok((images, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each `data.resize` gets its own cache file, and the default keeps the key it had before
+    /// the setting existed, so existing caches are still read.
+    #[test]
+    fn the_cache_key_changes_with_the_resize_mode_and_keeps_the_default_s() {
+        let key = |fit| cache_settings([28, 40], ColorMode::Rgb, Interpolation::Bilinear, fit);
+        assert_eq!(
+            key(Resize::Stretch),
+            format!(
+                "size=28x40 color_mode=Rgb interpolation=Bilinear exif=applied decoder={} v2",
+                decode::PIXELS_VERSION
+            )
+        );
+        let keys = [key(Resize::Stretch), key(Resize::Crop), key(Resize::Pad)];
+        let files: Vec<_> =
+            keys.iter().map(|k| Cache::new(Path::new("/cache"), Path::new("/data"), k).file().to_path_buf()).collect();
+        assert!(files[0] != files[1] && files[1] != files[2] && files[0] != files[2], "{files:?}");
+    }
 }

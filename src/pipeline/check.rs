@@ -79,7 +79,8 @@ fn data_section(plan: &Plan) -> Result<String> {
         )));
     }
     let cache_dir = d.cache.then(data::cache::default_dir);
-    let known = data::known_quarantine(&listing, d.image_size, d.color_mode, d.interpolation, cache_dir.as_deref());
+    let known =
+        data::known_quarantine(&listing, d.image_size, d.color_mode, d.interpolation, d.resize, cache_dir.as_deref());
     let thousands = crate::model::summary::thousands;
     let mut out = format!(
         "Data: {} ({} classes, {} files)\n",

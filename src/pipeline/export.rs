@@ -130,10 +130,22 @@ pub fn export(run_dir: &Path, out: Option<&Path>, weights: Weights) -> Result<Ex
     };
     let version = env!("CARGO_PKG_VERSION");
     let class_list = serde_json::to_string(classes).expect("strings");
+    // How an image of another shape got to the input size in training, so that whoever feeds
+    // the model does the same.
+    let resize = crate::config::serde_name(d.resize);
+    let fit = match d.resize {
+        crate::data::Resize::Stretch => format!("resize to {h}x{w} first"),
+        crate::data::Resize::Crop => {
+            format!("crop the largest centred window of {w}:{h} (width:height) and resize it to {h}x{w} first")
+        }
+        crate::data::Resize::Pad => {
+            format!("resize to fit inside {h}x{w} keeping the aspect ratio and centre it on black first")
+        }
+    };
     let input_doc = format!(
         "float32 [{b}, {c}, {h}, {w}], NCHW: {b} images of {h}x{w} pixels (height x width), {c} channel{s} \
          ({color_mode}{order}), each 8-bit pixel value divided by 255 (so in [0, 1]), as runner scales them; \
-         resize to {h}x{w} first (runner uses a triangle filter)",
+         {fit} (runner uses a triangle filter)",
         b = onnx::BATCH,
         s = if c == 1 { "" } else { "s" },
         order = if c == 3 { ": R, G, B planes" } else { "" },
@@ -164,6 +176,7 @@ pub fn export(run_dir: &Path, out: Option<&Path>, weights: Weights) -> Result<Ex
         ("weights", format!("{} ({})", weights.name(), weights.file())),
         ("image_size", format!("[{h}, {w}]")),
         ("color_mode", color_mode.clone()),
+        ("resize", resize),
         ("input", onnx::INPUT.to_string()),
         ("input_layout", "NCHW".to_string()),
         ("input_scale", "pixel / 255".to_string()),

@@ -88,6 +88,8 @@ struct Look {
     /// The size chosen, `[height, width]`, and why.
     size: [usize; 2],
     size_reason: String,
+    /// The median image's `[height, width]`.
+    median: [usize; 2],
     /// Whether every usable sampled image was grey.
     grayscale: bool,
 }
@@ -127,6 +129,7 @@ fn look(listing: &Listing) -> Result<Look> {
         unusable: picks.len() - good.len(),
         size,
         size_reason,
+        median: median.map(|side| side as usize),
         grayscale: good.iter().all(|p| p.grayscale),
     })
 }
@@ -308,6 +311,13 @@ fn render(folder: &Path, name: &str, listing: &Listing, look: &Look) -> String {
         let _ = writeln!(t, "# {line}");
     }
     let _ = writeln!(t, "image_size = [{h}, {w}]");
+    let [mh, mw] = look.median;
+    if mh * w != mw * h {
+        // Not the images' shape: say how to keep their proportions, leaving Keras' default.
+        let _ = writeln!(t, "# The median image ({mw}x{mh}) is not of image_size's shape and is stretched to it;");
+        let _ = writeln!(t, "# \"crop\" keeps its proportions by cutting the edges, \"pad\" by adding black bars.");
+        let _ = writeln!(t, "# resize = \"crop\"");
+    }
     let color = if look.grayscale { "grayscale" } else { "rgb" };
     let why = if look.grayscale { "every sampled image is grey" } else { "the images are in colour" };
     let _ = writeln!(t, "{:<26} # {why}", format!("color_mode = \"{color}\""));

@@ -1,8 +1,9 @@
 //! The commands that take one experiment end to end, a file per job: `check` (look before
 //! training), `prepare` (the data), `device` (where the numbers are computed), `fit` (the
 //! training of a run), `artifacts` (the run folder's files), `resume`, `predict`, `bench`,
-//! `init` (a first experiment file for a folder of images), `export` (a run as ONNX) and
-//! `warm_start` (initial weights from a file, checked before any data is read).
+//! `init` (a first experiment file for a folder of images), `export` (a run as ONNX),
+//! `lr_find` (a learning rate to train with) and `warm_start` (initial weights from a file,
+//! checked before any data is read).
 //!
 //! ```text
 //! plan (config::load + validate) ──► prepare (scan, decode, split) ──► run folder
@@ -16,6 +17,7 @@ pub mod device;
 pub mod export;
 pub mod fit;
 pub mod init;
+pub mod lr_find;
 pub mod predict;
 pub mod prepare;
 pub mod resume;

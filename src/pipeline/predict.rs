@@ -203,7 +203,7 @@ impl OnDevice for Classify<'_> {
         for chunk in paths.chunks(plan.config.train.batch_size) {
             let decoded: Vec<_> = chunk
                 .iter()
-                .map(|p| crate::data::decode::decode(p, d.image_size, d.color_mode, d.interpolation))
+                .map(|p| crate::data::decode::decode(p, d.image_size, d.color_mode, d.interpolation, d.resize))
                 .collect();
             let good: Vec<&Vec<u8>> = decoded.iter().filter_map(|r| r.as_ref().ok()).collect();
             let mut rows = Vec::new();

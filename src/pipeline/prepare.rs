@@ -181,8 +181,9 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
         Some(dir) => tracing::debug!("image cache folder {} (RUNNER_CACHE_DIR moves it)", dir.display()),
         None => tracing::debug!("data.cache = false: every image is decoded"),
     }
+    let d = &cfg.data;
     let (images, stats) =
-        data::load(listing, cfg.data.image_size, cfg.data.color_mode, cfg.data.interpolation, cache_dir.as_deref())?;
+        data::load(listing, d.image_size, d.color_mode, d.interpolation, d.resize, cache_dir.as_deref())?;
     tracing::info!(
         "{} images ready in {:.1}s: {} decoded, {} from the cache{}",
         images.len(),

@@ -6,6 +6,7 @@ pub mod augmentations;
 pub mod confusion;
 pub mod counts;
 pub mod curves;
+pub mod lr_find;
 pub mod per_class;
 pub mod predictions;
 pub mod samples;

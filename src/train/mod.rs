@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod history;
 pub mod loss;
+pub mod lr_find;
 pub mod metrics;
 pub mod monitor;
 pub mod optimizer;
@@ -129,10 +130,7 @@ pub fn fit<D: Backend>(
             let (order, keys) = (&order, &keys);
             scope.spawn(move || {
                 for (indices, keys) in order.chunks(batch_size).zip(keys.chunks(batch_size)).skip(first) {
-                    let x = images.bytes(indices).map(|pixels| match &cfg.augment {
-                        Some(aug) => augment::batch(aug, &pixels, images.shape, keys, cfg.experiment.seed, epoch),
-                        None => pixels.into_iter().map(|p| f32::from(p) / 255.0).collect(),
-                    });
+                    let x = inputs(cfg, images, indices, keys, epoch);
                     // The receiver is gone when training stopped early: stop too.
                     let failed = x.is_err();
                     if tx.send(x.map(|x| (x, indices))).is_err() || failed {
@@ -147,11 +145,8 @@ pub fn fit<D: Backend>(
                 let at = crate::model::layers::Training { seed: cfg.experiment.seed, epoch, step };
                 let (logits, state_updates) = net.forward_train(input.traced(Gradients::leaky()), at);
                 let host_logits = logits.retaped::<NoneTape>().as_vec();
+                let loss = training_loss(train, images, indices, logits, class_weights.as_deref());
                 let targets = images.multi_label().then(|| images.targets_of(indices));
-                let loss = match &targets {
-                    Some(targets) => loss::multi_label_loss(logits, targets, train.label_smoothing),
-                    None => loss::loss(train.loss, logits, &labels, train.label_smoothing, class_weights.as_deref()),
-                };
                 let value = f64::from(loss.as_vec()[0]);
                 if !value.is_finite() {
                     return Err(Error::Train(format!(
@@ -255,6 +250,39 @@ fn new_counter(images: &Images, train: &crate::config::TrainConfig) -> metrics::
         true => counter.multi_label(),
         false => counter,
     }
+}
+
+/// The training loss of the batch of images `indices` from its `logits`: binary
+/// cross-entropy per label for multi-label targets, else the configured loss weighted by
+/// `class_weights` (one per class, `train.class_weight`).
+pub(crate) fn training_loss<D: Backend, T: Tape<f32, D>>(
+    train: &crate::config::TrainConfig,
+    images: &Images,
+    indices: &[usize],
+    logits: crate::model::layers::Batch<D, T>,
+    class_weights: Option<&[f32]>,
+) -> Tensor<Rank0, f32, D, T> {
+    match images.multi_label() {
+        true => loss::multi_label_loss(logits, &images.targets_of(indices), train.label_smoothing),
+        false => loss::loss(train.loss, logits, &images.labels_of(indices), train.label_smoothing, class_weights),
+    }
+}
+
+/// The network's input for the training images `indices` in `epoch`: their pixels scaled to
+/// [0, 1], augmented when the config has `[augment]` (keyed by seed, epoch and `keys`, one per
+/// image: its index, or for an oversampled repeat a key of its own).
+pub(crate) fn inputs(
+    cfg: &crate::config::Config,
+    images: &Images,
+    indices: &[usize],
+    keys: &[usize],
+    epoch: usize,
+) -> Result<Vec<f32>> {
+    let pixels = images.bytes(indices)?;
+    Ok(match &cfg.augment {
+        Some(aug) => augment::batch(aug, &pixels, images.shape, keys, cfg.experiment.seed, epoch),
+        None => pixels.into_iter().map(|p| f32::from(p) / 255.0).collect(),
+    })
 }
 
 /// One sample's predicted class and the probability the model gave it.

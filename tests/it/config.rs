@@ -143,3 +143,12 @@ fn syntax_errors_show_position_and_caret() {
     assert!(err.starts_with("error: test.toml:2:"), "{err}");
     assert!(err.contains("2 | name = = \"x\""), "{err}");
 }
+
+#[test]
+fn an_unknown_resize_mode_names_the_key_and_the_modes() {
+    let text = HEAD.replace("color_mode = \"grayscale\"", "color_mode = \"grayscale\"\nresize = \"fit\"");
+    let text = format!("{text}\n[[model.layers]]\ntype = \"flatten\"\n");
+    let err = config::parse(&source(&text)).unwrap_err().to_string();
+    assert!(err.contains("test.toml:9:10") && err.contains("resize = \"fit\""), "{err}");
+    assert!(err.contains("`fit`") && err.contains("stretch") && err.contains("crop") && err.contains("pad"), "{err}");
+}

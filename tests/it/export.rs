@@ -78,7 +78,8 @@ fn export_and_compare(root: &Path, run: &Path, args: &[&str], size: [usize; 2], 
     let pixels: Vec<u8> = files
         .iter()
         .flat_map(|f| {
-            runner::data::decode::decode(&root.join(f), size, mode, Default::default()).expect("a usable image")
+            runner::data::decode::decode(&root.join(f), size, mode, Default::default(), Default::default())
+                .expect("a usable image")
         })
         .collect();
     let batch: Vec<u8> = pixels.iter().flat_map(|&p| (f32::from(p) / 255.0).to_le_bytes()).collect();

@@ -26,6 +26,7 @@ fn init_on_the_bundled_images_writes_a_ten_class_grayscale_config_that_checks() 
     let text = std::fs::read_to_string(tmp.path().join("fm.toml")).unwrap();
     assert!(text.contains("#   ankle_boot 1,000, bag 1,000,"), "the classes and counts are in a comment:\n{text}");
     assert_eq!(value(&text, "image_size"), "[28, 28]");
+    assert!(!text.contains("resize"), "images of image_size's shape need no resize hint:\n{text}");
     assert_eq!(value(&text, "color_mode"), "\"grayscale\"");
     assert_eq!(value(&text, "loss"), "\"sparse_categorical_crossentropy\"");
     assert!(text.contains("units = 10\nactivation = \"softmax\""), "{text}");
@@ -69,6 +70,7 @@ fn init_on_a_two_class_folder_of_colour_jpegs_writes_a_sigmoid_config_that_train
     assert_eq!(value(&text, "path"), "\"My Pets\"");
     assert_eq!(value(&text, "image_size"), "[128, 128]", "larger images become the tutorial's 128x128");
     assert!(text.contains("200x160 is the median"), "the size is explained:\n{text}");
+    assert!(text.contains("\n# resize = \"crop\"\n"), "non-square images get the resize hint:\n{text}");
     assert_eq!(value(&text, "color_mode"), "\"rgb\"");
     assert_eq!(value(&text, "loss"), "\"binary_crossentropy\"");
     assert!(text.contains("units = 1\nactivation = \"sigmoid\""), "{text}");

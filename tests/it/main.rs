@@ -13,6 +13,7 @@ mod init;
 mod keras_parity;
 mod layering;
 mod layers;
+mod lr_find;
 mod model;
 mod ops;
 mod optim;

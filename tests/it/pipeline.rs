@@ -346,3 +346,40 @@ fn a_split_file_round_trips_names_with_commas_quotes_spaces_and_non_ascii_and_re
         "{err}"
     );
 }
+
+/// `data.resize = "crop"` and `"pad"` train on a folder of 40x30 photos for 8x16 inputs: each
+/// mode decodes into its own cache (a second run of one takes every image from it), the
+/// resolved config keeps the key (and leaves out the default), and `runner predict` reads
+/// the run's mode.
+#[test]
+fn crop_and_pad_runs_train_on_non_square_images_each_with_its_own_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    striped_jpegs(&data, 6, (40, 30));
+    let cache = tmp.path().join("cache");
+    let run = |name: &str, extra: &str| {
+        std::fs::write(tmp.path().join("exp.toml"), config(name, &data, extra)).unwrap();
+        let out = runner_with(tmp.path(), &["exp.toml"], 2, &cache);
+        assert_exit(&out, 0);
+        cache_counts(&out)
+    };
+    assert_eq!(run("stretch", ""), (14, 0));
+    assert_eq!(run("crop", "resize = \"crop\""), (14, 0), "crop has a cache of its own");
+    assert_eq!(run("pad", "resize = \"pad\""), (14, 0), "pad has a cache of its own");
+    assert_eq!(run("crop", "resize = \"crop\""), (0, 14));
+    let resolved = |name: &str, run: &str| {
+        std::fs::read_to_string(tmp.path().join("results").join(name).join(run).join("config.toml")).unwrap()
+    };
+    assert!(!resolved("stretch", "run-001").contains("resize"));
+    assert!(resolved("pad", "run-001").contains("resize = \"pad\""));
+    let run_dir = tmp.path().join("results/crop/run-001");
+    let out = runner_with(
+        tmp.path(),
+        &["predict", run_dir.to_str().unwrap(), data.join("Cat/0.jpg").to_str().unwrap(), "--json"],
+        2,
+        &cache,
+    );
+    assert_exit(&out, 0);
+    let predictions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(predictions[0]["class"].is_string(), "{predictions}");
+}
