@@ -125,8 +125,10 @@ pub struct DataConfig {
     pub test_path: Option<PathBuf>,
     /// Labels from a CSV file for a flat folder of images (`path`), as Keras'
     /// `flow_from_dataframe` reads them: `labels = "labels.csv"` (columns `filename` and
-    /// `class`), or `{ file = "labels.csv", x_col = "image", y_col = "label" }`. A relative
-    /// file name is taken from the current directory.
+    /// `class`), or `{ file = "labels.csv", x_col = "image", y_col = "label" }`. Several
+    /// labels per image (multi-label: a sigmoid unit per label and `binary_crossentropy`) come
+    /// from `separator = " "` (labels in one cell) or `y_col = ["a", "b"]` (a 0/1 column per
+    /// label). A relative file name is taken from the current directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<LabelsConfig>,
     /// `[height, width]` every image is resized to (Keras default `[256, 256]`).
