@@ -1,5 +1,7 @@
-//! Preparing a run's data: the dataset folder scanned and checked against the model, every
-//! image decoded once (or taken from the cache), and split with the seed.
+//! Preparing a run's data: the dataset's files listed (class folders, folders already split,
+//! or a folder with a labels file) and checked against the model, every image decoded once
+//! (or taken from the cache), and split: by folder, from the seed (`validation_split`, or a
+//! fold of `data.folds`), or as a recorded `split.csv` says.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -205,6 +205,18 @@ fn multi_label_targets_train_sigmoid_units_with_binary_cross_entropy_and_predict
     let manifest = std::fs::read_to_string(run.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"bright_left\"") && manifest.contains("\"bright_top\""), "{manifest}");
     assert!(!run.join("confusion_matrix.png").exists(), "no one true class per image to confuse");
+    // Per-label results: each label a yes/no question of its own, the diagram pooling them.
+    let per_class: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("per_class.json")).unwrap()).unwrap();
+    let labels: Vec<&str> =
+        per_class["classes"].as_array().unwrap().iter().map(|c| c["class"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["bright_left", "bright_top"], "{per_class}");
+    assert!(per_class["positive_class"].is_null(), "no positive class among labels: {per_class}");
+    assert_eq!(per_class["calibration"]["confidence"], "every_label");
+    assert!(per_class["auc"].as_f64().unwrap() > 0.9, "{}", per_class["auc"]);
+    for stem in ["roc", "precision_recall", "calibration"] {
+        assert!(run.join(format!("{stem}.svg")).is_file(), "{stem}");
+    }
     let split = std::fs::read_to_string(run.join("split.csv")).unwrap();
     assert!(split.contains(",bright_left bright_top,"), "both labels of image 0:\n{split}");
 
