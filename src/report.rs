@@ -79,10 +79,11 @@ fn per_class(dir: &Path, split: &str, names: &files::PerClass) -> String {
         None => " (means over the classes, each against the rest)".to_string(),
     };
     let mut out = format!(
-        "<h3>Per class ({split})</h3>\n<p>ROC AUC {}, average precision {}{}; accuracy {}.</p>\n",
+        "<h3>Per class ({split})</h3>\n<p>ROC AUC {}, average precision {}{}; {} {}.</p>\n",
         number(&json["auc"]),
         number(&json["pr_auc"]),
         of,
+        if json["multi_label"].as_bool() == Some(true) { "every label right (exact match)" } else { "accuracy" },
         number(&json["accuracy"]),
     );
     let header = ["class", "precision", "recall", "f1_score", "support", "roc_auc", "average_precision"];

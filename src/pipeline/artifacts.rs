@@ -210,6 +210,6 @@ fn per_class_csv(report: &Report) -> Vec<u8> {
     }
     let samples = report.samples.to_string();
     let accuracy = report.accuracy.to_string();
-    rows.push(["accuracy", "", "", &accuracy, &samples, "", ""].map(String::from).to_vec());
+    rows.push([report.accuracy_name(), "", "", &accuracy, &samples, "", ""].map(String::from).to_vec());
     crate::results::csv_table(rows)
 }

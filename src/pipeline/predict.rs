@@ -140,8 +140,14 @@ pub fn metrics_table(metrics: &[SplitMetrics]) -> String {
                 area(ap)
             );
         }
-        out +=
-            &format!("{:<width$} {:>10} {:>10} {:>10.4} {:>8}\n", "accuracy", "", "", report.accuracy, report.samples);
+        out += &format!(
+            "{:<width$} {:>10} {:>10} {:>10.4} {:>8}\n",
+            report.accuracy_name(),
+            "",
+            "",
+            report.accuracy,
+            report.samples
+        );
         if let Some(positive) = &report.positive_class {
             out += &format!("auc and pr_auc are of the positive class, {positive}\n");
         }

@@ -48,9 +48,13 @@ pub fn scan(plan: &Plan) -> Result<(data::Listing, Option<Assigned>)> {
 pub fn list(plan: &Plan) -> Result<(data::Listing, Option<Assigned>)> {
     let d = &plan.config.data;
     let at = |key: &'static str| plan.sources.position(&[config::Seg::Key("data"), config::Seg::Key(key)]);
+    // The scan's messages name data.path, the usual key; another key's folder is named by it.
     let located = |key: &'static str| {
         move |e: Error| match e {
-            Error::Data(message) => Error::Data(format!("{message}\n  (data.{key} is set at {})", at(key))),
+            Error::Data(message) => {
+                let message = message.replace("data.path", &format!("data.{key}"));
+                Error::Data(format!("{message}\n  (data.{key} is set at {})", at(key)))
+            }
             other => other,
         }
     };

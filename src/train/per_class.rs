@@ -195,6 +195,7 @@ impl Scores {
             macro_avg: Average::of(&per_class, false),
             weighted_avg: Average::of(&per_class, true),
             accuracy: ratio(exact as u64, rows as u64),
+            multi_label: self.multi_label,
             positive_class: (k == 2 && !self.multi_label).then(|| names[1].clone()),
             auc: self.auc(),
             pr_auc: self.pr_auc(),
@@ -282,6 +283,17 @@ impl Average {
     }
 }
 
+impl Report {
+    /// The name of the `accuracy` row: `exact match` for multi-label targets.
+    pub fn accuracy_name(&self) -> &'static str {
+        if self.multi_label {
+            "exact match"
+        } else {
+            "accuracy"
+        }
+    }
+}
+
 /// Everything per class for one split.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
@@ -293,8 +305,13 @@ pub struct Report {
     pub macro_avg: Average,
     /// Means weighted by support.
     pub weighted_avg: Average,
-    /// Fraction of samples whose predicted classes are exactly the true ones.
+    /// Fraction of samples whose predicted classes are exactly the true ones (for
+    /// multi-label targets, every label right: scikit-learn's subset accuracy, stricter than
+    /// the history's `accuracy`, which counts each label).
     pub accuracy: f64,
+    /// Whether the classes are labels of multi-label targets.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub multi_label: bool,
     /// With two classes, the class the headline numbers are of (the second).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub positive_class: Option<String>,

@@ -213,6 +213,8 @@ fn multi_label_targets_train_sigmoid_units_with_binary_cross_entropy_and_predict
     assert_eq!(labels, ["bright_left", "bright_top"], "{per_class}");
     assert!(per_class["positive_class"].is_null(), "no positive class among labels: {per_class}");
     assert_eq!(per_class["calibration"]["confidence"], "every_label");
+    let csv = std::fs::read_to_string(run.join("per_class.csv")).unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("exact match,")), "{csv}");
     assert!(per_class["auc"].as_f64().unwrap() > 0.9, "{}", per_class["auc"]);
     for stem in ["roc", "precision_recall", "calibration"] {
         assert!(run.join(format!("{stem}.svg")).is_file(), "{stem}");
