@@ -350,6 +350,12 @@ fn cross_validation(runs: &[Run], keys: &[String], metric: &str, maximize: bool)
             (x, y) => y.is_some().cmp(&x.is_some()),
         }
     });
+    // Columns no fold has a value for (the test split's, without one) are left out.
+    let kept: Vec<usize> = (0..all.len()).filter(|&c| stats.iter().any(|s| s.2[c].is_some())).collect();
+    let all: Vec<&str> = kept.iter().map(|&c| all[c]).collect();
+    for (_, _, row) in &mut stats {
+        *row = kept.iter().map(|&c| row[c]).collect();
+    }
     let mut header: Vec<String> = vec!["rank".into()];
     header.extend(others.iter().map(|k| k.to_string()));
     header.push("folds".into());

@@ -249,11 +249,11 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
         }
         (None, Some(_)) => err(&data_key("fold"), "fold needs `folds`, the number of folds".into()),
         (Some(_), _) => {
-            for (key, conflict) in [
-                ("validation_split", explicit("validation_split")),
-                ("validation_path", d.validation_path.is_some()),
-                ("split_file", d.split_file.is_some()),
-            ] {
+            // A validation_split next to folds is left alone (the log says it does not
+            // apply), so that `--set data.folds=5` cross-validates a config as it stands.
+            for (key, conflict) in
+                [("validation_path", d.validation_path.is_some()), ("split_file", d.split_file.is_some())]
+            {
                 if conflict {
                     err(
                         &data_key(key),

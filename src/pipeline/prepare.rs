@@ -216,6 +216,13 @@ pub fn prepare(plan: &Plan) -> Result<Prepared> {
         ),
         (None, _) => {}
     }
+    if let (Some(folds), true) = (cfg.data.folds, plan.sources.origins.contains_key("data.validation_split")) {
+        tracing::info!(
+            "fold {} of {folds} validates: validation_split ({}) does not apply with data.folds",
+            cfg.data.fold.unwrap_or(0),
+            cfg.data.validation_split
+        );
+    }
     if split.train.is_empty() || split.val.is_empty() {
         return Err(Error::Data(format!(
             "{} usable images are too few to split into training and validation",
