@@ -777,6 +777,17 @@ fn folds_make_one_trial_per_fold_and_the_leaderboard_gives_each_metrics_mean_and
     assert_eq!(section.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| rank")).count(), 2, "{section}");
     assert!(section.contains("| train.learning_rate | folds |"), "{section}");
 
+    // A config as it stands, validation_split and all, is cross-validated from the command line.
+    let plain = root.join("plain.toml");
+    std::fs::write(&plain, small_config("plainfolds", &root.join("data"), &root.join("results"), 3, 1, 2)).unwrap();
+    let out = runner(root, &[plain.to_str().unwrap(), "--set", "data.folds=2"]);
+    assert_exit(&out, 0);
+    let trials = trial_dirs(&root.join("results/sweeps/plainfolds"));
+    assert_eq!(trials.len(), 2);
+    let name = trials[0].file_name().unwrap().to_str().unwrap();
+    let log = std::fs::read_to_string(root.join(format!("results/sweeps/plainfolds/logs/{name}.log"))).unwrap();
+    assert!(log.contains("fold 0 of 2 validates: validation_split (0.25) does not apply with data.folds"), "{log}");
+
     // One fold is no cross-validation.
     std::fs::write(root.join("one.toml"), text.replace("folds = 3", "folds = 1")).unwrap();
     let out = runner(root, &["check", "one.toml"]);
