@@ -140,6 +140,7 @@ pub struct DataConfig {
     /// How images are resized to `image_size`: `"bilinear"` (default, antialiased), `"nearest"`
     /// or `"area"`.
     #[serde(default, skip_serializing_if = "Interpolation::is_default")]
+    #[schemars(extend("default" = "bilinear"))]
     pub interpolation: Interpolation,
     /// What happens to an image whose aspect ratio is not `image_size`'s: `"stretch"` (default,
     /// as Keras: resized to the size, distorting it), `"crop"` (the largest centred window of
@@ -148,6 +149,7 @@ pub struct DataConfig {
     /// resizes the same way. Left out of resolved configs when `"stretch"`, so configs from
     /// before the key keep their sweep trial names.
     #[serde(default, skip_serializing_if = "Resize::is_default")]
+    #[schemars(extend("default" = "stretch"))]
     pub resize: Resize,
     /// Fraction of each class held out for validation (default 0.2).
     #[serde(default = "default_validation_split")]
@@ -384,12 +386,14 @@ pub struct TrainConfig {
     pub momentum: Option<f64>,
     /// SGD: Nesterov momentum (default false).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
     pub nesterov: bool,
     /// RMSprop: decay of the squared-gradient average (default 0.9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rho: Option<f64>,
     /// RMSprop: normalise by the variance instead of the second moment (default false).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
     pub centered: bool,
     /// Decoupled weight decay, `w -= learning_rate · weight_decay · w` each step (default:
     /// 0.004 for adamw, none for the others).
@@ -405,6 +409,7 @@ pub struct TrainConfig {
     pub loss: Loss,
     /// Soften the targets: 1 becomes 1 - s + s/classes and 0 becomes s/classes (default 0).
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(extend("default" = 0.0))]
     pub label_smoothing: f64,
     /// Weigh each training image's loss by its class (Keras' `fit(class_weight=...)`):
     /// `"balanced"` gives class c the weight n / (classes · n_c) over the training split

@@ -28,6 +28,7 @@ pub struct BatchNormalizationConfig {
     /// in training too: it normalises with the moving averages and leaves them as they are
     /// (default true).
     #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    #[schemars(extend("default" = true))]
     pub trainable: bool,
 }
 

@@ -26,6 +26,7 @@ pub struct DenseConfig {
     /// Keras' `trainable`: false freezes the kernel and bias: no optimizer step (nor weight decay) and no
     /// optimizer state for them, counted as non-trainable in the summary (default true).
     #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    #[schemars(extend("default" = true))]
     pub trainable: bool,
 }
 

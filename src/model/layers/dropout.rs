@@ -22,6 +22,7 @@ pub struct DropoutConfig {
     /// Keras' `trainable`, accepted on every layer; this one has no weights, so it changes
     /// nothing (default true).
     #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    #[schemars(extend("default" = true))]
     pub trainable: bool,
 }
 

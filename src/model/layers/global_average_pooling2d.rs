@@ -16,6 +16,7 @@ pub struct GlobalAveragePooling2dConfig {
     /// Keras' `trainable`, accepted on every layer; this one has no weights, so it changes
     /// nothing (default true).
     #[serde(default = "super::yes", skip_serializing_if = "super::is_true")]
+    #[schemars(extend("default" = true))]
     pub trainable: bool,
 }
 

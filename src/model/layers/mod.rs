@@ -224,6 +224,7 @@ pub struct PoolWindow {
     /// Keras' `trainable`, accepted on every layer; a pooling has no weights, so it changes
     /// nothing (default true).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
+    #[schemars(extend("default" = true))]
     pub trainable: bool,
 }
 
