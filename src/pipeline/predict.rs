@@ -218,13 +218,10 @@ impl OnDevice for Classify<'_> {
                 let logits = net.logits(&dev, x, good.len());
                 // The class as training and evaluation pick it, and every class's probability
                 // (each label's own sigmoid with multi-label targets).
-                let multi_label = d.multi_label();
                 rows = logits
                     .chunks(logits.len() / good.len())
-                    .map(|r| match multi_label {
-                        true => (loss::label_prediction(r).class, r.iter().map(|&l| loss::sigmoid(l)).collect()),
-                        false => (loss::predicted(r), loss::probabilities(r)),
-                    })
+                    .map(|r| loss::read(r, d.multi_label()))
+                    .map(|(prediction, probabilities)| (prediction.class, probabilities))
                     .collect();
             }
             let mut rows = rows.into_iter();

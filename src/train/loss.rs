@@ -117,11 +117,15 @@ pub fn sigmoid(logit: f32) -> f32 {
     1.0 / (1.0 + (-logit).exp())
 }
 
-/// The prediction a row of multi-label logits makes, for pictures that show one class per
-/// image: the most probable label, with its sigmoid.
-pub fn label_prediction(row: &[f32]) -> super::Prediction {
+/// What one row of logits says: the prediction as [`prediction`] makes it and every class's
+/// probability as [`probabilities`] gives it; for multi-label targets, the most probable
+/// label (for pictures that show one class per image) and each label's own sigmoid.
+pub fn read(row: &[f32], multi_label: bool) -> (super::Prediction, Vec<f32>) {
+    if !multi_label {
+        return (prediction(row), probabilities(row));
+    }
     let class = row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best });
-    super::Prediction { class, confidence: sigmoid(row[class]) }
+    (super::Prediction { class, confidence: sigmoid(row[class]) }, row.iter().map(|&l| sigmoid(l)).collect())
 }
 
 /// Every class's probability from one row of logits: softmax, or (1 - p, p) for one sigmoid

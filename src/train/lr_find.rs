@@ -279,7 +279,7 @@ pub fn search<D: Backend>(
         let input = dev.tensor_from_vec(x, (indices.len(), images.image_len()));
         let at = Training { seed, epoch, step: in_epoch };
         let (logits, state_updates) = net.forward_train(input.traced(Gradients::leaky()), at);
-        let loss = super::training_loss(&cfg.train, images, indices, logits, class_weights.as_deref());
+        let loss = super::Truth::of(images, indices).loss(&cfg.train, logits, class_weights.as_deref());
         let learning_rate = recorder.learning_rate();
         progress.inc(1);
         // The network is thrown away at the end: a last update would change nothing recorded.

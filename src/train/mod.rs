@@ -140,13 +140,12 @@ pub fn fit<D: Backend>(
             });
             for (step, batch) in (first..).zip(rx) {
                 let (x, indices) = batch?;
-                let (labels, n) = (images.labels_of(indices), indices.len());
+                let (truth, n) = (Truth::of(images, indices), indices.len());
                 let input = dev.tensor_from_vec(x, (n, images.image_len()));
                 let at = crate::model::layers::Training { seed: cfg.experiment.seed, epoch, step };
                 let (logits, state_updates) = net.forward_train(input.traced(Gradients::leaky()), at);
                 let host_logits = logits.retaped::<NoneTape>().as_vec();
-                let loss = training_loss(train, images, indices, logits, class_weights.as_deref());
-                let targets = images.multi_label().then(|| images.targets_of(indices));
+                let loss = truth.loss(train, logits, class_weights.as_deref());
                 let value = f64::from(loss.as_vec()[0]);
                 if !value.is_finite() {
                     return Err(Error::Train(format!(
@@ -165,16 +164,7 @@ pub fn fit<D: Backend>(
                 optimizer.update(&mut net.params, &mut grads, lr).map_err(optimizer_failed)?;
                 net.set_state(dev, state_updates);
                 loss_sum += value * n as f64;
-                match &targets {
-                    Some(targets) => {
-                        correct += loss::correct_labels(&host_logits, targets);
-                        counter.add_labels(&host_logits, targets);
-                    }
-                    None => {
-                        correct += loss::correct(&host_logits, host_logits.len() / n, &labels);
-                        counter.add(&host_logits, &labels);
-                    }
-                }
+                correct += truth.count(&host_logits, &mut counter);
                 seen += n;
                 progress.step(step + 1, loss_sum / seen as f64, correct as f64 / (seen * slots) as f64);
                 if crate::interrupt::requested() && step + 1 < steps {
@@ -252,19 +242,52 @@ fn new_counter(images: &Images, train: &crate::config::TrainConfig) -> metrics::
     }
 }
 
-/// The training loss of the batch of images `indices` from its `logits`: binary
-/// cross-entropy per label for multi-label targets, else the configured loss weighted by
-/// `class_weights` (one per class, `train.class_weight`).
-pub(crate) fn training_loss<D: Backend, T: Tape<f32, D>>(
-    train: &crate::config::TrainConfig,
-    images: &Images,
-    indices: &[usize],
-    logits: crate::model::layers::Batch<D, T>,
-    class_weights: Option<&[f32]>,
-) -> Tensor<Rank0, f32, D, T> {
-    match images.multi_label() {
-        true => loss::multi_label_loss(logits, &images.targets_of(indices), train.label_smoothing),
-        false => loss::loss(train.loss, logits, &images.labels_of(indices), train.label_smoothing, class_weights),
+/// What a batch of images is trained and measured against: each image's class, or for
+/// multi-label targets each image's labels as a 0/1 row.
+pub(crate) enum Truth {
+    /// One class per image.
+    Classes(Vec<usize>),
+    /// One row of 0/1 values per image, a value per label.
+    Labels(Vec<f32>),
+}
+
+impl Truth {
+    /// The truth of images `indices`.
+    pub(crate) fn of(images: &Images, indices: &[usize]) -> Truth {
+        match images.multi_label() {
+            true => Truth::Labels(images.targets_of(indices)),
+            false => Truth::Classes(images.labels_of(indices)),
+        }
+    }
+
+    /// The batch's loss from its `logits`: binary cross-entropy per label for multi-label
+    /// targets, else the configured loss weighted by `class_weights` (one per class,
+    /// `train.class_weight`; `None` for validation and test).
+    pub(crate) fn loss<D: Backend, T: Tape<f32, D>>(
+        &self,
+        train: &crate::config::TrainConfig,
+        logits: crate::model::layers::Batch<D, T>,
+        class_weights: Option<&[f32]>,
+    ) -> Tensor<Rank0, f32, D, T> {
+        match self {
+            Truth::Labels(targets) => loss::multi_label_loss(logits, targets, train.label_smoothing),
+            Truth::Classes(labels) => loss::loss(train.loss, logits, labels, train.label_smoothing, class_weights),
+        }
+    }
+
+    /// Adds the batch's host `logits` to `counter`; how many answers it got right (images,
+    /// or labels for multi-label targets).
+    fn count(&self, logits: &[f32], counter: &mut metrics::Counter) -> usize {
+        match self {
+            Truth::Labels(targets) => {
+                counter.add_labels(logits, targets);
+                loss::correct_labels(logits, targets)
+            }
+            Truth::Classes(labels) => {
+                counter.add(logits, labels);
+                loss::correct(logits, logits.len() / labels.len().max(1), labels)
+            }
+        }
     }
 }
 
@@ -368,30 +391,17 @@ pub fn evaluate_watched<D: Backend>(
     let mut counter = new_counter(images, train);
     let mut correct = 0;
     for chunk in indices.chunks(plan.config.train.batch_size) {
-        let labels = images.labels_of(chunk);
+        let truth = Truth::of(images, chunk);
         let input = dev.tensor_from_vec(images.batch(chunk)?, (chunk.len(), images.image_len()));
         let logits = net.forward(input, true);
         let host = logits.as_vec();
-        let rows = host.chunks(host.len() / chunk.len());
-        let loss = if images.multi_label() {
-            let targets = images.targets_of(chunk);
-            counter.add_labels(&host, &targets);
-            correct += loss::correct_labels(&host, &targets);
-            for row in rows {
-                predictions.push(loss::label_prediction(row));
-                probabilities.extend(row.iter().map(|&l| loss::sigmoid(l)));
-            }
-            loss::multi_label_loss(logits, &targets, train.label_smoothing)
-        } else {
-            counter.add(&host, &labels);
-            correct += loss::correct(&host, host.len() / chunk.len(), &labels);
-            for row in rows {
-                predictions.push(loss::prediction(row));
-                probabilities.extend(loss::probabilities(row));
-            }
-            loss::loss(train.loss, logits, &labels, train.label_smoothing, None)
-        };
-        loss_sum += f64::from(loss.as_vec()[0]) * chunk.len() as f64;
+        for row in host.chunks(host.len() / chunk.len()) {
+            let (prediction, p) = loss::read(row, images.multi_label());
+            predictions.push(prediction);
+            probabilities.extend(p);
+        }
+        correct += truth.count(&host, &mut counter);
+        loss_sum += f64::from(truth.loss(train, logits, None).as_vec()[0]) * chunk.len() as f64;
         watch(predictions.len(), indices.len());
     }
     let slots = if images.multi_label() { images.classes.len() } else { 1 };
