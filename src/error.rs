@@ -33,6 +33,9 @@ pub enum Error {
     /// Training could not go on (for example a non-finite loss).
     #[error("{0}")]
     Train(String),
+    /// The config asks for a GPU this machine or build cannot use (which one, and why).
+    #[error("{0}")]
+    Device(String),
     /// Training was stopped with Ctrl-C or SIGTERM (at the given point).
     #[error(
         "interrupted at {0}; the run folder has a checkpoint there, and `runner resume <run folder>` goes on from it"
@@ -51,13 +54,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code for this error (sysexits: 64 usage, 65 data, 74 I/O, 78 config;
-    /// 130 for Ctrl-C, as shells report it; the binary makes that 143 when SIGTERM stopped it,
-    /// see `interrupt::exit_code`).
+    /// The process exit code for this error (sysexits: 64 usage, 65 data, 69 device
+    /// unavailable, 74 I/O, 78 config; 130 for Ctrl-C, as shells report it; the binary makes
+    /// that 143 when SIGTERM stopped it, see `interrupt::exit_code`).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 64,
             Error::Data(_) => 65,
+            Error::Device(_) => 69,
             Error::Io { .. } => 74,
             Error::Config(_) => 78,
             Error::Train(_) | Error::NotReproduced(_) | Error::Pruned(_) => 1,

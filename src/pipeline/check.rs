@@ -43,10 +43,24 @@ pub fn check(config_path: &Path, overrides: &Overrides) -> Result<Checked> {
         Err(e) => Some(e),
     };
     report += &crate::model::summary::render_with_costs(&cfg.experiment.name, &plan.model, cfg.train.batch_size);
+    report += &device_line(cfg.experiment.device);
     if data_problem.is_some() {
         report += &format!("\nData: {} could not be checked; the problem follows.\n", cfg.data.root().display());
     }
     Ok(Checked { report, data_problem })
+}
+
+/// Where a run of this config would compute on this machine. A GPU this machine lacks is
+/// not an error here: configs are often checked on a machine other than the one that trains.
+fn device_line(kind: crate::config::DeviceKind) -> String {
+    let asked = crate::config::serde_name(kind);
+    match super::device::choose(kind) {
+        Ok(chosen) => match chosen.note() {
+            Some(note) => format!("\nDevice: {asked} → {} ({note})\n", chosen.name()),
+            None => format!("\nDevice: {}\n", chosen.name()),
+        },
+        Err(e) => format!("\nDevice: {asked} is not usable on this machine, so a run here would stop: {e}\n"),
+    }
 }
 
 /// The dataset's part of the check: classes and counts, the split's sizes and the files

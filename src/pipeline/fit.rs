@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use crate::config::{self, DeviceKind, Plan};
+use crate::config::Plan;
 use crate::model::Network;
 use crate::ops::Backend;
 use crate::results::manifest::{self, DatasetFacts, Manifest, Status};
@@ -66,7 +66,7 @@ impl OnDevice for Fit<'_> {
             Some((None, manifest)) => (start(warm_start::load_same(plan, &manifest)?), reopened(manifest, 0)),
             None => {
                 let initial = warm_start::load(plan)?;
-                let mut manifest = new_manifest(plan, data, D::NAME);
+                let mut manifest = new_manifest(plan, data, &device::choose(plan.config.experiment.device)?);
                 manifest.initial_weights = initial.as_ref().map(|i| i.record.clone());
                 (start(initial), manifest)
             }
@@ -122,7 +122,7 @@ fn start(initial: Option<warm_start::Initial>) -> train::Start {
 
 /// The manifest of a run about to start on `device` (its initial weights are the caller's to
 /// record).
-fn new_manifest(plan: &Plan, data: &Prepared, device: &str) -> Manifest {
+fn new_manifest(plan: &Plan, data: &Prepared, device: &device::Chosen) -> Manifest {
     let cfg = &plan.config;
     let (images, split) = (&data.images, &data.split);
     Manifest {
@@ -131,10 +131,8 @@ fn new_manifest(plan: &Plan, data: &Prepared, device: &str) -> Manifest {
         config_file: plan.sources.main().path.display().to_string(),
         working_dir: std::env::current_dir().ok().map(|d| d.display().to_string()),
         host: manifest::hostname(),
-        device: match cfg.experiment.device {
-            DeviceKind::Auto => device.to_string(),
-            chosen => config::serde_name(chosen),
-        },
+        device: device.name(),
+        device_note: device.note(),
         git: manifest::GitState::of(&plan.sources.main().path),
         kernel: crate::ops::Kernel::best().describe().to_string(),
         cpu_features: crate::ops::cpu_features(),

@@ -68,6 +68,7 @@ pub fn lr_find(config_path: &Path, overrides: &Overrides, range: Range) -> Resul
             config_path.display()
         )));
     }
+    super::device::choose(plan.config.experiment.device)?;
     let initial = super::warm_start::load(&plan)?;
     let data = super::prepare(&plan)?;
     let cfg = &plan.config;

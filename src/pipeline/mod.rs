@@ -60,6 +60,7 @@ pub fn plan(config_path: &Path, overrides: &Overrides) -> Result<Plan> {
 /// writes its run folder.
 pub fn run(config_path: &Path, overrides: &Overrides) -> Result<Outcome> {
     let plan = plan(config_path, overrides)?;
+    device::choose(plan.config.experiment.device)?;
     warm_start::load(&plan)?;
     let data = prepare(&plan)?;
     let dir = RunDir::create(&plan.config.output.dir, &plan.config.experiment.name)?;

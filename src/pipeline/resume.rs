@@ -27,6 +27,7 @@ pub fn resume_with(run_dir: &Path, limits: Limits) -> Result<Outcome> {
     if manifest.status == Status::Completed {
         return Err(Error::Usage(format!("the run in `{}` is already completed", run_dir.display())));
     }
+    super::device::choose(plan.config.experiment.device)?;
     let data = prepare_same(&plan, &manifest)?;
     let last = run_dir.join(files::LAST_CHECKPOINT);
     let checkpoint = match bounded::read(&last, &bounded::WEIGHTS) {

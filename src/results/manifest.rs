@@ -44,8 +44,11 @@ pub struct Manifest {
     pub working_dir: Option<String>,
     /// Machine name.
     pub host: String,
-    /// `cpu` or `cuda`.
+    /// `cpu` or `cuda:N`: where the run computed.
     pub device: String,
+    /// The GPU used (name, compute capability, driver), or why `device = "auto"` used the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_note: Option<String>,
     /// Commit and dirty flag of the git repository holding the config, when there is one.
     pub git: Option<GitState>,
     /// Worker threads used by the CPU kernels.

@@ -363,7 +363,14 @@ fn devices_are_named_cpu_cuda_cuda_n_or_auto() {
     assert_exit(&out, 0);
     let run = root.join("results/resume/run-001");
     let manifest: serde_json::Value = serde_json::from_slice(&file(&run, "manifest.json")).unwrap();
-    assert_eq!(manifest["device"], if cfg!(feature = "cuda") { "cuda" } else { "cpu" }, "the device actually used");
+    // The test machines have no GPU: `auto` computes on the CPU and the manifest says why.
+    assert_eq!(manifest["device"], "cpu", "the device actually used");
+    let note = manifest["device_note"].as_str().unwrap_or_default();
+    assert!(note.starts_with("no usable GPU: "), "{note}");
+    assert!(stderr(&out).contains("device auto: no usable GPU"), "{}", stderr(&out));
+    let out = runner(root, &["check", config, "--set", "experiment.device=\"auto\""]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("Device: auto → cpu (no usable GPU: "), "{report}");
     assert!(String::from_utf8(file(&run, "config.toml")).unwrap().contains("device = \"auto\""));
 }
 

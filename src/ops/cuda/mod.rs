@@ -1,0 +1,3 @@
+//! What only a build with `--features cuda` has.
+
+pub mod libs;
