@@ -53,6 +53,10 @@ impl LocalSweep {
 /// writes the comparison. Pruned trials run again (to the end) only with `retry_pruned`.
 pub fn sweep(config_path: &Path, overrides: &Overrides, jobs: usize, retry_pruned: bool) -> Result<LocalSweep> {
     let sweep = plan(config_path, overrides)?;
+    // Every trial would stop on a GPU this machine lacks: say so once, before any starts.
+    for trial in &sweep.trials {
+        crate::pipeline::device::choose(trial.plan.config.experiment.device)?;
+    }
     check_data(&sweep)?;
     let definition = write_definition(&sweep)?;
     let cores = cores();
