@@ -7,6 +7,8 @@
 //! thread count.
 
 pub mod conv2d;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod dense;
 pub mod gelu;
 pub mod gemm;
