@@ -1,9 +1,9 @@
-//! The CUDA build of `scripts/build-cuda.sh`, when `RUNNER_CUDA_BIN` names it (CI builds it and
-//! sets it; elsewhere these tests are skipped, saying so). None needs a GPU: they check that the
-//! binary starts and trains on the CPU where the NVIDIA libraries are missing, and what
-//! `device = "cuda"` and `"auto"` do there. With `RUNNER_CUDA_DRIVER` naming a folder that holds
-//! the NVIDIA driver's libcuda.so.1 (CI unpacks Debian's there), also what they do on a machine
-//! that has the driver but no GPU.
+//! The CUDA build of `scripts/build-cuda.sh`, when `RUNNER_CUDA_BIN` names it: CI builds it and
+//! sets that; elsewhere these tests are skipped, saying so (under CI they fail without it). None
+//! needs a GPU: they check that the binary starts and trains on the CPU where the NVIDIA
+//! libraries are missing, and what `device = "cuda"` and `"auto"` do there. With
+//! `RUNNER_CUDA_DRIVER` naming a folder that holds the NVIDIA driver's libcuda.so.1 (CI unpacks
+//! Debian's there), also what they do on a machine that has the driver but no GPU.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,6 +13,7 @@ use crate::util::*;
 /// The CUDA binary, or `None` (the test then says it is skipped).
 fn cuda_bin() -> Option<PathBuf> {
     let Some(bin) = std::env::var_os("RUNNER_CUDA_BIN") else {
+        assert!(std::env::var_os("CI").is_none(), "RUNNER_CUDA_BIN is not set: .ci/run must build the CUDA binary");
         eprintln!("skipped: RUNNER_CUDA_BIN is not set (`bash scripts/build-cuda.sh` builds the CUDA binary)");
         return None;
     };
@@ -156,6 +157,10 @@ fn auto_without_the_driver_trains_on_the_cpu_saying_why() {
 fn with_the_driver_but_no_gpu_cuda_exits_69_and_auto_trains_on_the_cpu() {
     let Some(bin) = cuda_bin() else { return };
     let Some(driver) = std::env::var_os("RUNNER_CUDA_DRIVER").map(PathBuf::from) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "RUNNER_CUDA_DRIVER is not set: .ci/run must unpack the driver's library"
+        );
         eprintln!(
             "skipped: RUNNER_CUDA_DRIVER does not name a folder holding the driver's libcuda.so.1 (.ci/run makes one)"
         );
