@@ -8,6 +8,7 @@ mod datasets;
 mod export;
 mod floors;
 mod golden;
+mod gpu;
 mod imbalance;
 mod init;
 mod keras_parity;

@@ -1,3 +1,4 @@
-//! What only a build with `--features cuda` has.
+//! The CUDA side of our ops, in builds with `--features cuda` (the module is declared only
+//! then).
 
 pub mod libs;
