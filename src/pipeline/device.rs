@@ -83,10 +83,11 @@ pub fn choose(kind: DeviceKind) -> Result<Chosen> {
                 Chosen::Cuda { ordinal, about }
             }
             Err(why) => {
-                return Err(Error::Device(format!(
-                    "device \"cuda:{ordinal}\" cannot be used: {why}. Set `experiment.device = \"cpu\"` \
-                     (or \"auto\", which falls back to the CPU), or run on a machine with that GPU"
-                )))
+                let hint = match why.contains("device = \"cpu\"") {
+                    true => "",
+                    false => "; set `experiment.device = \"cpu\"` (or \"auto\", which falls back to the CPU), or run on a machine with that GPU",
+                };
+                return Err(Error::Device(format!("device \"cuda:{ordinal}\" cannot be used: {why}{hint}")));
             }
         },
     };
