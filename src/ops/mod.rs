@@ -1,8 +1,8 @@
 //! Our own dfdx ops. dfdx 0.13 compiles its `conv2d`/`pool2d` only with the `nightly` feature,
 //! so convolution and pooling are written here, and the dense layer too so that the whole hot
 //! path runs on our kernels. Each op is a function generic over the [`Backend`] (`conv2d`,
-//! `max_pool2d`, `avg_pool2d`, `dense`, `dropout_mask`) that hands the work to the device's
-//! own implementation:
+//! `max_pool2d`, `avg_pool2d`, `dense`, `gelu::gelu`, `dropout_mask`) that hands the work to
+//! the device's own implementation:
 //!
 //! - On the CPU, each op runs its own forward kernel on host memory and registers its backward
 //!   on the tape (`Tape::add_backward_op`), accumulating into the gradients of its input and
@@ -11,7 +11,8 @@
 //!   thread count.
 //! - On CUDA ([`cuda`], with `--features cuda`), convolution and pooling run forward and
 //!   backward on cuDNN with deterministic algorithms, the dense layer on cuBLAS through dfdx's
-//!   `matmul`, biases on cuDNN, ReLUs on dfdx's kernels: data stays on the GPU.
+//!   `matmul`, biases on cuDNN, ReLUs on dfdx's kernels, GELU and dropout masks on kernels of
+//!   ours: data stays on the GPU.
 
 pub mod conv2d;
 #[cfg(feature = "cuda")]
@@ -116,6 +117,9 @@ pub trait Backend: Device<f32> {
         input_grad: bool,
     ) -> Result<Batch<Self, T>, Self::Err>;
 
+    /// See [`gelu::gelu`].
+    fn try_gelu<T: Tape<f32, Self>>(x: Batch<Self, T>) -> Result<Batch<Self, T>, Self::Err>;
+
     /// See [`dropout_mask`].
     fn try_dropout_mask(
         &self,
@@ -211,6 +215,10 @@ impl Backend for Cpu {
         Ok(dense::on_host(x, kernel, bias, units, relu, input_grad))
     }
 
+    fn try_gelu<T: Tape<f32, Self>>(x: Batch<Self, T>) -> Result<Batch<Self, T>, Self::Err> {
+        Ok(gelu::on_host(x))
+    }
+
     fn try_dropout_mask(
         &self,
         shape: (usize, usize),
@@ -297,6 +305,10 @@ impl Backend for Cuda {
         input_grad: bool,
     ) -> Result<Batch<Self, T>, Self::Err> {
         cuda::dense::dense(x, kernel, bias, units, relu, input_grad)
+    }
+
+    fn try_gelu<T: Tape<f32, Self>>(x: Batch<Self, T>) -> Result<Batch<Self, T>, Self::Err> {
+        cuda::gelu::gelu(x)
     }
 
     fn try_dropout_mask(

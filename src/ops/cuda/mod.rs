@@ -1,9 +1,10 @@
 //! Our ops on CUDA (`--features cuda`): convolution and pooling on cuDNN, the dense layer on
 //! cuBLAS through dfdx's `matmul`, biases on cuDNN, ReLUs and the rest on dfdx's kernels,
-//! dropout masks and gradient scaling on the GPU. Every op reads its inputs where they are,
-//! on the GPU, and records a backward that adds into the tape's gradients there: in a
-//! training step only the batch (images and targets) goes up, and only the loss, the logits
-//! (for the metrics) and, with gradient clipping, one norm per weight come down.
+//! dropout masks and GELU on kernels of ours, gradient norms and scaling on cuBLAS. Every op
+//! reads its inputs where they are, on the GPU, and records a backward that adds into the
+//! tape's gradients there: in a training step only the batch (images and targets) goes up,
+//! and only the loss, the logits (for the metrics) and, with gradient clipping, one norm per
+//! weight come down.
 //!
 //! Reproducibility: the cuDNN algorithms are deterministic ones (see [`conv`], [`pool`]),
 //! convolutions use FMA math (no TF32), and cuBLAS's products are deterministic, so our ops
@@ -24,6 +25,10 @@ pub(crate) mod dense;
 #[cfg(feature = "cuda")]
 pub(crate) mod dropout;
 #[cfg(feature = "cuda")]
+pub(crate) mod gelu;
+#[cfg(feature = "cuda")]
 pub(crate) mod grads;
+#[cfg(feature = "cuda")]
+pub(crate) mod kernels;
 #[cfg(feature = "cuda")]
 pub(crate) mod pool;
