@@ -82,7 +82,8 @@ impl<D: Backend> Optimizer<D> {
     }
 
     /// The update count and every slot's buffers (one per parameter, zeros before the first
-    /// step, empty for a parameter that is not trainable), on the host.
+    /// step, empty for a parameter that is not trainable), on the host: copied down from a GPU
+    /// once per checkpoint, never in a training step.
     pub fn state(&self, params: &[NamedParam<D>]) -> (i32, Vec<Vec<Vec<f32>>>) {
         let slots = self
             .slots
