@@ -12,8 +12,8 @@ use super::ModelPlan;
 use crate::ops::Backend;
 
 /// New values of non-trainable state after a training batch: a parameter's index and its
-/// values (batch normalisation's moving averages).
-pub type StateUpdates = Vec<(usize, Vec<f32>)>;
+/// values, on the device (batch normalisation's moving averages).
+pub type StateUpdates<D> = Vec<(usize, Param<D>)>;
 
 /// A named trainable tensor.
 #[derive(Clone, Debug)]
@@ -98,7 +98,7 @@ impl<D: Backend> Network<D> {
     /// Runs the layers on a training batch (logits out): dropout drops, batch normalisation
     /// uses the batch's statistics. Returns the new values of non-trainable state, for
     /// [`Network::set_state`] after the optimizer step.
-    pub fn forward_train<T: Tape<f32, D>>(&self, x: Batch<D, T>, at: Training) -> (Batch<D, T>, StateUpdates) {
+    pub fn forward_train<T: Tape<f32, D>>(&self, x: Batch<D, T>, at: Training) -> (Batch<D, T>, StateUpdates<D>) {
         self.run(x, true, Some(at))
     }
 
@@ -107,7 +107,7 @@ impl<D: Backend> Network<D> {
         x: Batch<D, T>,
         logits: bool,
         training: Option<Training>,
-    ) -> (Batch<D, T>, StateUpdates) {
+    ) -> (Batch<D, T>, StateUpdates<D>) {
         let tensors: Vec<Param<D>> = self.params.iter().map(|p| p.tensor.clone()).collect();
         let last = self.plan.layers.len().saturating_sub(1);
         let mut updates = Vec::new();
@@ -139,10 +139,9 @@ impl<D: Backend> Network<D> {
     }
 
     /// Stores new values of non-trainable state (from [`Network::forward_train`]).
-    pub fn set_state(&mut self, dev: &D, updates: StateUpdates) {
+    pub fn set_state(&mut self, updates: StateUpdates<D>) {
         for (i, values) in updates {
-            let n = values.len();
-            self.params[i].tensor = dev.tensor_from_vec(values, (n,));
+            self.params[i].tensor = values;
         }
     }
 }

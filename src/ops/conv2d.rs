@@ -510,8 +510,22 @@ pub fn backward(
 
 /// Convolution of a batch `(batch, c·h·w)` with `kernel` `(f·c·kh·kw)` and `bias` `(f)` (when
 /// there is one), followed by the `epilogue`, recorded on `x`'s tape. With
-/// `input_grad == false` (first layer) no input gradient is made.
+/// `input_grad == false` (first layer) no input gradient is made. Runs on the device's own
+/// kernels ([`Backend::try_conv2d`]); panics if the device fails.
 pub fn conv2d<D: Backend, T: Tape<f32, D>>(
+    x: Tensor<(usize, usize), f32, D, T>,
+    kernel: &Tensor<(usize,), f32, D>,
+    bias: Option<&Tensor<(usize,), f32, D>>,
+    g: ConvGeom,
+    epilogue: Epilogue,
+    input_grad: bool,
+) -> Tensor<(usize, usize), f32, D, T> {
+    D::try_conv2d(x, kernel, bias, g, epilogue, input_grad).unwrap_or_else(|e| super::failed::<D>("conv2d", e))
+}
+
+/// [`conv2d`] on the host: the CPU's implementation (on another device, its inputs come down
+/// and its results go back up).
+pub(super) fn on_host<D: Backend, T: Tape<f32, D>>(
     x: Tensor<(usize, usize), f32, D, T>,
     kernel: &Tensor<(usize,), f32, D>,
     bias: Option<&Tensor<(usize,), f32, D>>,

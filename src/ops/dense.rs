@@ -104,8 +104,21 @@ pub fn input_grad(w: &[f32], dy: &[f32], g: DenseGeom, dx: &mut [f32]) {
 
 /// `x · kernel + bias` (then a ReLU when `relu`) for a batch `(batch, fan_in)`, with `kernel`
 /// `(fan_in·units)` row-major and `bias` `(units)` when there is one, recorded on `x`'s tape.
-/// With `input_grad == false` no input gradient is made.
+/// With `input_grad == false` no input gradient is made. Runs on the device's own kernels
+/// ([`Backend::try_dense`]); panics if the device fails.
 pub fn dense<D: Backend, T: Tape<f32, D>>(
+    x: Tensor<(usize, usize), f32, D, T>,
+    kernel: &Tensor<(usize,), f32, D>,
+    bias: Option<&Tensor<(usize,), f32, D>>,
+    units: usize,
+    relu: bool,
+    input_grad: bool,
+) -> Tensor<(usize, usize), f32, D, T> {
+    D::try_dense(x, kernel, bias, units, relu, input_grad).unwrap_or_else(|e| super::failed::<D>("dense", e))
+}
+
+/// [`dense`] on the host, the CPU's implementation.
+pub(super) fn on_host<D: Backend, T: Tape<f32, D>>(
     x: Tensor<(usize, usize), f32, D, T>,
     kernel: &Tensor<(usize,), f32, D>,
     bias: Option<&Tensor<(usize,), f32, D>>,

@@ -26,8 +26,16 @@ fn cdf_pdf(x: f64) -> (f64, f64) {
     (0.5 * (1.0 + erf(x / std::f64::consts::SQRT_2)), (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt())
 }
 
-/// x·Φ(x) elementwise, recorded on `x`'s tape.
+/// x·Φ(x) elementwise, recorded on `x`'s tape, on the device's own kernels
+/// ([`Backend::try_gelu`]); panics if the device fails.
 pub fn gelu<D: Backend, T: Tape<f32, D>>(x: Tensor<(usize, usize), f32, D, T>) -> Tensor<(usize, usize), f32, D, T> {
+    D::try_gelu(x).unwrap_or_else(|e| super::failed::<D>("gelu", e))
+}
+
+/// [`gelu`] on the host, the CPU's implementation.
+pub(super) fn on_host<D: Backend, T: Tape<f32, D>>(
+    x: Tensor<(usize, usize), f32, D, T>,
+) -> Tensor<(usize, usize), f32, D, T> {
     let (x, mut tape) = x.split_tape();
     let host = super::host(&x);
     let y: Vec<f32> = host.par_iter().map(|&v| (f64::from(v) * cdf_pdf(f64::from(v)).0) as f32).collect();

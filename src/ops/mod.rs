@@ -1,10 +1,18 @@
 //! Our own dfdx ops. dfdx 0.13 compiles its `conv2d`/`pool2d` only with the `nightly` feature,
 //! so convolution and pooling are written here, and the dense layer too so that the whole hot
-//! path runs on our kernels: each op runs its own forward kernel on host memory and registers
-//! its backward on the tape (`Tape::add_backward_op`), accumulating into the gradients of its
-//! input and parameters. The kernels split work into fixed pieces (images, or blocks of a
-//! dense layer's units) and reduce partial sums in a fixed order, so results do not depend on
-//! thread count.
+//! path runs on our kernels. Each op is a function generic over the [`Backend`] (`conv2d`,
+//! `max_pool2d`, `avg_pool2d`, `dense`, `gelu::gelu`, `dropout_mask`) that hands the work to
+//! the device's own implementation:
+//!
+//! - On the CPU, each op runs its own forward kernel on host memory and registers its backward
+//!   on the tape (`Tape::add_backward_op`), accumulating into the gradients of its input and
+//!   parameters. The kernels split work into fixed pieces (images, or blocks of a dense
+//!   layer's units) and reduce partial sums in a fixed order, so results do not depend on
+//!   thread count.
+//! - On CUDA ([`cuda`], with `--features cuda`), convolution and pooling run forward and
+//!   backward on cuDNN with deterministic algorithms, the dense layer on cuBLAS through dfdx's
+//!   `matmul`, biases on cuDNN, ReLUs on dfdx's kernels, GELU and dropout masks on kernels of
+//!   ours: data stays on the GPU.
 
 pub mod conv2d;
 #[cfg(feature = "cuda")]
@@ -67,11 +75,64 @@ pub fn host<S: Shape, D: Backend>(t: &Tensor<S, f32, D>) -> Vec<f32> {
     out
 }
 
-/// A dfdx device our ops can run on: dfdx's own kernels plus host access to the tape's
-/// gradient store, so a host-computed gradient can be read, added or scaled.
+/// A batch of values, `(batch, features)`, as our ops take and give them.
+pub type Batch<D, T> = Tensor<(usize, usize), f32, D, T>;
+/// A parameter, stored flat.
+pub type Flat<D> = Tensor<(usize,), f32, D>;
+
+/// A dfdx device our ops can run on: dfdx's own kernels, our ops' forward passes (each
+/// registering its backward on the tape), and access to the tape's gradient store.
+///
+/// The ops' methods return the device's errors; the functions of this module that call them
+/// ([`conv2d`], [`dense`], ...) panic on one instead, as dfdx's own operators do (`x.relu()`
+/// unwraps a CUDA error too), since a layer's forward pass gives a tensor, not a result. On
+/// the CPU they cannot fail. Errors in a backward pass come out of `try_backward`.
 pub trait Backend: Device<f32> {
     /// `cpu` or `cuda`, for the manifest.
     const NAME: &'static str;
+
+    /// See [`conv2d`].
+    fn try_conv2d<T: Tape<f32, Self>>(
+        x: Batch<Self, T>,
+        kernel: &Flat<Self>,
+        bias: Option<&Flat<Self>>,
+        g: ConvGeom,
+        epilogue: Epilogue,
+        input_grad: bool,
+    ) -> Result<Batch<Self, T>, Self::Err>;
+
+    /// See [`max_pool2d`].
+    fn try_max_pool2d<T: Tape<f32, Self>>(x: Batch<Self, T>, g: PoolGeom) -> Result<Batch<Self, T>, Self::Err>;
+
+    /// See [`avg_pool2d`].
+    fn try_avg_pool2d<T: Tape<f32, Self>>(x: Batch<Self, T>, g: PoolGeom) -> Result<Batch<Self, T>, Self::Err>;
+
+    /// See [`dense`].
+    fn try_dense<T: Tape<f32, Self>>(
+        x: Batch<Self, T>,
+        kernel: &Flat<Self>,
+        bias: Option<&Flat<Self>>,
+        units: usize,
+        relu: bool,
+        input_grad: bool,
+    ) -> Result<Batch<Self, T>, Self::Err>;
+
+    /// See [`gelu::gelu`].
+    fn try_gelu<T: Tape<f32, Self>>(x: Batch<Self, T>) -> Result<Batch<Self, T>, Self::Err>;
+
+    /// See [`dropout_mask`].
+    fn try_dropout_mask(
+        &self,
+        shape: (usize, usize),
+        rate: f64,
+        scale: f32,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Batch<Self, NoneTape>, Self::Err>;
+
+    /// The sum of the squares of the gradient of `t` (allocated as zeros if missing), for
+    /// gradient clipping.
+    fn grad_sum_squares<S: Shape>(grads: &mut Gradients<f32, Self>, t: &Tensor<S, f32, Self>)
+        -> Result<f64, Self::Err>;
 
     /// Calls `f` with the gradient of `t` on the host (allocated as zeros if missing): a
     /// borrow on the CPU, a copy from a GPU.
@@ -124,6 +185,60 @@ pub trait Backend: Device<f32> {
 impl Backend for Cpu {
     const NAME: &'static str = "cpu";
 
+    fn try_conv2d<T: Tape<f32, Self>>(
+        x: Batch<Self, T>,
+        kernel: &Flat<Self>,
+        bias: Option<&Flat<Self>>,
+        g: ConvGeom,
+        epilogue: Epilogue,
+        input_grad: bool,
+    ) -> Result<Batch<Self, T>, Self::Err> {
+        Ok(conv2d::on_host(x, kernel, bias, g, epilogue, input_grad))
+    }
+
+    fn try_max_pool2d<T: Tape<f32, Self>>(x: Batch<Self, T>, g: PoolGeom) -> Result<Batch<Self, T>, Self::Err> {
+        Ok(pool2d::max_on_host(x, g))
+    }
+
+    fn try_avg_pool2d<T: Tape<f32, Self>>(x: Batch<Self, T>, g: PoolGeom) -> Result<Batch<Self, T>, Self::Err> {
+        Ok(pool2d::avg_on_host(x, g))
+    }
+
+    fn try_dense<T: Tape<f32, Self>>(
+        x: Batch<Self, T>,
+        kernel: &Flat<Self>,
+        bias: Option<&Flat<Self>>,
+        units: usize,
+        relu: bool,
+        input_grad: bool,
+    ) -> Result<Batch<Self, T>, Self::Err> {
+        Ok(dense::on_host(x, kernel, bias, units, relu, input_grad))
+    }
+
+    fn try_gelu<T: Tape<f32, Self>>(x: Batch<Self, T>) -> Result<Batch<Self, T>, Self::Err> {
+        Ok(gelu::on_host(x))
+    }
+
+    fn try_dropout_mask(
+        &self,
+        shape: (usize, usize),
+        rate: f64,
+        scale: f32,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Batch<Self, NoneTape>, Self::Err> {
+        let mask: Vec<f32> =
+            (0..shape.0 * shape.1).map(|_| if rng.gen::<f64>() < rate { 0.0 } else { scale }).collect();
+        self.try_tensor_from_vec(mask, shape)
+    }
+
+    fn grad_sum_squares<S: Shape>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+    ) -> Result<f64, Self::Err> {
+        grads.try_alloc_for(t)?;
+        Ok(grads.get(t).as_vec().iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>())
+    }
+
     fn with_grad<S: Shape, R>(
         grads: &mut Gradients<f32, Self>,
         t: &Tensor<S, f32, Self>,
@@ -155,12 +270,71 @@ impl Backend for Cpu {
     }
 }
 
-/// On CUDA our kernels run on the host: inputs come down with [`host`], results go back up,
-/// and gradients are changed through a host copy. Correct but slow; CUDA kernels are future
-/// work.
+/// On CUDA our ops run on the GPU ([`cuda`]). The host access to gradients below (a copy down
+/// and, for a change, back up) is only for what happens once per run, such as loading an
+/// optimizer's state from a checkpoint; nothing in a training step uses it.
 #[cfg(feature = "cuda")]
 impl Backend for Cuda {
     const NAME: &'static str = "cuda";
+
+    fn try_conv2d<T: Tape<f32, Self>>(
+        x: Batch<Self, T>,
+        kernel: &Flat<Self>,
+        bias: Option<&Flat<Self>>,
+        g: ConvGeom,
+        epilogue: Epilogue,
+        input_grad: bool,
+    ) -> Result<Batch<Self, T>, Self::Err> {
+        cuda::conv::conv2d(x, kernel, bias, g, epilogue, input_grad)
+    }
+
+    fn try_max_pool2d<T: Tape<f32, Self>>(x: Batch<Self, T>, g: PoolGeom) -> Result<Batch<Self, T>, Self::Err> {
+        cuda::pool::pool2d(x, g, cuda::pool::Kind::Max)
+    }
+
+    fn try_avg_pool2d<T: Tape<f32, Self>>(x: Batch<Self, T>, g: PoolGeom) -> Result<Batch<Self, T>, Self::Err> {
+        cuda::pool::pool2d(x, g, cuda::pool::Kind::Average)
+    }
+
+    fn try_dense<T: Tape<f32, Self>>(
+        x: Batch<Self, T>,
+        kernel: &Flat<Self>,
+        bias: Option<&Flat<Self>>,
+        units: usize,
+        relu: bool,
+        input_grad: bool,
+    ) -> Result<Batch<Self, T>, Self::Err> {
+        cuda::dense::dense(x, kernel, bias, units, relu, input_grad)
+    }
+
+    fn try_gelu<T: Tape<f32, Self>>(x: Batch<Self, T>) -> Result<Batch<Self, T>, Self::Err> {
+        cuda::gelu::gelu(x)
+    }
+
+    fn try_dropout_mask(
+        &self,
+        shape: (usize, usize),
+        rate: f64,
+        scale: f32,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Batch<Self, NoneTape>, Self::Err> {
+        cuda::dropout::mask(self, shape, rate, scale, rand::RngCore::next_u64(rng))
+    }
+
+    fn grad_sum_squares<S: Shape>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+    ) -> Result<f64, Self::Err> {
+        cuda::grads::sum_squares(grads, t)
+    }
+
+    fn scale_grad<S: Shape>(
+        grads: &mut Gradients<f32, Self>,
+        t: &Tensor<S, f32, Self>,
+        factor: f32,
+    ) -> Result<(), Self::Err> {
+        cuda::grads::scale(grads, t, factor)
+    }
 
     fn with_grad<S: Shape, R>(
         grads: &mut Gradients<f32, Self>,
@@ -179,9 +353,12 @@ impl Backend for Cuda {
         f: impl FnOnce(&[f32], &mut [f32]) -> R,
     ) -> Result<R, Self::Err> {
         let dy = Self::with_grad(grads, out, |dy| dy.to_vec())?;
-        let mut result = None;
-        Self::update_grad(grads, inp, |dx| result = Some(f(&dy, dx)))?;
-        Ok(result.expect("update_grad calls f"))
+        let g: &mut cudarc::driver::CudaSlice<f32> = grads.get_or_alloc_mut(inp)?;
+        let gpu = g.device();
+        let mut dx = gpu.dtoh_sync_copy(g)?;
+        let result = f(&dy, &mut dx);
+        gpu.htod_sync_copy_into(&dx, g)?;
+        Ok(result)
     }
 
     fn update_grad<S: Shape>(
@@ -196,6 +373,24 @@ impl Backend for Cuda {
         gpu.htod_sync_copy_into(&host, g)?;
         Ok(())
     }
+}
+
+/// A dropout mask of `shape`: each value 0 with probability `rate`, else `scale`, from `rng`
+/// (on the CPU one draw per value; on CUDA a single draw keys the GPU's own stream, so the
+/// two devices drop different values). Panics if the device fails.
+pub fn dropout_mask<D: Backend>(
+    dev: &D,
+    shape: (usize, usize),
+    rate: f64,
+    scale: f32,
+    rng: &mut impl rand::Rng,
+) -> Batch<D, NoneTape> {
+    dev.try_dropout_mask(shape, rate, scale, rng).unwrap_or_else(|e| failed::<D>("dropout", e))
+}
+
+/// Stops on an op that failed on the device, as dfdx's own infallible operators do.
+fn failed<D: Backend>(op: &str, e: D::Err) -> ! {
+    panic!("{op} failed on the {} device: {e}", D::NAME)
 }
 
 /// The instruction-set extensions of this CPU that decide which matrix kernel runs, for the

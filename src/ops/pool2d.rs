@@ -159,8 +159,17 @@ pub fn backward(dy: &[f32], arg: &[u32], g: &PoolGeom, dx: &mut [f32]) {
     );
 }
 
-/// Max pooling of a batch `(batch, c·h·w)`, recorded on `x`'s tape.
+/// Max pooling of a batch `(batch, c·h·w)`, recorded on `x`'s tape, on the device's own
+/// kernels ([`Backend::try_max_pool2d`]); panics if the device fails.
 pub fn max_pool2d<D: Backend, T: Tape<f32, D>>(
+    x: Tensor<(usize, usize), f32, D, T>,
+    g: PoolGeom,
+) -> Tensor<(usize, usize), f32, D, T> {
+    D::try_max_pool2d(x, g).unwrap_or_else(|e| super::failed::<D>("max_pool2d", e))
+}
+
+/// [`max_pool2d`] on the host, the CPU's implementation.
+pub(super) fn max_on_host<D: Backend, T: Tape<f32, D>>(
     x: Tensor<(usize, usize), f32, D, T>,
     g: PoolGeom,
 ) -> Tensor<(usize, usize), f32, D, T> {
@@ -218,8 +227,17 @@ pub fn avg_backward(dy: &[f32], batch: usize, g: &PoolGeom) -> Vec<f32> {
     dx
 }
 
-/// Average pooling of a batch `(batch, c·h·w)`, recorded on `x`'s tape.
+/// Average pooling of a batch `(batch, c·h·w)`, recorded on `x`'s tape, on the device's own
+/// kernels ([`Backend::try_avg_pool2d`]); panics if the device fails.
 pub fn avg_pool2d<D: Backend, T: Tape<f32, D>>(
+    x: Tensor<(usize, usize), f32, D, T>,
+    g: PoolGeom,
+) -> Tensor<(usize, usize), f32, D, T> {
+    D::try_avg_pool2d(x, g).unwrap_or_else(|e| super::failed::<D>("avg_pool2d", e))
+}
+
+/// [`avg_pool2d`] on the host, the CPU's implementation.
+pub(super) fn avg_on_host<D: Backend, T: Tape<f32, D>>(
     x: Tensor<(usize, usize), f32, D, T>,
     g: PoolGeom,
 ) -> Tensor<(usize, usize), f32, D, T> {

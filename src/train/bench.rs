@@ -59,9 +59,10 @@ pub fn measure<D: Backend>(dev: &D, plan: &Plan, batch: usize, steps: usize) -> 
         let input = dev.tensor_from_vec(x.clone(), (batch, input_len));
         let at = Training { seed: plan.config.experiment.seed, epoch: 0, step };
         let (logits, updates) = net.forward_train(input.traced(Gradients::leaky()), at);
-        let mut grads = loss::loss(train.loss, logits, &labels, train.label_smoothing, None).backward();
+        let loss = loss::loss(train.loss, logits, &labels, train.label_smoothing, None);
+        let mut grads = loss.try_backward().map_err(|e| Error::Train(format!("the backward pass failed: {e:?}")))?;
         optimizer.update(&mut net.params, &mut grads, train.learning_rate).map_err(failed)?;
-        net.set_state(dev, updates);
+        net.set_state(updates);
         if step >= warmup {
             train_times.push(started.elapsed());
         }

@@ -287,11 +287,11 @@ pub fn search<D: Backend>(
             ending = end;
             break;
         }
-        let mut grads = loss.backward();
+        let mut grads = loss.try_backward().map_err(|e| Error::Train(format!("the backward pass failed: {e:?}")))?;
         optimizer
             .update(&mut net.params, &mut grads, learning_rate)
             .map_err(|e| Error::Train(format!("optimizer step failed: {e:?}")))?;
-        net.set_state(dev, state_updates);
+        net.set_state(state_updates);
     }
     progress.finish();
     Ok(recorder.finish(ending))

@@ -82,7 +82,8 @@ impl<D: Backend> Optimizer<D> {
     }
 
     /// The update count and every slot's buffers (one per parameter, zeros before the first
-    /// step, empty for a parameter that is not trainable), on the host.
+    /// step, empty for a parameter that is not trainable), on the host: copied down from a GPU
+    /// once per checkpoint, never in a training step.
     pub fn state(&self, params: &[NamedParam<D>]) -> (i32, Vec<Vec<Vec<f32>>>) {
         let slots = self
             .slots
@@ -110,23 +111,25 @@ impl<D: Backend> Optimizer<D> {
     ) -> Result<(), D::Err> {
         self.step += 1;
         let s = &self.settings;
-        // Clipping first, as Keras does.
-        let norm = |g: &Gradients<f32, D>, p: &NamedParam<D>| -> f64 {
-            g.get(&p.tensor).as_vec().iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>()
-        };
+        // Clipping first, as Keras does. The norms are measured where the gradients are (on a
+        // GPU, one value per weight comes down to be compared).
         for p in params.iter().filter(|p| p.trainable) {
             grads.try_alloc_for(&p.tensor)?;
         }
         if let Some(c) = s.clipnorm {
             for p in params.iter().filter(|p| p.trainable) {
-                let n = norm(grads, p).sqrt();
+                let n = D::grad_sum_squares(grads, &p.tensor)?.sqrt();
                 if n > c {
                     D::scale_grad(grads, &p.tensor, (c / n) as f32)?;
                 }
             }
         }
         if let Some(c) = s.global_clipnorm {
-            let total = params.iter().filter(|p| p.trainable).map(|p| norm(grads, p)).sum::<f64>().sqrt();
+            let mut total = 0.0;
+            for p in params.iter().filter(|p| p.trainable) {
+                total += D::grad_sum_squares(grads, &p.tensor)?;
+            }
+            let total = total.sqrt();
             if total > c {
                 for p in params.iter().filter(|p| p.trainable) {
                     D::scale_grad(grads, &p.tensor, (c / total) as f32)?;

@@ -145,7 +145,7 @@ fn train_steps(net: &mut Network<Cpu>, plan: &Plan, data: &Batches, steps: usize
         let at = schedule::Position { epoch, step, steps: 6, epochs: 4 };
         let lr = schedule::learning_rate(train.learning_rate, train.lr_schedule.as_ref(), at, &Default::default());
         optimizer.update(&mut net.params, &mut grads, lr).unwrap();
-        net.set_state(&dev, updates);
+        net.set_state(updates);
     }
     losses
 }
@@ -313,7 +313,7 @@ fn run_layers(
             updates: &updates,
         };
         x = layer.forward(dev.tensor_from_vec(x, (batch, input.len())), &ctx).as_vec();
-        all_updates.push(updates.into_inner());
+        all_updates.push(updates.into_inner().into_iter().map(|(i, t)| (i, t.as_vec())).collect());
         input = layer.output_shape(input).unwrap();
     }
     (x, all_updates)

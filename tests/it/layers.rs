@@ -41,7 +41,10 @@ fn run(
     let dev = Cpu::default();
     let xt = dev.tensor_from_vec(x.to_vec(), (batch, input.len()));
     let params: Vec<_> = params.iter().map(|p| dev.tensor_from_vec(p.clone(), (p.len(),))).collect();
-    with_ctx(input, &params, training, |ctx| (layer.forward(xt, ctx).as_vec(), ctx.updates.borrow().clone()))
+    with_ctx(input, &params, training, |ctx| {
+        let y = layer.forward(xt, ctx).as_vec();
+        (y, ctx.updates.borrow().iter().map(|(i, t)| (*i, t.as_vec())).collect())
+    })
 }
 
 /// Calls `f` with the context a network gives layer 3 of a model.

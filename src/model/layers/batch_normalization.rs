@@ -92,12 +92,13 @@ impl Layer for BatchNormalizationConfig {
             Some(_) => {
                 let mean = x.retaped::<T>().mean::<(usize,), Axes2<0, 2>>();
                 let var = x.retaped::<T>().var::<(usize,), Axes2<0, 2>>();
-                // The moving averages move towards this batch's statistics.
+                // The moving averages move towards this batch's statistics, `old·m + new·(1 - m)`
+                // per channel, on the device (the same float operations, in the same order, as
+                // a host loop would make).
                 let m = self.momentum as f32;
-                let blend = |old: &Tensor<(usize,), f32, D>, new: Vec<f32>| -> Vec<f32> {
-                    old.as_vec().iter().zip(new).map(|(o, b)| o * m + b * (1.0 - m)).collect()
-                };
-                let (batch_mean, batch_var) = (mean.as_vec(), var.as_vec());
+                let blend =
+                    |old: &Tensor<(usize,), f32, D>, new: Tensor<(usize,), f32, D>| old.clone() * m + new * (1.0 - m);
+                let (batch_mean, batch_var) = (mean.retaped::<NoneTape>(), var.retaped::<NoneTape>());
                 let mut updates = ctx.updates.borrow_mut();
                 updates.push((2, blend(moving_mean, batch_mean)));
                 updates.push((3, blend(moving_var, batch_var)));

@@ -4,7 +4,6 @@
 //! whatever the thread count and after a resume.
 
 use dfdx::prelude::*;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{Batch, Ctx, Layer};
@@ -46,9 +45,9 @@ impl Layer for DropoutConfig {
         let keys = [at.epoch as u64, at.step as u64, ctx.layer as u64];
         let mut rng = seed::rng(at.seed, Stream::Dropout, &keys);
         let scale = (1.0 / (1.0 - self.rate)) as f32;
-        let mask: Vec<f32> =
-            (0..shape.0 * shape.1).map(|_| if rng.gen::<f64>() < self.rate { 0.0 } else { scale }).collect();
-        let mask = x.device().tensor_from_vec(mask, shape);
+        // Made on the device: on the CPU one draw of `rng` per value, on a GPU by a kernel
+        // keyed by one draw.
+        let mask = crate::ops::dropout_mask(x.device(), shape, self.rate, scale, &mut rng);
         x * mask
     }
 }

@@ -92,8 +92,8 @@ pub struct Ctx<'a, D: Backend> {
     /// Set by a layer that folded the next one in.
     pub fused_next: std::cell::Cell<bool>,
     /// New values for non-trainable state (batch normalisation's moving averages), as
-    /// (index into `params`, values); the trainer stores them after the step.
-    pub updates: &'a RefCell<Vec<(usize, Vec<f32>)>>,
+    /// (index into `params`, values on the device); the trainer stores them after the step.
+    pub updates: &'a RefCell<Vec<(usize, Param<D>)>>,
 }
 
 /// Where in training a forward pass happens: keys dropout masks, so they depend only on
