@@ -40,10 +40,11 @@ impl OnDevice for Measure<'_> {
 pub fn report(name: &str, t: &Throughput) -> String {
     let memory = t.peak_memory_mib.map_or("-".into(), |m| format!("{m:.0} MiB"));
     format!(
-        "{name}: batch {}, {} threads, {} kernels (random data, median of the timed steps)\n\
+        "{name}: on {}, batch {}, {} threads, {} kernels (random data, median of the timed steps)\n\
          training:  {:>9.1} images/s  ({:.1} ms per step: forward, backward, optimizer)\n\
          inference: {:>9.1} images/s  ({:.1} ms per batch)\n\
          peak memory: {memory}\n",
+        t.device,
         t.batch,
         t.threads,
         t.kernels,

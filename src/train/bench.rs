@@ -18,6 +18,8 @@ use crate::{Error, Result};
 /// Throughput of one config.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Throughput {
+    /// The device that computed (`cpu` or `cuda`).
+    pub device: &'static str,
     /// Images per step.
     pub batch: usize,
     /// Worker threads.
@@ -37,7 +39,9 @@ pub struct Throughput {
 }
 
 /// Times `steps` training steps and `steps` inference batches of `batch` images of `plan` on
-/// `dev`, after two of each to warm up.
+/// `dev`, after two of each to warm up. Each timed step ends when the device has finished its
+/// work (a GPU computes asynchronously): a training step once its updated weights can be
+/// read, an inference batch once its output has been read.
 pub fn measure<D: Backend>(dev: &D, plan: &Plan, batch: usize, steps: usize) -> Result<Throughput> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(plan.config.experiment.seed);
     let mut net = Network::new(plan.model.clone(), dev, &mut rng);
@@ -63,6 +67,7 @@ pub fn measure<D: Backend>(dev: &D, plan: &Plan, batch: usize, steps: usize) -> 
         let mut grads = loss.try_backward().map_err(|e| Error::Train(format!("the backward pass failed: {e:?}")))?;
         optimizer.update(&mut net.params, &mut grads, train.learning_rate).map_err(failed)?;
         net.set_state(updates);
+        wait(&net);
         if step >= warmup {
             train_times.push(started.elapsed());
         }
@@ -78,6 +83,7 @@ pub fn measure<D: Backend>(dev: &D, plan: &Plan, batch: usize, steps: usize) -> 
     }
     let (train_step, inference_step) = (median(&mut train_times), median(&mut inference_times));
     Ok(Throughput {
+        device: D::NAME,
         batch,
         threads: rayon::current_num_threads(),
         kernels: crate::ops::Kernel::best().describe(),
@@ -87,6 +93,15 @@ pub fn measure<D: Backend>(dev: &D, plan: &Plan, batch: usize, steps: usize) -> 
         inference_images_per_second: batch as f64 / inference_step,
         peak_memory_mib: peak_memory_mib(),
     })
+}
+
+/// Waits until the device has done the work queued for `net` (a GPU computes asynchronously):
+/// reading a weight back to the host waits for it. The last weight is usually the output
+/// layer's bias, a few values.
+fn wait<D: Backend>(net: &Network<D>) {
+    if let Some(p) = net.params.last() {
+        std::hint::black_box(p.tensor.as_vec());
+    }
 }
 
 fn median(times: &mut [Duration]) -> f64 {
