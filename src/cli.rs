@@ -74,6 +74,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a GPU against the CPU, op by op, forward and backward.
+    ///
+    /// Runs every op the networks use (convolution in each geometry and epilogue, pooling,
+    /// dense, batch normalisation, dropout, activations, losses, steps of each optimizer) on
+    /// both devices on the same seeded random inputs, and prints each output's largest error
+    /// relative to its scale against the output's tolerance. Exit 0 when every output is within
+    /// tolerance, 1 when one is not, 78 when this build has no CUDA or the GPU does not start.
+    #[command(name = "gpu-check")]
+    GpuCheck {
+        /// The device to check: `cuda`, `cuda:N`, or `cpu` (the CPU against itself: a check
+        /// of the comparison, which says nothing about a GPU).
+        #[arg(long, default_value = "cuda:0")]
+        device: String,
+        /// Seed of the random inputs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Find a learning rate for CONFIG (fastai's lr_find) and print the command that uses it.
     ///
     /// Trains a fresh network (as a run would start it) on the training split for at most
@@ -607,6 +627,26 @@ impl Cli {
                     false => print!("{}", crate::pipeline::bench::report(&config.display().to_string(), &t)),
                 }
                 Ok(())
+            }
+            Some(Command::GpuCheck { device, seed, json }) => {
+                if !overrides.sets.is_empty() {
+                    return Err(crate::Error::Usage("`runner gpu-check` reads no config; it takes no --set".into()));
+                }
+                let report = crate::pipeline::gpu_check::gpu_check(&device, seed)?;
+                match json {
+                    true => println!("{}", serde_json::to_string_pretty(&report).expect("plain data")),
+                    false => print!("{}", report.table()),
+                }
+                let failed = report.failures().count();
+                match failed {
+                    0 => Ok(()),
+                    n => Err(crate::Error::NotReproduced(format!(
+                        "gpu-check: {n} of {} outputs on {} differ from the {}'s beyond their tolerance",
+                        report.rows.len(),
+                        report.tested,
+                        report.reference
+                    ))),
+                }
             }
             Some(Command::Evaluate { run, json }) => {
                 let metrics = crate::pipeline::predict::evaluate(&run)?;

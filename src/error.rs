@@ -41,7 +41,8 @@ pub enum Error {
         "interrupted at {0}; the run folder has a checkpoint there, and `runner resume <run folder>` goes on from it"
     )]
     Interrupted(String),
-    /// `runner verify` found a rerun that differs from the run (the first difference).
+    /// `runner verify` found a rerun that differs from the run (the first difference), or
+    /// `runner gpu-check` a device whose results differ from the CPU's.
     #[error("{0}")]
     NotReproduced(String),
     /// A sweep's pruning stopped the run at an epoch boundary (why); a trial that ends so is

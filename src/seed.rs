@@ -28,6 +28,8 @@ pub enum Stream {
     Sampling = 7,
     /// Assignment of images to cross-validation folds, keyed by class.
     Folds = 8,
+    /// Random inputs of `runner gpu-check`'s comparisons, keyed by case.
+    DeviceCheck = 9,
 }
 
 /// A generator for `stream` under `seed`, further keyed by `keys` (epoch, sample index, ...).

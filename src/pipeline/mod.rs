@@ -2,8 +2,8 @@
 //! training), `prepare` (the data), `device` (where the numbers are computed), `fit` (the
 //! training of a run), `artifacts` (the run folder's files), `resume`, `predict`, `bench`,
 //! `init` (a first experiment file for a folder of images), `export` (a run as ONNX),
-//! `lr_find` (a learning rate to train with) and `warm_start` (initial weights from a file,
-//! checked before any data is read).
+//! `lr_find` (a learning rate to train with), `warm_start` (initial weights from a file,
+//! checked before any data is read) and `gpu_check` (every op on a GPU against the CPU).
 //!
 //! ```text
 //! plan (config::load + validate) ──► prepare (scan, decode, split) ──► run folder
@@ -16,6 +16,7 @@ pub mod check;
 pub mod device;
 pub mod export;
 pub mod fit;
+pub mod gpu_check;
 pub mod init;
 pub mod lr_find;
 pub mod predict;

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod gpu_check;
 pub mod history;
 pub mod loss;
 pub mod lr_find;

@@ -9,6 +9,7 @@ mod export;
 mod floors;
 mod golden;
 mod gpu;
+mod gpu_check;
 mod imbalance;
 mod init;
 mod keras_parity;
