@@ -216,7 +216,7 @@ ops() {
     case $rc in
         0) verdict "$(tail -n 1 "$RESULTS/ops.txt")" ;;
         1) verdict "$(grep -c ' FAIL$' "$RESULTS/ops.txt" || true) outputs beyond their tolerance (FAIL rows above)" ;;
-        78) verdict "the binary has no CUDA, or the GPU did not start (message above)" ;;
+        69 | 78) verdict "no usable GPU, or no CUDA in this binary (message above)" ;;
         124 | 125 | 137) verdict "out of time" ;;
         *) verdict "runner gpu-check stopped with exit status $rc" ;;
     esac

@@ -80,7 +80,7 @@ enum Command {
     /// dense, batch normalisation, dropout, activations, losses, steps of each optimizer) on
     /// both devices on the same seeded random inputs, and prints each output's largest error
     /// relative to its scale against the output's tolerance. Exit 0 when every output is within
-    /// tolerance, 1 when one is not, 78 when this build has no CUDA or the GPU does not start.
+    /// tolerance, 1 when one is not, 69 when there is no usable GPU (or no CUDA in this build).
     #[command(name = "gpu-check")]
     GpuCheck {
         /// The device to check: `cuda`, `cuda:N`, or `cpu` (the CPU against itself: a check

@@ -251,37 +251,22 @@ pub fn in_pool<T: Send>(work: impl FnOnce() -> Result<T> + Send) -> Result<T> {
 
 /// Runs `job` on the device `kind` names, its random numbers seeded from `seed`: for commands
 /// that take their device from the command line rather than from a config (`runner
-/// gpu-check`). `auto` is refused: such a command must say which device it means.
+/// gpu-check`). The device is chosen (and a GPU probed) as for a config's `experiment.device`,
+/// so `cuda`/`cuda:N` without a usable GPU, or in a build without CUDA, is an [`Error::Device`].
+/// `auto` is refused: such a command must say which device it means.
 pub fn run_on_named<J: OnDevice>(kind: DeviceKind, seed: u64, job: J) -> Result<J::Output> {
-    match kind {
-        DeviceKind::Cpu => job.run(Cpu::seed_from_u64(seed)),
-        DeviceKind::Auto => Err(Error::Usage("device `auto`: name the device, `cpu`, `cuda` or `cuda:N`".into())),
+    if kind == DeviceKind::Auto {
+        return Err(Error::Usage("device `auto`: name the device, `cpu`, `cuda` or `cuda:N`".into()));
+    }
+    match choose(kind)? {
+        Chosen::Cpu { .. } => job.run(Cpu::seed_from_u64(seed)),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda(n) => {
-            // The one place a command-line device opens a GPU. When this module gets its probe
-            // for a usable GPU (`require_cuda(ordinal)`, failing with the "no usable GPU" error
-            // and exit code), call it here instead of building the device directly.
-            let built = std::panic::catch_unwind(|| Cuda::try_build(n, seed));
-            let dev = match built {
-                Ok(Ok(dev)) => dev,
-                Ok(Err(e)) => return Err(no_gpu(n, &format!("{e:?}"))),
-                Err(_) => return Err(no_gpu(n, "the CUDA driver or libraries could not be loaded")),
-            };
+        Chosen::Cuda { ordinal, .. } => {
+            let dev = Cuda::try_build(ordinal, seed)
+                .map_err(|e| Error::Device(format!("device \"cuda:{ordinal}\" could not be started: {e:?}")))?;
             job.run(dev)
         }
         #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda(n) => Err(Error::Config(format!(
-            "error: device cuda:{n}: this runner was built without CUDA; build it with `cargo build --release \
-             --features cuda`"
-        ))),
+        Chosen::Cuda { .. } => unreachable!("`choose` finds no GPU in a build without CUDA"),
     }
-}
-
-/// The error for a CUDA device `n` that does not start (`why`).
-#[cfg(feature = "cuda")]
-fn no_gpu(n: usize, why: &str) -> Error {
-    Error::Config(format!(
-        "error: cannot start CUDA device {n}: {why}; check `nvidia-smi`, and that the CUDA libraries are on \
-         LD_LIBRARY_PATH"
-    ))
 }

@@ -248,7 +248,7 @@ fn gpu_check_command_compares_the_cpu_with_itself_and_says_so() {
 fn gpu_check_in_a_build_without_cuda_says_so_and_fails() {
     for args in [&["gpu-check"][..], &["gpu-check", "--device", "cuda:1", "--json"]] {
         let out = runner(&repo(), args);
-        assert_exit(&out, 78);
+        assert_exit(&out, 69);
         let err = crate::util::stderr(&out);
         assert!(err.contains("this runner was built without CUDA"), "{err}");
         assert!(out.stdout.is_empty(), "nothing compared, nothing printed");
