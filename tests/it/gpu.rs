@@ -203,3 +203,22 @@ fn with_the_driver_but_no_gpu_cuda_exits_69_and_auto_trains_on_the_cpu() {
     assert!(no_device(&stderr(&out)), "the log says why there is no GPU:\n{}", stderr(&out));
     assert_eq!(manifest(&root.join("results/tiny/run-001"))["device"], "cpu");
 }
+
+#[test]
+fn gpu_check_without_the_driver_exits_69_naming_the_missing_library() {
+    let Some(bin) = cuda_bin() else { return };
+    if !no_driver() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for (args, device) in [(&["gpu-check"][..], "cuda:0"), (&["gpu-check", "--device", "cuda:1", "--json"], "cuda:1")] {
+        let out = run(&bin, tmp.path(), args, None);
+        assert_refused(&out, device);
+        assert!(stderr(&out).contains("libcuda.so.1"), "says that the driver's library is missing:\n{}", stderr(&out));
+        assert!(out.stdout.is_empty(), "nothing compared, nothing printed");
+    }
+    // The CPU against itself needs no NVIDIA library.
+    let out = run(&bin, tmp.path(), &["gpu-check", "--device", "cpu"], None);
+    assert_exit(&out, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all within tolerance"));
+}

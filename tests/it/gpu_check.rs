@@ -254,3 +254,40 @@ fn gpu_check_in_a_build_without_cuda_says_so_and_fails() {
         assert!(out.stdout.is_empty(), "nothing compared, nothing printed");
     }
 }
+
+#[test]
+fn gpu_check_script_parses_and_reports_each_part_with_a_summary() {
+    use std::process::Command;
+    let script = repo().join("scripts/gpu-check.sh");
+    assert!(Command::new("bash").arg("-n").arg(&script).status().unwrap().success(), "bash -n");
+    match Command::new("shellcheck").arg(&script).output() {
+        Ok(out) => assert!(out.status.success(), "shellcheck:\n{}", String::from_utf8_lossy(&out.stdout)),
+        Err(_) => eprintln!("shellcheck is not installed; only `bash -n` checked the script"),
+    }
+    let help = Command::new("bash").arg(&script).arg("--help").output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--runner PATH"));
+    let wrong = Command::new("bash").arg(&script).args(["--device", "tpu"]).output().unwrap();
+    assert_eq!(wrong.status.code(), Some(2), "{}", String::from_utf8_lossy(&wrong.stderr));
+
+    // Without a binary, each part fails on its own, the summary says so, and all of it is logged.
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["--device", "cpu", "--runner"])
+        .arg(tmp.path().join("no-runner"))
+        .arg("--results")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for part in 1..=3 {
+        let line = text.lines().rev().find(|l| l.starts_with(&format!("part {part} "))).unwrap();
+        assert!(line.contains("FAIL: no runner binary at"), "{line}");
+    }
+    assert!(text.trim_end().ends_with("3 of 3 parts FAILED"), "{text}");
+    let log = std::fs::read_to_string(results.join("gpu-check.log")).unwrap();
+    assert!(log.contains("3 of 3 parts FAILED"), "{log}");
+}
