@@ -10,11 +10,12 @@
 //!
 //! Each output is judged by its error relative to its own scale: `max |tested - reference|`
 //! divided by `max |reference|` (a normwise relative error), against a tolerance set by how the
-//! output is computed ([`EXACT`], [`SHORT`], [`REDUCTION`]). Where a ReLU or a max pooling
-//! decides which values pass a gradient, the inputs are small integers and dyadic fractions
-//! whose sums are exact in float32 in any order, and no two values a pooling window compares
-//! are within 1/32 of each other, so both devices make the same decisions and only the
-//! gradients' rounding differs (see [`ConvCase`]).
+//! output is computed ([`EXACT`], [`SHORT`], [`REDUCTION`]; [`SAMPLED`] for the one statistic
+//! of random draws, dropout's kept fraction, since a GPU draws its masks its own way). Where a
+//! ReLU or a max pooling decides which values pass a gradient, the inputs are small integers
+//! and dyadic fractions whose sums are exact in float32 in any order, and no two values a
+//! pooling window compares are within 1/32 of each other, so both devices make the same
+//! decisions and only the gradients' rounding differs (see [`ConvCase`]).
 
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -62,11 +63,17 @@ pub const SHORT: f64 = 1e-5;
 /// in cuBLAS and cuDNN to tell the two apart.
 pub const REDUCTION: f64 = 1e-4;
 
+/// Tolerance of a statistic of random draws that the devices make each in their own way: the
+/// fraction of values a training dropout keeps, over 200,000 values, is within 5 standard
+/// deviations (0.005) of its expectation, under 1% of it.
+pub const SAMPLED: f64 = 1e-2;
+
 /// The tolerances, with what they are for, for the report's legend.
-pub const TOLERANCES: [(&str, f64, &str); 3] = [
+pub const TOLERANCES: [(&str, f64, &str); 4] = [
     ("exact", EXACT, "selections, copies, masks, elementwise functions: a few float32 ulps"),
     ("short", SHORT, "short sums and chains of transcendental functions (pools, softmax, losses, optimizer steps)"),
     ("reduction", REDUCTION, "long sums in another order (convolutions, dense layers, batch normalisation)"),
+    ("sampled", SAMPLED, "statistics of random draws each device makes its own way (dropout's kept fraction)"),
 ];
 
 /// One output of a case on one device.
@@ -76,7 +83,7 @@ pub struct Output {
     pub name: String,
     /// Its values, on the host.
     pub values: Vec<f32>,
-    /// The tolerance its comparison uses ([`EXACT`], [`SHORT`] or [`REDUCTION`]).
+    /// The tolerance its comparison uses ([`EXACT`], [`SHORT`], [`REDUCTION`] or [`SAMPLED`]).
     pub tolerance: f64,
 }
 
@@ -432,7 +439,10 @@ pub fn cases() -> Vec<Check> {
         conv(4, [1, 28, 28], 8, [3, 3], |_| {}, false, None, false),
         conv(4, [3, 16, 16], 8, [3, 3], |_| {}, false, None, true),
         conv(3, [8, 15, 13], 16, [3, 3], same, false, None, true),
+        // "same" with stride 2 on an even size, and an even kernel, pad after the last row and
+        // column only (TensorFlow's rule).
         conv(4, [8, 16, 16], 8, [3, 3], |l| (l.padding, l.strides) = (Padding::Same, Pair([2, 2])), false, None, true),
+        conv(3, [4, 9, 9], 4, [2, 2], same, false, None, true),
         conv(2, [4, 20, 20], 8, [3, 3], |l| (l.dilation_rate, l.use_bias) = (Pair([2, 2]), false), false, None, true),
         conv(2, [16, 9, 9], 32, [1, 1], no_bias, false, None, true),
         // ReLU, and ReLU with the max pooling folded in (the baseline's second layer, odd size).
@@ -458,9 +468,12 @@ pub fn cases() -> Vec<Check> {
         (true, [4, 12, 12], window(2, 2, Padding::Valid)),
         (true, [3, 13, 11], window(2, 2, Padding::Valid)),
         (true, [3, 11, 11], window(3, 2, Padding::Same)),
+        // "same" on an odd size pads after the last row and column only (TensorFlow's rule).
+        (true, [3, 13, 11], window(2, 2, Padding::Same)),
         (true, [2, 9, 9], window(3, 1, Padding::Valid)),
         (false, [4, 12, 12], window(2, 2, Padding::Valid)),
         (false, [3, 11, 11], window(3, 1, Padding::Same)),
+        (false, [3, 13, 11], window(2, 2, Padding::Same)),
         (false, [2, 13, 13], window(3, 2, Padding::Valid)),
     ] {
         cases.push(Check::Pool { max, batch: 3, input, window });
@@ -586,7 +599,7 @@ impl Case for Check {
                 format!("batch_normalization {input} {}", if *training { "training" } else { "inference" })
             }
             Check::Dropout { rate, training } => {
-                format!("dropout {rate} {}", if *training { "training" } else { "inference" })
+                format!("dropout {rate} {}", if *training { "training (mask statistics)" } else { "inference" })
             }
             Check::Activation(a) => format!("activation {}", crate::config::serde_name(*a)),
             Check::GlobalAveragePooling => "global_average_pooling2d".into(),
@@ -649,31 +662,57 @@ fn grad<S: dfdx::shapes::Shape, D: Backend>(grads: &mut Gradients<f32, D>, t: &T
 /// The values of `y`, and the gradients of `Σ y·r` for a random `r` drawn from `rng` (so that
 /// every output's gradient is a different random vector).
 fn backward<D: Backend>(y: Batch<D, OwnedTape<f32, D>>, rng: &mut impl Rng) -> (Vec<f32>, Gradients<f32, D>) {
+    let (values, grads, _) = backward_weighted(y, rng);
+    (values, grads)
+}
+
+/// [`backward`], also giving `r`, the gradient of `y`.
+fn backward_weighted<D: Backend>(
+    y: Batch<D, OwnedTape<f32, D>>,
+    rng: &mut impl Rng,
+) -> (Vec<f32>, Gradients<f32, D>, Vec<f32>) {
     let (y, tape) = y.split_tape();
     let values = host(&y);
     let shape = *y.shape();
-    let r = y.device().tensor_from_vec(uniform(values.len(), 1.0, rng), shape);
+    let weights = uniform(values.len(), 1.0, rng);
+    let r = y.device().tensor_from_vec(weights.clone(), shape);
     let loss = (y.put_tape(tape) * r).sum::<Rank0, _>();
-    (values, loss.backward())
+    (values, loss.backward(), weights)
 }
 
-/// A `Ctx` for a layer on `input`, with `params`.
-fn ctx<'a, D: Backend>(
-    input: Shape,
-    params: &'a [Param<D>],
-    training: Option<Training>,
-    updates: &'a RefCell<Vec<(usize, Vec<f32>)>>,
-) -> Ctx<'a, D> {
-    Ctx {
-        input,
-        params,
-        skip_activation: false,
-        input_grad: true,
-        training,
-        layer: 3,
-        next_max_pool: None,
-        fused_next: Cell::new(false),
-        updates,
+/// A `Ctx` for a layer on `input` with `params`, in training (`Some`) or not; the layer's new
+/// state (batch normalisation's moving averages) goes to `updates`, a `RefCell` of whatever
+/// `Ctx::updates` holds.
+macro_rules! ctx {
+    ($input:expr, $params:expr, $training:expr, $updates:expr) => {
+        Ctx {
+            input: $input,
+            params: $params,
+            skip_activation: false,
+            input_grad: true,
+            training: $training,
+            layer: 3,
+            next_max_pool: None,
+            fused_next: Cell::new(false),
+            updates: $updates,
+        }
+    };
+}
+
+/// A layer's new state as `Ctx::updates` hands it over, on the host.
+trait HostValues {
+    fn host_values(self) -> Vec<f32>;
+}
+
+impl HostValues for Vec<f32> {
+    fn host_values(self) -> Vec<f32> {
+        self
+    }
+}
+
+impl<D: Backend> HostValues for Tensor<(usize,), f32, D> {
+    fn host_values(self) -> Vec<f32> {
+        host(&self)
     }
 }
 
@@ -742,7 +781,7 @@ fn run_pool<D: Backend>(
     // Continuous random values: no ties for a max pooling to break.
     let x = dev.tensor_from_vec(uniform(batch * c * h * w, 1.0, rng), (batch, c * h * w));
     let updates = RefCell::new(Vec::new());
-    let ctx = ctx::<D>(input, &[], None, &updates);
+    let ctx = ctx!(input, &[], None, &updates);
     let (y, tolerance) = match max {
         true => (MaxPooling2dConfig(window.clone()).forward(x.clone().traced(Gradients::leaky()), &ctx), EXACT),
         false => (AveragePooling2dConfig(window.clone()).forward(x.clone().traced(Gradients::leaky()), &ctx), SHORT),
@@ -820,7 +859,7 @@ fn run_batch_norm<D: Backend>(
     let x = dev.tensor_from_vec(x, (batch, c * per_channel));
     let updates = RefCell::new(Vec::new());
     let at = training.then_some(Training { seed: 1, epoch: 0, step: 0 });
-    let y = layer.forward(x.clone().traced(Gradients::leaky()), &ctx(input, &params, at, &updates));
+    let y = layer.forward(x.clone().traced(Gradients::leaky()), &ctx!(input, &params, at, &updates));
     let (y, mut grads) = backward(y, rng);
     let mut out = vec![
         Output::new("y", y, REDUCTION),
@@ -830,20 +869,42 @@ fn run_batch_norm<D: Backend>(
     ];
     for (i, values) in updates.into_inner() {
         let name = if i == 2 { "moving_mean" } else { "moving_variance" };
-        out.push(Output::new(name, values, REDUCTION));
+        out.push(Output::new(name, values.host_values(), REDUCTION));
     }
     out
 }
 
+/// Dropout. In inference, the identity. In training a device may draw its own mask (a GPU
+/// draws it on the device, from its own stream), so what is compared is what does not depend
+/// on which values are dropped: the fraction kept, the scale of the kept values and of their
+/// gradients, and that the gradient is dropped exactly where the value is.
 fn run_dropout<D: Backend>(rate: f64, training: bool, dev: &D, rng: &mut ChaCha8Rng) -> Vec<Output> {
-    let (batch, n) = (8, 50);
-    let x = dev.tensor_from_vec(uniform(batch * n, 1.0, rng), (batch, n));
+    // In training, enough values that the fraction kept is within 0.5% of 1 - rate (5 standard
+    // deviations of 200,000 draws).
+    let (batch, n) = if training { (8, 25_000) } else { (8, 50) };
+    let xs = uniform(batch * n, 1.0, rng);
+    let x = dev.tensor_from_vec(xs.clone(), (batch, n));
     let updates = RefCell::new(Vec::new());
     let at = training.then_some(Training { seed: 7, epoch: 1, step: 2 });
     let layer = DropoutConfig { rate, trainable: true };
-    let y = layer.forward(x.clone().traced(Gradients::leaky()), &ctx(Shape::Flat(n), &[], at, &updates));
-    let (y, mut grads) = backward(y, rng);
-    vec![Output::new("y", y, EXACT), Output::new("dx", grad(&mut grads, &x), EXACT)]
+    let y = layer.forward(x.clone().traced(Gradients::leaky()), &ctx!(Shape::Flat(n), &[], at, &updates));
+    let (y, mut grads, r) = backward_weighted(y, rng);
+    let dx = grad(&mut grads, &x);
+    if !training {
+        return vec![Output::new("y", y, EXACT), Output::new("dx", dx, EXACT)];
+    }
+    let kept: Vec<usize> = (0..y.len()).filter(|&i| y[i] != 0.0).collect();
+    let range = |ratios: Vec<f32>| {
+        let (lo, hi) = ratios.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        vec![lo, hi]
+    };
+    let mismatched = (0..y.len()).filter(|&i| (y[i] == 0.0) != (dx[i] == 0.0)).count();
+    vec![
+        Output::new("kept fraction", vec![kept.len() as f32 / y.len() as f32], SAMPLED),
+        Output::new("kept y/x min,max", range(kept.iter().map(|&i| y[i] / xs[i]).collect()), SHORT),
+        Output::new("kept dx/dy min,max", range(kept.iter().map(|&i| dx[i] / r[i]).collect()), SHORT),
+        Output::new("dx, y zero apart", vec![mismatched as f32], EXACT),
+    ]
 }
 
 fn run_activation<D: Backend>(a: Activation, dev: &D, rng: &mut ChaCha8Rng) -> Vec<Output> {
@@ -863,7 +924,7 @@ fn run_global_average_pooling<D: Backend>(dev: &D, rng: &mut ChaCha8Rng) -> Vec<
     let x = dev.tensor_from_vec(uniform(batch * input.len(), 1.0, rng), (batch, input.len()));
     let updates = RefCell::new(Vec::new());
     let layer = GlobalAveragePooling2dConfig { trainable: true };
-    let y = layer.forward(x.clone().traced(Gradients::leaky()), &ctx(input, &[], None, &updates));
+    let y = layer.forward(x.clone().traced(Gradients::leaky()), &ctx!(input, &[], None, &updates));
     let (y, mut grads) = backward(y, rng);
     vec![Output::new("y", y, SHORT), Output::new("dx", grad(&mut grads, &x), SHORT)]
 }
