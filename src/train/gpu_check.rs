@@ -166,13 +166,14 @@ impl Report {
             out += &format!("  tolerance {name:<9} {tol:.0e}: {what}\n");
         }
         let width = self.rows.iter().map(|r| r.case.chars().count()).max().unwrap_or(4).max(4);
+        let named = self.rows.iter().map(|r| r.output.chars().count()).max().unwrap_or(6).max(6);
         out += &format!(
-            "\n{:<width$}  {:<16} {:>7}  {:>9}  {:>9}  {:>9}  {:>9}  result\n",
+            "\n{:<width$}  {:<named$} {:>7}  {:>9}  {:>9}  {:>9}  {:>9}  result\n",
             "case", "output", "values", "max abs", "scale", "error", "tolerance"
         );
         for r in &self.rows {
             out += &format!(
-                "{:<width$}  {:<16} {:>7}  {:>9.2e}  {:>9.2e}  {:>9.2e}  {:>9.0e}  {}\n",
+                "{:<width$}  {:<named$} {:>7}  {:>9.2e}  {:>9.2e}  {:>9.2e}  {:>9.0e}  {}\n",
                 r.case,
                 r.output,
                 r.values,
