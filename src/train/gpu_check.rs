@@ -700,23 +700,6 @@ macro_rules! ctx {
     };
 }
 
-/// A layer's new state as `Ctx::updates` hands it over, on the host.
-trait HostValues {
-    fn host_values(self) -> Vec<f32>;
-}
-
-impl HostValues for Vec<f32> {
-    fn host_values(self) -> Vec<f32> {
-        self
-    }
-}
-
-impl<D: Backend> HostValues for Tensor<(usize,), f32, D> {
-    fn host_values(self) -> Vec<f32> {
-        host(&self)
-    }
-}
-
 fn run_conv<D: Backend>(c: &ConvCase, dev: &D, rng: &mut ChaCha8Rng) -> Vec<Output> {
     let [ch, h, w] = c.input;
     let g = c.layer.geometry(Shape::Image { c: ch, h, w }).expect("a convolution that fits its input");
@@ -870,7 +853,7 @@ fn run_batch_norm<D: Backend>(
     ];
     for (i, values) in updates.into_inner() {
         let name = if i == 2 { "moving_mean" } else { "moving_variance" };
-        out.push(Output::new(name, values.host_values(), REDUCTION));
+        out.push(Output::new(name, host(&values), REDUCTION));
     }
     out
 }
