@@ -97,8 +97,12 @@ pub fn choose(kind: DeviceKind) -> Result<Chosen> {
 
 /// Runs `job` on the device `plan` asks for, its random numbers seeded from the config's seed.
 pub fn run_on<J: OnDevice>(plan: &Plan, job: J) -> Result<J::Output> {
-    let seed = device_seed(plan);
-    match choose(plan.config.experiment.device)? {
+    run_chosen(choose(plan.config.experiment.device)?, device_seed(plan), job)
+}
+
+/// Runs `job` on `chosen`, seeding the device's own random stream with `seed`.
+fn run_chosen<J: OnDevice>(chosen: Chosen, seed: u64, job: J) -> Result<J::Output> {
+    match chosen {
         Chosen::Cpu { .. } => {
             tracing::debug!(
                 "{} worker threads; matrix products on the {} kernel",
@@ -258,15 +262,5 @@ pub fn run_on_named<J: OnDevice>(kind: DeviceKind, seed: u64, job: J) -> Result<
     if kind == DeviceKind::Auto {
         return Err(Error::Usage("device `auto`: name the device, `cpu`, `cuda` or `cuda:N`".into()));
     }
-    match choose(kind)? {
-        Chosen::Cpu { .. } => job.run(Cpu::seed_from_u64(seed)),
-        #[cfg(feature = "cuda")]
-        Chosen::Cuda { ordinal, .. } => {
-            let dev = Cuda::try_build(ordinal, seed)
-                .map_err(|e| Error::Device(format!("device \"cuda:{ordinal}\" could not be started: {e:?}")))?;
-            job.run(dev)
-        }
-        #[cfg(not(feature = "cuda"))]
-        Chosen::Cuda { .. } => unreachable!("`choose` finds no GPU in a build without CUDA"),
-    }
+    run_chosen(choose(kind)?, seed, job)
 }
