@@ -75,3 +75,13 @@ impl Error {
         Error::Io { context: format!("{action} `{}`", path.display()), source }
     }
 }
+
+/// The text a caught panic carries (dfdx's GPU operators panic on a device error, as their
+/// forward passes return tensors, not results).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => s.to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "(no message)".into(),
+    }
+}

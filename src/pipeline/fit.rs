@@ -75,7 +75,17 @@ impl OnDevice for Fit<'_> {
         let checkpoints = dir.path.join("checkpoints");
         std::fs::create_dir_all(&checkpoints).map_err(|e| Error::io("creating folder", &checkpoints, e))?;
 
-        let trained = match epochs(&dev, plan, data, &dir, &mut manifest, start, limits) {
+        // A device error inside a forward pass panics (dfdx's operators return tensors, not
+        // results); caught here, it fails the run like any other error, recorded in the
+        // manifest, with the checkpoints already written kept for `runner resume`.
+        let trained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            epochs(&dev, plan, data, &dir, &mut manifest, start, limits)
+        }))
+        .unwrap_or_else(|panic| {
+            let message = crate::error::panic_message(panic.as_ref());
+            Err(Error::Train(format!("training stopped on the {} device: {message}", D::NAME)))
+        });
+        let trained = match trained {
             Ok(t) => t,
             Err(e) => {
                 let status = match &e {

@@ -273,11 +273,17 @@ pub fn compare_case<A: Backend, B: Backend, C: Case>(reference: &A, tested: &B, 
     };
     let want = match catch_unwind(AssertUnwindSafe(|| case.run(reference, &mut rng()))) {
         Ok(outputs) => outputs,
-        Err(panic) => return failed(format!("the reference ({}) panicked: {}", A::NAME, panic_message(&panic))),
+        Err(panic) => {
+            return failed(format!(
+                "the reference ({}) panicked: {}",
+                A::NAME,
+                crate::error::panic_message(panic.as_ref())
+            ))
+        }
     };
     let got = match catch_unwind(AssertUnwindSafe(|| case.run(tested, &mut rng()))) {
         Ok(outputs) => outputs,
-        Err(panic) => return failed(format!("{} panicked: {}", B::NAME, panic_message(&panic))),
+        Err(panic) => return failed(format!("{} panicked: {}", B::NAME, crate::error::panic_message(panic.as_ref()))),
     };
     let names = |outputs: &[Output]| outputs.iter().map(|o| o.name.clone()).collect::<Vec<_>>();
     if names(&want) != names(&got) {
@@ -287,14 +293,6 @@ pub fn compare_case<A: Backend, B: Backend, C: Case>(reference: &A, tested: &B, 
         .zip(&got)
         .map(|(w, g)| Row { case: name.clone(), output: w.name.clone(), ..measure(&w.values, &g.values, w.tolerance) })
         .collect()
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
-        (Some(s), _) => s.to_string(),
-        (_, Some(s)) => s.clone(),
-        _ => "(no message)".into(),
-    }
 }
 
 /// Every case of [`cases`] on `reference` and `tested`.
