@@ -1,6 +1,7 @@
 //! Training throughput: a full step (forward, backward, Adam) of the baseline model and of the
 //! tutorial model, the tutorial's first convolution alone, each layer of the tutorial model
-//! forward and forward + backward at batch 32 (`cargo bench --bench train_step -- layer/`), and
+//! forward and forward + backward at batch 32 (each convolution Winograd's algorithm fits both
+//! with it and with the direct product) (`cargo bench --bench train_step -- layer/`), and
 //! each matrix-multiply kernel on the tutorial's products (`-- kernel/`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -102,7 +103,18 @@ fn tutorial_layers(c: &mut Criterion) {
         if let (Some(pool), Some(next), LayerConfig::Conv2d(_)) = (next_pool, next, &layer.config) {
             variants.push((format!("{i}_{}+{}", layer.name, next.name), Some(pool)));
         }
-        for (name, next_max_pool) in variants {
+        // A convolution Winograd's algorithm fits, both ways.
+        use runner::ops::ConvAlgorithm;
+        let algorithms: &[(ConvAlgorithm, &str)] = match &layer.config {
+            LayerConfig::Conv2d(conv) if runner::ops::winograd::fits(&conv.geometry(layer.input).unwrap()) => {
+                &[(ConvAlgorithm::Direct, "/direct"), (ConvAlgorithm::Winograd, "/winograd")]
+            }
+            _ => &[(ConvAlgorithm::Auto, "")],
+        };
+        let variants = variants.into_iter().flat_map(|(name, pool)| {
+            algorithms.iter().map(move |(algorithm, suffix)| (format!("{name}{suffix}"), pool, *algorithm))
+        });
+        for (name, next_max_pool, conv_algorithm) in variants {
             let ctx = Ctx {
                 input: layer.input,
                 params: &params,
@@ -112,6 +124,7 @@ fn tutorial_layers(c: &mut Criterion) {
                 layer: i,
                 next_max_pool,
                 fused_next: Default::default(),
+                conv_algorithm,
                 updates: &updates,
             };
             group.bench_function(BenchmarkId::new("forward", &name), |b| {

@@ -449,7 +449,7 @@ pub fn validate(config: Config, sources: impl Into<Sources>) -> Result<Plan> {
         None
     } else {
         match model::plan(layers, input) {
-            Ok(plan) => Some(plan),
+            Ok(plan) => Some(ModelPlan { conv_algorithm: config.train.conv_algorithm, ..plan }),
             Err(e) => {
                 // Name the layer that produced the input it could not take.
                 let from = match e.index.checked_sub(1) {

@@ -440,6 +440,15 @@ pub struct TrainConfig {
     /// `[train.checkpoint]`: which epoch's weights are the best ones (Keras `ModelCheckpoint`).
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// How the CPU computes 3×3 stride-1 convolutions: `"auto"` (default: Winograd's
+    /// F(2×2, 3×3), which does 16 multiplications where the direct product does 36, on layers
+    /// with at least 64 channels and 64 filters and outputs at least 16 wide, where it was
+    /// measured faster; direct on the others), `"direct"` or `"winograd"` (on every 3×3
+    /// stride-1 layer). Results differ between them by float32
+    /// rounding; each is reproducible bit for bit. A GPU ignores it (cuDNN chooses).
+    #[serde(default, skip_serializing_if = "is_default")]
+    #[schemars(extend("default" = "auto"))]
+    pub conv_algorithm: crate::ops::ConvAlgorithm,
 }
 
 /// `train.class_weight`: `"balanced"`, or a table of class name → weight.
@@ -665,6 +674,10 @@ pub enum Mode {
 fn default_learning_rate() -> f64 {
     1e-3
 }
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }

@@ -38,12 +38,24 @@ pub struct ModelPlan {
     pub input: Shape,
     /// Layers in order.
     pub layers: Vec<LayerPlan>,
+    /// How convolutions are computed on the CPU (`train.conv_algorithm`).
+    pub conv_algorithm: crate::ops::ConvAlgorithm,
 }
 
 impl ModelPlan {
     /// Number of trainable values.
     pub fn param_count(&self) -> usize {
         self.layers.iter().flat_map(|l| &l.params).map(|p| p.dims.iter().product::<usize>()).sum()
+    }
+
+    /// The convolutions the CPU computes with Winograd's algorithm under `conv_algorithm`, by
+    /// name.
+    pub fn winograd_layers(&self) -> Vec<String> {
+        let winograd = |l: &&LayerPlan| match &l.config {
+            LayerConfig::Conv2d(conv) => conv.geometry(l.input).is_ok_and(|g| self.conv_algorithm.winograd(&g)),
+            _ => false,
+        };
+        self.layers.iter().filter(winograd).map(|l| l.name.clone()).collect()
     }
 
     /// Shape of the network's output.
@@ -78,5 +90,5 @@ pub fn plan(layers: &[LayerConfig], input: Shape) -> Result<ModelPlan, LayerErro
         planned.push(LayerPlan { name, config: config.clone(), input: shape, output, params: params.collect() });
         shape = output;
     }
-    Ok(ModelPlan { input, layers: planned })
+    Ok(ModelPlan { input, layers: planned, conv_algorithm: Default::default() })
 }

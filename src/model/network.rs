@@ -125,6 +125,7 @@ impl<D: Backend> Network<D> {
                     layer: i,
                     next_max_pool: next.and_then(|next| next.config.max_pool(next.input)),
                     fused_next: Default::default(),
+                    conv_algorithm: self.plan.conv_algorithm,
                     updates: &cell,
                 };
                 y = layer.config.forward(y, &ctx);

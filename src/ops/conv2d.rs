@@ -12,6 +12,7 @@ use std::mem::MaybeUninit;
 
 use super::gemm::{matmul, Gathered, Kernel, Mat, Operand};
 use super::pool2d::{self, PoolGeom};
+use super::winograd;
 use super::Backend;
 
 /// Sizes of one convolution (per image).
@@ -45,6 +46,9 @@ pub struct ConvGeom {
     pub pad_top: usize,
     /// Zero padding before the first column.
     pub pad_left: usize,
+    /// Computed with Winograd's F(2×2, 3×3) on the CPU ([`super::winograd`]) instead of as a
+    /// matrix product; only for shapes it [fits](super::winograd::fits).
+    pub winograd: bool,
 }
 
 impl ConvGeom {
@@ -249,6 +253,34 @@ impl ConvGeom {
     }
 }
 
+/// `train.conv_algorithm`: how the CPU computes the convolutions [Winograd's
+/// algorithm](super::winograd) fits (3×3 kernels, stride 1, no dilation). Others, and every
+/// convolution on a GPU (cuDNN chooses there), are direct.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvAlgorithm {
+    /// Winograd where it was measured faster ([`winograd::pays`]): at least 64 channels and
+    /// 64 filters, outputs at least 16 wide.
+    #[default]
+    Auto,
+    /// Always the direct product (implicit GEMM or im2col).
+    Direct,
+    /// Winograd on every convolution it fits.
+    Winograd,
+}
+
+impl ConvAlgorithm {
+    /// Whether convolution `g` runs with Winograd's algorithm under this choice; the same
+    /// answer for the same shape on every CPU.
+    pub fn winograd(self, g: &ConvGeom) -> bool {
+        match self {
+            ConvAlgorithm::Auto => winograd::pays(g),
+            ConvAlgorithm::Direct => false,
+            ConvAlgorithm::Winograd => winograd::fits(g),
+        }
+    }
+}
+
 /// What the convolution's own pass does after adding the bias: a ReLU, then a max pooling.
 /// Folding them in saves passes over the largest tensors of a network (and, with the pool,
 /// ever storing the full-size output): each image's output is still in cache.
@@ -311,25 +343,34 @@ pub fn forward(
     let band_pool = epilogue.max_pool.filter(PoolGeom::is_2x2);
     let image_pool = epilogue.max_pool.filter(|pg| !pg.is_2x2());
     let align = if band_pool.is_some() { 2 } else { 1 };
-    let in_place = g.reads_in_place();
+    let wt = g.winograd.then(|| winograd::kernel(w, g));
+    let in_place = !g.winograd && g.reads_in_place();
     let taps = in_place.then(|| g.tap_offsets());
+    let bands: Vec<_> = match g.winograd {
+        true => winograd::bands(g).collect(),
+        false => g.tiles(align).collect(),
+    };
     let mut y = Vec::with_capacity(n);
     let images = y.spare_capacity_mut()[..n].par_chunks_mut(out_len).zip(x.par_chunks(g.in_len()));
     images.zip(per_image.into_par_iter()).for_each_init(
-        || (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()),
-        |(col, tile, full, scratch, rows), ((y, x), mut kept)| {
+        || (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), winograd::Scratch::default()),
+        |(col, tile, full, scratch, rows, transforms), ((y, x), mut kept)| {
             // Per worker thread: one band of columns (or of where they start in the input) and
             // its product, and for a pool over the whole image, the full-size output and
             // (without `keep`) room for its winners.
             full.resize(if image_pool.is_some() { g.out_len() } else { 0 }, MaybeUninit::new(0.0));
-            for band in g.tiles(align) {
+            for band in bands.iter().cloned() {
                 // The band's product, `tn` values per filter: `ts` per output row (the last row
                 // may be shorter), of which the first `ow` are outputs.
                 let (ts, tn) = g.band_columns(&band, in_place);
                 tile.resize(g.f * tn, 0.0);
-                let weights = Operand::Mat(Mat { data: w, rs: k, cs: 1 });
-                let cols = g.band_matrix(x, &band, taps.as_deref(), rows, col);
-                Kernel::best().matmul(g.f, tn, k, weights, cols, tile, false);
+                if let Some(wt) = &wt {
+                    winograd::forward_band(x, wt, g, &band, transforms, tile);
+                } else {
+                    let weights = Operand::Mat(Mat { data: w, rs: k, cs: 1 });
+                    let cols = g.band_matrix(x, &band, taps.as_deref(), rows, col);
+                    Kernel::best().matmul(g.f, tn, k, weights, cols, tile, false);
+                }
                 let Some(pg) = band_pool else {
                     let conv: &mut [MaybeUninit<f32>] = if image_pool.is_some() { full } else { y };
                     for ((out, row), &bias) in conv.chunks_mut(p).zip(tile.chunks(tn)).zip(b) {
@@ -435,7 +476,8 @@ pub fn backward(
     dx: Option<&mut [f32]>,
 ) -> (Vec<f32>, Vec<f32>) {
     let (k, p, out_len) = (g.k(), g.p(), epilogue.out_len(g));
-    let in_place = g.reads_in_place();
+    let wt = g.winograd.then(|| winograd::kernel(w, g));
+    let in_place = !g.winograd && g.reads_in_place();
     let taps = in_place.then(|| g.tap_offsets());
     let dx: Vec<Option<&mut [f32]>> = match dx {
         Some(dx) => dx.chunks_mut(g.in_len()).map(Some).collect(),
@@ -447,8 +489,8 @@ pub fn backward(
         .into_par_iter()
         .enumerate()
         .map_init(
-            || (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
-            |(col, through, dy_t, rows), (i, mut dx)| {
+            || (Vec::new(), Vec::new(), Vec::new(), Vec::new(), winograd::Scratch::default()),
+            |(col, through, dy_t, rows, transforms), (i, mut dx)| {
                 let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
                 let image = i * out_len..(i + 1) * out_len;
                 let dy = match kept {
@@ -472,6 +514,12 @@ pub fn backward(
                     }
                 };
                 let db = dy.chunks(p).map(sum).collect();
+                if let Some(wt) = &wt {
+                    // The transformed kernel's gradient, [ξ][f][c].
+                    let mut dwt = vec![0.0; wt.len()];
+                    winograd::backward_image(x, wt, dy, g, &mut dwt, dx, transforms);
+                    return (dwt, db);
+                }
                 // The weight gradient is made transposed, dWᵀ (k × f) += col · dyᵀ, so that both
                 // operands have contiguous rows, the layout the fast multiply kernels take.
                 let mut dw_t = vec![0.0; k * g.f];
@@ -497,14 +545,17 @@ pub fn backward(
             },
         )
         .collect();
-    let mut dw_t = vec![0.0; k * g.f];
+    let mut dw_t = vec![0.0; wt.as_ref().map_or(k * g.f, Vec::len)];
     let mut db = vec![0.0; g.f];
     for (dw_i, db_i) in per_image {
         dw_t.iter_mut().zip(&dw_i).for_each(|(a, b)| *a += b);
         db.iter_mut().zip(&db_i).for_each(|(a, b)| *a += b);
     }
     // Back to the kernel's (f, c, kh, kw) layout, once for the batch.
-    let dw = (0..g.f * k).map(|i| dw_t[(i % k) * g.f + i / k]).collect();
+    let dw = match wt {
+        Some(_) => winograd::kernel_grad(&dw_t, g),
+        None => (0..g.f * k).map(|i| dw_t[(i % k) * g.f + i / k]).collect(),
+    };
     (dw, db)
 }
 

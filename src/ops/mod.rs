@@ -23,8 +23,9 @@ pub mod gemm;
 pub mod pool2d;
 #[cfg(target_arch = "x86_64")]
 mod simd;
+pub mod winograd;
 
-pub use conv2d::{conv2d, ConvGeom, Epilogue};
+pub use conv2d::{conv2d, ConvAlgorithm, ConvGeom, Epilogue};
 pub use dense::dense;
 pub use gemm::Kernel;
 pub use pool2d::{avg_pool2d, max_pool2d, PoolGeom};

@@ -44,6 +44,14 @@ pub fn check(config_path: &Path, overrides: &Overrides) -> Result<Checked> {
     };
     report += &crate::model::summary::render_with_costs(&cfg.experiment.name, &plan.model, cfg.train.batch_size);
     report += &device_line(cfg.experiment.device);
+    report += &match plan.model.winograd_layers() {
+        layers if layers.is_empty() => "Convolutions on the CPU: direct\n".to_string(),
+        layers => format!(
+            "Convolutions on the CPU: Winograd F(2x2, 3x3) for {}, direct for the others (train.conv_algorithm = \"{}\")\n",
+            layers.join(", "),
+            crate::config::serde_name(cfg.train.conv_algorithm)
+        ),
+    };
     if data_problem.is_some() {
         report += &format!("\nData: {} could not be checked; the problem follows.\n", cfg.data.root().display());
     }

@@ -146,6 +146,10 @@ fn new_manifest(plan: &Plan, data: &Prepared, device: &device::Chosen) -> Manife
         git: manifest::GitState::of(&plan.sources.main().path),
         kernel: crate::ops::Kernel::best().describe().to_string(),
         cpu_features: crate::ops::cpu_features(),
+        winograd_layers: match device {
+            device::Chosen::Cpu { .. } => plan.model.winograd_layers(),
+            _ => Vec::new(),
+        },
         threads: rayon::current_num_threads(),
         seed: cfg.experiment.seed,
         initial_weights: None,

@@ -60,6 +60,10 @@ pub struct Manifest {
     /// The CPU's instruction-set extensions that decide which kernel runs.
     #[serde(default)]
     pub cpu_features: Vec<String>,
+    /// The convolutions computed with Winograd's algorithm (`train.conv_algorithm`; none on a
+    /// GPU).
+    #[serde(default)]
+    pub winograd_layers: Vec<String>,
     /// `experiment.seed`.
     pub seed: u64,
     /// Dataset folder, classes and split sizes.

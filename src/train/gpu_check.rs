@@ -693,6 +693,7 @@ macro_rules! ctx {
             layer: 3,
             next_max_pool: None,
             fused_next: Cell::new(false),
+            conv_algorithm: Default::default(),
             updates: $updates,
         }
     };

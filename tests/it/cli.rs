@@ -184,6 +184,57 @@ fn same_seed_gives_byte_identical_results_whatever_the_thread_count_and_kernel_a
     assert_ne!(a, b, "a different seed must give a different history");
 }
 
+/// `train.conv_algorithm = "winograd"` on a model with a second convolution (whose input
+/// gradient Winograd's algorithm computes too): the same bytes on 1 and 2 threads and, where
+/// the CPU has AVX-512, on the AVX2 kernel; losses within 1e-3 of the direct product's; the
+/// manifest names the layers it ran on (none with `auto` on these narrow layers).
+#[test]
+fn winograd_runs_are_byte_identical_across_threads_and_kernels_and_close_to_direct() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    fashion_subset(&data, &["coat", "dress", "sandal"], 40);
+    let results = tmp.path().join("results");
+    let flatten = "[[model.layers]]\ntype = \"flatten\"";
+    let second_conv = format!(
+        "[[model.layers]]\ntype = \"conv2d\"\nfilters = 8\nkernel_size = 3\npadding = \"same\"\nactivation = \"relu\"\n\n{flatten}"
+    );
+    let config = small_config("wino", &data, &results, 5, 2, 3).replacen(flatten, &second_conv, 1);
+    std::fs::write(tmp.path().join("a.toml"), config).unwrap();
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-cache");
+    let run = |algorithm: &str, threads: usize, kernel: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runner"));
+        cmd.args(["a.toml", "--set", &format!("train.conv_algorithm=\"{algorithm}\"")]);
+        cmd.current_dir(tmp.path()).env("RAYON_NUM_THREADS", threads.to_string()).env("RUNNER_CACHE_DIR", &cache);
+        if let Some(kernel) = kernel {
+            cmd.env("RUNNER_KERNEL", kernel);
+        }
+        assert_exit(&cmd.output().unwrap(), 0);
+        let runs = std::fs::read_dir(results.join("wino")).unwrap().map(|e| e.unwrap().path());
+        let newest = runs.max().unwrap();
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(newest.join("manifest.json")).unwrap()).unwrap();
+        (newest, m["winograd_layers"].clone())
+    };
+    let (first, layers) = run("winograd", 1, None);
+    assert_eq!(layers, serde_json::json!(["conv2d", "conv2d_1"]));
+    let mut others = vec![run("winograd", 2, None).0];
+    if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx2") {
+        others.push(run("winograd", 2, Some("avx2")).0);
+    }
+    for other in &others {
+        for f in ["history.csv", "weights.safetensors", "checkpoints/best.safetensors"] {
+            assert_eq!(std::fs::read(first.join(f)).unwrap(), std::fs::read(other.join(f)).unwrap(), "{f} differs");
+        }
+    }
+    let (direct, layers) = run("auto", 2, None);
+    assert_eq!(layers, serde_json::json!([]));
+    let (a, b) = (history_column(&first, "loss"), history_column(&direct, "loss"));
+    assert_ne!(a, b, "Winograd's sums round differently from the direct product's");
+    for (a, b) in a.iter().zip(&b) {
+        assert!((a - b).abs() <= 1e-3 * b.abs(), "loss {a} with Winograd, {b} direct");
+    }
+}
+
 #[test]
 fn the_tutorial_config_runs_on_a_folder_of_jpegs_skipping_bad_files() {
     let tmp = tempfile::tempdir().unwrap();

@@ -310,6 +310,7 @@ fn run_layers(
             layer: i,
             next_max_pool: None,
             fused_next: Default::default(),
+            conv_algorithm: Default::default(),
             updates: &updates,
         };
         x = layer.forward(dev.tensor_from_vec(x, (batch, input.len())), &ctx).as_vec();

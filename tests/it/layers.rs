@@ -64,6 +64,7 @@ fn with_ctx<R>(
         layer: 3,
         next_max_pool: None,
         fused_next: Default::default(),
+        conv_algorithm: Default::default(),
         updates: &updates,
     })
 }

@@ -247,8 +247,11 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
             pre[o] += f64::from(x[xi]) * f64::from(w[wi]);
         }
 
-        // Plain, and with the fused ReLU: the gradient passes only where the output is positive.
-        for relu in [false, true] {
+        // Plain, and with the fused ReLU: the gradient passes only where the output is positive;
+        // with the direct product and, where it fits, with Winograd's algorithm.
+        let algorithms = [false, true].into_iter().filter(|&w| !w || ops::winograd::fits(&g));
+        for (relu, winograd) in [false, true].into_iter().flat_map(|r| algorithms.clone().map(move |w| (r, w))) {
+            let g = ops::ConvGeom { winograd, ..g };
             let dev = Cpu::default();
             let xt = dev.tensor_from_vec(x.clone(), (t.batch, g.in_len()));
             let wt = dev.tensor_from_vec(w.clone(), (w.len(),));
@@ -266,7 +269,7 @@ fn conv2d_matches_float64_reference_forward_and_backward() {
                 dw[wi] += through(o) * f64::from(x[xi]);
             }
             (0..pre.len()).for_each(|o| db[filter_of(o)] += through(o));
-            let name = format!("case {n} relu={relu}");
+            let name = format!("case {n} relu={relu} winograd={winograd}");
             assert_close(&format!("{name} y"), &y_host, &y_ref);
             assert_close(&format!("{name} dx"), &grads.get(&xt).as_vec(), &dx);
             assert_close(&format!("{name} dw"), &grads.get(&wt).as_vec(), &dw);
@@ -367,7 +370,7 @@ fn pooling_matches_reference_forward_and_backward() {
 
 /// A max pooling folded into the convolution before it (with or without its ReLU) gives the
 /// same outputs and gradients, bit for bit, as the two ops run one after the other, which the
-/// tests above check against float64 references.
+/// tests above check against float64 references; with either algorithm.
 #[test]
 fn conv2d_with_folded_max_pool_equals_the_two_ops_in_turn() {
     // (batch, c, h, w, filters, kernel, conv padding, pool, pool strides, pool padding)
@@ -389,41 +392,48 @@ fn conv2d_with_folded_max_pool_equals_the_two_ops_in_turn() {
         let window =
             PoolWindow { pool_size: Pair(pool), strides: strides.map(Pair), padding: pool_padding, trainable: true };
         let pg = window.geometry(Shape::Image { c: filters, h: g.oh, w: g.ow }, "max_pooling2d").unwrap();
-        let x = random(batch * g.in_len(), 40 + n as u64);
-        let w = random(filters * c * kernel[0] * kernel[1], 50 + n as u64);
-        let b = random(filters, 60 + n as u64);
-        let r = random(batch * pg.out_len(), 70 + n as u64);
-        for relu in [false, true] {
-            let run = |folded: bool| {
+        let algorithms = [false, true].into_iter().filter(|&w| !w || ops::winograd::fits(&g));
+        for winograd in algorithms {
+            let g = ops::ConvGeom { winograd, ..g };
+            let x = random(batch * g.in_len(), 40 + n as u64);
+            let w = random(filters * c * kernel[0] * kernel[1], 50 + n as u64);
+            let b = random(filters, 60 + n as u64);
+            let r = random(batch * pg.out_len(), 70 + n as u64);
+            for relu in [false, true] {
+                let run = |folded: bool| {
+                    let dev = Cpu::default();
+                    let xt = dev.tensor_from_vec(x.clone(), (batch, g.in_len()));
+                    let wt = dev.tensor_from_vec(w.clone(), (w.len(),));
+                    let bt = dev.tensor_from_vec(b.clone(), (b.len(),));
+                    let y = if folded {
+                        let epilogue = ops::Epilogue { relu, max_pool: Some(pg) };
+                        ops::conv2d(xt.leaky_trace(), &wt, Some(&bt), g, epilogue, true)
+                    } else {
+                        let epilogue = ops::Epilogue { relu, max_pool: None };
+                        ops::max_pool2d(ops::conv2d(xt.leaky_trace(), &wt, Some(&bt), g, epilogue, true), pg)
+                    };
+                    let y_host = y.as_vec();
+                    let grads = weighted_sum(y, &r).backward();
+                    [y_host, grads.get(&xt).as_vec(), grads.get(&wt).as_vec(), grads.get(&bt).as_vec()]
+                };
+                let (folded, apart) = (run(true), run(false));
+                // Without a tape (inference) nothing is recorded for a backward pass; same outputs.
                 let dev = Cpu::default();
                 let xt = dev.tensor_from_vec(x.clone(), (batch, g.in_len()));
-                let wt = dev.tensor_from_vec(w.clone(), (w.len(),));
-                let bt = dev.tensor_from_vec(b.clone(), (b.len(),));
-                let y = if folded {
-                    let epilogue = ops::Epilogue { relu, max_pool: Some(pg) };
-                    ops::conv2d(xt.leaky_trace(), &wt, Some(&bt), g, epilogue, true)
-                } else {
-                    let epilogue = ops::Epilogue { relu, max_pool: None };
-                    ops::max_pool2d(ops::conv2d(xt.leaky_trace(), &wt, Some(&bt), g, epilogue, true), pg)
-                };
-                let y_host = y.as_vec();
-                let grads = weighted_sum(y, &r).backward();
-                [y_host, grads.get(&xt).as_vec(), grads.get(&wt).as_vec(), grads.get(&bt).as_vec()]
-            };
-            let (folded, apart) = (run(true), run(false));
-            // Without a tape (inference) nothing is recorded for a backward pass; same outputs.
-            let dev = Cpu::default();
-            let xt = dev.tensor_from_vec(x.clone(), (batch, g.in_len()));
-            let (wt, bt) = (dev.tensor_from_vec(w.clone(), (w.len(),)), dev.tensor_from_vec(b.clone(), (b.len(),)));
-            let epilogue = ops::Epilogue { relu, max_pool: Some(pg) };
-            let inference = ops::conv2d(xt, &wt, Some(&bt), g, epilogue, true).as_vec();
-            assert!(
-                inference.iter().zip(&apart[0]).all(|(i, a)| i.to_bits() == a.to_bits()),
-                "case {n} relu={relu}: inference output differs"
-            );
-            for (name, (f, a)) in ["y", "dx", "dw", "db"].iter().zip(folded.iter().zip(&apart)) {
-                let same = f.iter().zip(a).all(|(f, a)| f.to_bits() == a.to_bits());
-                assert!(same && f.len() == a.len(), "case {n} relu={relu}: {name} differs when the pool is folded in");
+                let (wt, bt) = (dev.tensor_from_vec(w.clone(), (w.len(),)), dev.tensor_from_vec(b.clone(), (b.len(),)));
+                let epilogue = ops::Epilogue { relu, max_pool: Some(pg) };
+                let inference = ops::conv2d(xt, &wt, Some(&bt), g, epilogue, true).as_vec();
+                assert!(
+                    inference.iter().zip(&apart[0]).all(|(i, a)| i.to_bits() == a.to_bits()),
+                    "case {n} relu={relu}: inference output differs"
+                );
+                for (name, (f, a)) in ["y", "dx", "dw", "db"].iter().zip(folded.iter().zip(&apart)) {
+                    let same = f.iter().zip(a).all(|(f, a)| f.to_bits() == a.to_bits());
+                    assert!(
+                        same && f.len() == a.len(),
+                        "case {n} relu={relu} winograd={winograd}: {name} differs when the pool is folded in"
+                    );
+                }
             }
         }
     }
@@ -468,6 +478,7 @@ fn dense_matches_reference_forward_and_backward() {
             layer: 0,
             next_max_pool: None,
             fused_next: Default::default(),
+            conv_algorithm: Default::default(),
             updates: &updates,
         };
         let y = layer.forward(xt.leaky_trace(), &ctx);

@@ -82,7 +82,8 @@ impl Conv2dConfig {
         let fit = |size, k: usize, d: usize, s| self.padding.output(size, (k - 1) * d + 1, s);
         match (fit(h, kh, dh, sh), fit(w, kw, dw, sw)) {
             (Some((oh, pad_top)), Some((ow, pad_left))) => {
-                Ok(ConvGeom { c, h, w, f: self.filters, kh, kw, sh, sw, dh, dw, oh, ow, pad_top, pad_left })
+                let winograd = false;
+                Ok(ConvGeom { c, h, w, f: self.filters, kh, kw, sh, sw, dh, dw, oh, ow, pad_top, pad_left, winograd })
             }
             _ => Err(format!(
                 "kernel {} does not fit the input {h}x{w} with padding \"valid\"; use a smaller \
@@ -147,6 +148,7 @@ impl Layer for Conv2dConfig {
     }
     fn forward<D: Backend, T: Tape<f32, D>>(&self, x: Batch<D, T>, ctx: &Ctx<'_, D>) -> Batch<D, T> {
         let g = self.geometry(ctx.input).expect("shape checked at compile time");
+        let g = ConvGeom { winograd: ctx.conv_algorithm.winograd(&g), ..g };
         // A ReLU (the common case) and a max pooling right after are folded into the
         // convolution's own pass.
         let relu = self.activation == Activation::Relu && !ctx.skip_activation;

@@ -91,6 +91,8 @@ pub struct Ctx<'a, D: Backend> {
     pub next_max_pool: Option<crate::ops::PoolGeom>,
     /// Set by a layer that folded the next one in.
     pub fused_next: std::cell::Cell<bool>,
+    /// How convolutions are computed on the CPU (`train.conv_algorithm`).
+    pub conv_algorithm: crate::ops::ConvAlgorithm,
     /// New values for non-trainable state (batch normalisation's moving averages), as
     /// (index into `params`, values on the device); the trainer stores them after the step.
     pub updates: &'a RefCell<Vec<(usize, Param<D>)>>,
