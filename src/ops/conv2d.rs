@@ -4,6 +4,9 @@
 //! forward `y[F×P] = W[F×K] · col[K×P] + b`, then the [`Epilogue`]; backward
 //! `dWᵀ += col · dyᵀ`, `db += Σ_p dy`, `dcol = Wᵀ · dy` scattered back by col2im. `col` is
 //! rebuilt in the backward pass rather than kept, which trades a cheap copy for a lot of memory.
+//!
+//! A 3×3 stride-1 convolution can instead run Winograd's algorithm ([`super::winograd`],
+//! chosen by [`ConvAlgorithm`]), which produces the same bands and takes the same epilogue.
 
 use dfdx::prelude::*;
 use rayon::prelude::*;

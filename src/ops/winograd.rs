@@ -40,7 +40,7 @@ pub fn fits(g: &ConvGeom) -> bool {
 /// filters, and its output is at least 16 wide. The transforms cost in proportion to
 /// channels + filters and the products save in proportion to channels × filters, so narrow
 /// layers do not gain; on narrow outputs the short rows of blocks and the padding block of
-/// each row ([`Blocks`]) eat the rest. Measured on an AMD EPYC (Zen 5, AVX-512, 2 threads):
+/// each row (`Blocks`) eat the rest. Measured on an AMD EPYC (Zen 5, AVX-512, 2 threads):
 /// the tutorial's 16→32 and 32→64 layers were as fast or slower with it, its 64→128 layer
 /// (12 wide) at par or slower, and a network of 64 to 256 channels on 64 to 16 pixels trained
 /// 1.2x faster (docs/benchmarks.md, "Winograd").
