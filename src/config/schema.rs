@@ -139,7 +139,7 @@ pub struct DataConfig {
     pub color_mode: ColorMode,
     /// How images are resized to `image_size`: `"bilinear"` (default, antialiased), `"nearest"`
     /// or `"area"`.
-    #[serde(default, skip_serializing_if = "Interpolation::is_default")]
+    #[serde(default, skip_serializing_if = "is_default")]
     #[schemars(extend("default" = "bilinear"))]
     pub interpolation: Interpolation,
     /// What happens to an image whose aspect ratio is not `image_size`'s: `"stretch"` (default,
@@ -444,8 +444,8 @@ pub struct TrainConfig {
     /// F(2×2, 3×3), which does 16 multiplications where the direct product does 36, on layers
     /// with at least 64 channels and 64 filters and outputs at least 16 wide, where it was
     /// measured faster; direct on the others), `"direct"` or `"winograd"` (on every 3×3
-    /// stride-1 layer). Results differ between them by float32
-    /// rounding; each is reproducible bit for bit. A GPU ignores it (cuDNN chooses).
+    /// stride-1 layer). Results differ between them by float32 rounding; each is reproducible
+    /// bit for bit. A GPU ignores it (cuDNN chooses).
     #[serde(default, skip_serializing_if = "is_default")]
     #[schemars(extend("default" = "auto"))]
     pub conv_algorithm: crate::ops::ConvAlgorithm,
@@ -674,6 +674,8 @@ pub enum Mode {
 fn default_learning_rate() -> f64 {
     1e-3
 }
+/// For keys added after configs were first written: resolved configs leave them out at their
+/// default, so that older configs keep their sweep trial names.
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }

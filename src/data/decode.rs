@@ -66,12 +66,6 @@ pub enum Interpolation {
 }
 
 impl Interpolation {
-    /// True for the default, which resolved configs leave out so that configs written before
-    /// the key existed keep their sweep trial names.
-    pub fn is_default(&self) -> bool {
-        *self == Interpolation::default()
-    }
-
     /// The convolution filter, for the two that are convolutions.
     fn filter(self) -> Option<FilterType> {
         match self {

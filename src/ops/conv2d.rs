@@ -95,10 +95,12 @@ impl ConvGeom {
     }
 
     /// Whether the products that read the input (forward, weight gradient) can read it in
-    /// place, without an im2col matrix ([`Self::tap_offsets`]): stride 1, every tap of every
+    /// place, without an im2col matrix ([`Self::tap_offsets`]): a direct convolution (not
+    /// [Winograd's](Self::winograd), which has no such products), stride 1, every tap of every
     /// output inside the image (no padding), and a CPU with a kernel for gathered rows.
     fn reads_in_place(&self) -> bool {
-        (self.sh, self.sw, self.pad_top, self.pad_left) == (1, 1, 0, 0)
+        !self.winograd
+            && (self.sh, self.sw, self.pad_top, self.pad_left) == (1, 1, 0, 0)
             && self.oh + (self.kh - 1) * self.dh <= self.h
             && self.ow + (self.kw - 1) * self.dw <= self.w
             && super::Kernel::best().gathers()
@@ -347,7 +349,7 @@ pub fn forward(
     let image_pool = epilogue.max_pool.filter(|pg| !pg.is_2x2());
     let align = if band_pool.is_some() { 2 } else { 1 };
     let wt = g.winograd.then(|| winograd::kernel(w, g));
-    let in_place = !g.winograd && g.reads_in_place();
+    let in_place = g.reads_in_place();
     let taps = in_place.then(|| g.tap_offsets());
     let bands: Vec<_> = match g.winograd {
         true => winograd::bands(g).collect(),
@@ -480,7 +482,7 @@ pub fn backward(
 ) -> (Vec<f32>, Vec<f32>) {
     let (k, p, out_len) = (g.k(), g.p(), epilogue.out_len(g));
     let wt = g.winograd.then(|| winograd::kernel(w, g));
-    let in_place = !g.winograd && g.reads_in_place();
+    let in_place = g.reads_in_place();
     let taps = in_place.then(|| g.tap_offsets());
     let dx: Vec<Option<&mut [f32]>> = match dx {
         Some(dx) => dx.chunks_mut(g.in_len()).map(Some).collect(),
