@@ -11,6 +11,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use super::gemm::{matmul, Gathered, Kernel, Mat, Operand};
@@ -591,15 +592,15 @@ pub(super) fn on_host<D: Backend, T: Tape<f32, D>>(
 ) -> Tensor<(usize, usize), f32, D, T> {
     let (x, mut tape) = x.split_tape();
     let batch = x.shape().0;
-    let b = bias.map_or_else(|| vec![0.0; g.f], super::host);
-    // Host copies, made once and kept for the backward pass.
-    let (xv, wv) = (super::host(&x), super::host(kernel));
-    let (y, kept) = forward(&xv, &wv, &b, batch, &g, epilogue, T::OWNS_TAPE);
+    let b = bias.map_or_else(|| Cow::Owned(vec![0.0; g.f]), super::host);
+    let (y, kept) = forward(&super::host(&x), &super::host(kernel), &b, batch, &g, epilogue, T::OWNS_TAPE);
     let out = x.device().tensor_from_vec(y, (batch, epilogue.out_len(&g)));
     if T::OWNS_TAPE {
         let out_handle = out.clone();
         let (kernel, bias) = (kernel.clone(), bias.cloned());
         tape.add_backward_op(move |grads| {
+            // The input and kernel as the forward pass read them: the tape holds both tensors.
+            let (xv, wv) = (super::host(&x), super::host(&kernel));
             let grad = |dy: &[f32], dx: Option<&mut [f32]>| backward(&xv, &wv, dy, &kept, batch, &g, epilogue, dx);
             let (dw, db) = if input_grad {
                 D::with_grads(grads, &out_handle, &x, |dy, dx| grad(dy, Some(dx)))?

@@ -10,6 +10,8 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use std::borrow::Cow;
+
 use super::gemm::{matmul, Mat};
 use super::Backend;
 
@@ -129,9 +131,8 @@ pub(super) fn on_host<D: Backend, T: Tape<f32, D>>(
     let (x, mut tape) = x.split_tape();
     let (batch, fan_in) = *x.shape();
     let g = DenseGeom { batch, fan_in, units };
-    let b = bias.map_or_else(|| vec![0.0; units], super::host);
-    let (xv, wv) = (super::host(&x), super::host(kernel));
-    let y = forward(&xv, &wv, &b, g, relu);
+    let b = bias.map_or_else(|| Cow::Owned(vec![0.0; units]), super::host);
+    let y = forward(&super::host(&x), &super::host(kernel), &b, g, relu);
     // The backward pass reads the output only to undo the ReLU.
     let kept = if T::OWNS_TAPE && relu { y.clone() } else { Vec::new() };
     let out = x.device().tensor_from_vec(y, (batch, units));
@@ -140,6 +141,7 @@ pub(super) fn on_host<D: Backend, T: Tape<f32, D>>(
         let (kernel, bias) = (kernel.clone(), bias.cloned());
         tape.add_backward_op(move |grads| {
             // Each gradient is accumulated in place, one at a time (dfdx lends one at a time).
+            let (xv, wv) = (super::host(&x), super::host(&kernel));
             let dy = D::with_grad(grads, &out_handle, |dy| through_relu(dy, &kept, relu))?;
             D::update_grad(grads, &kernel, |dw| weight_grad(&xv, &dy, g, dw))?;
             if let Some(bias) = &bias {

@@ -671,7 +671,7 @@ fn backward_weighted<D: Backend>(
     rng: &mut impl Rng,
 ) -> (Vec<f32>, Gradients<f32, D>, Vec<f32>) {
     let (y, tape) = y.split_tape();
-    let values = host(&y);
+    let values = host(&y).into_owned();
     let shape = *y.shape();
     let weights = uniform(values.len(), 1.0, rng);
     let r = y.device().tensor_from_vec(weights.clone(), shape);
@@ -738,7 +738,7 @@ fn run_conv<D: Backend>(c: &ConvCase, dev: &D, rng: &mut ChaCha8Rng) -> Vec<Outp
     let x = dev.tensor_from_vec(x, (c.batch, ch * h * w));
     let kernel = dev.tensor_from_vec(kernel, (k_len,));
     let bias = c.layer.use_bias.then(|| dev.tensor_from_vec(bias, (g.f,)));
-    let inference = host(&ops::conv2d(x.clone(), &kernel, bias.as_ref(), g, epilogue, c.input_grad));
+    let inference = host(&ops::conv2d(x.clone(), &kernel, bias.as_ref(), g, epilogue, c.input_grad)).into_owned();
     let y = ops::conv2d(x.clone().traced(Gradients::leaky()), &kernel, bias.as_ref(), g, epilogue, c.input_grad);
     let (y, mut grads) = backward(y, rng);
     let mut out = vec![Output::new("y", y, REDUCTION), Output::new("y (no tape)", inference, REDUCTION)];
@@ -799,7 +799,7 @@ fn run_dense<D: Backend>(
     let x = dev.tensor_from_vec(x, (batch, fan_in));
     let kernel = dev.tensor_from_vec(kernel, (fan_in * units,));
     let b = bias.then(|| dev.tensor_from_vec(b, (units,)));
-    let inference = host(&ops::dense(x.clone(), &kernel, b.as_ref(), units, relu, input_grad));
+    let inference = host(&ops::dense(x.clone(), &kernel, b.as_ref(), units, relu, input_grad)).into_owned();
     let y = ops::dense(x.clone().traced(Gradients::leaky()), &kernel, b.as_ref(), units, relu, input_grad);
     let (y, mut grads) = backward(y, rng);
     let mut out = vec![Output::new("y", y, REDUCTION), Output::new("y (no tape)", inference, REDUCTION)];
@@ -852,7 +852,7 @@ fn run_batch_norm<D: Backend>(
     ];
     for (i, values) in updates.into_inner() {
         let name = if i == 2 { "moving_mean" } else { "moving_variance" };
-        out.push(Output::new(name, host(&values), REDUCTION));
+        out.push(Output::new(name, host(&values).into_owned(), REDUCTION));
     }
     out
 }
