@@ -551,16 +551,24 @@ pub fn backward(
             },
         )
         .collect();
+    // The sum over images, split across threads by element: each element still adds the
+    // images in batch order, so the bits do not depend on the thread count, and this part of
+    // the step shrinks with more cores instead of holding them all up.
+    const CHUNK: usize = 1 << 12;
     let mut dw_t = vec![0.0; wt.as_ref().map_or(k * g.f, Vec::len)];
+    dw_t.par_chunks_mut(CHUNK).enumerate().for_each(|(i, out)| {
+        for (dw_i, _) in &per_image {
+            out.iter_mut().zip(&dw_i[i * CHUNK..]).for_each(|(a, b)| *a += b);
+        }
+    });
     let mut db = vec![0.0; g.f];
-    for (dw_i, db_i) in per_image {
-        dw_t.iter_mut().zip(&dw_i).for_each(|(a, b)| *a += b);
-        db.iter_mut().zip(&db_i).for_each(|(a, b)| *a += b);
+    for (_, db_i) in &per_image {
+        db.iter_mut().zip(db_i).for_each(|(a, b)| *a += b);
     }
     // Back to the kernel's (f, c, kh, kw) layout, once for the batch.
     let dw = match wt {
         Some(_) => winograd::kernel_grad(&dw_t, g),
-        None => (0..g.f * k).map(|i| dw_t[(i % k) * g.f + i / k]).collect(),
+        None => (0..g.f * k).into_par_iter().map(|i| dw_t[(i % k) * g.f + i / k]).collect(),
     };
     (dw, db)
 }
