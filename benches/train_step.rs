@@ -132,6 +132,7 @@ fn tutorial_layers(c: &mut Criterion) {
                     runner::ops::host(
                         &layer.config.forward(dev.tensor_from_vec(x.clone(), (batch, layer.input.len())), &ctx),
                     )
+                    .into_owned()
                 })
             });
             group.bench_function(BenchmarkId::new("forward_backward", &name), |b| {
