@@ -89,12 +89,14 @@ def main():
     model = re.sub(r"\s+", " ", next((l.split(":", 1)[1] for l in Path("/proc/cpuinfo").read_text().splitlines()
                                       if l.startswith("model name")), "unknown CPU")).strip()
     print(f"{model}, {args.threads} threads, {args.rounds} interleaved rounds, medians; runner kernels: {cpu}")
+    rounds = lambda v: "(rounds: " + ", ".join(f"{x:.0f}" for x in v) + ")"
     for name in stacks:
-        m = med[name]
+        m, f = med[name], figures[name]
         if "train" in m:
-            print(f"  {name:22} train {m['train']:8.1f} img/s   inference {m['infer']:8.1f} img/s")
+            print(f"  {name:22} train {m['train']:8.1f} img/s {rounds(f['train']):28} "
+                  f"inference {m['infer']:8.1f} img/s {rounds(f['infer'])}")
         elif "gflops" in m:
-            print(f"  {name:22} {m['gflops']:.1f} GFLOP/s float32")
+            print(f"  {name:22} {m['gflops']:.1f} GFLOP/s float32 {rounds(f['gflops'])}")
     run_ = med["runner"]
     if "gflops" in med["sgemm"]:
         rate = run_["train"] * args.mflop / 1e3
