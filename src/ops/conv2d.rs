@@ -325,6 +325,13 @@ pub enum Kept {
 /// in cache. Without a pool it is written straight into the (unzeroed) result. A 2×2/stride-2
 /// pool (Keras' default) is applied to the band right there, in bands of an even number of
 /// rows; any other pool runs over the image's whole output, kept per worker.
+///
+/// The work is split into tasks of whole bands of output rows, not only of whole images:
+/// bands write disjoint rows of the output, so a batch smaller than the thread count (one
+/// image to classify, or 32 images on 64 cores) still keeps every core busy, and a thread
+/// count that does not divide the batch leaves less idle at the end. A pool over the whole
+/// image keeps one task per image. Each band is computed the same way whichever task or
+/// thread takes it, so the result does not depend on the thread count.
 pub fn forward(
     x: &[f32],
     w: &[f32],
@@ -334,125 +341,214 @@ pub fn forward(
     epilogue: Epilogue,
     keep: bool,
 ) -> (Vec<f32>, Kept) {
-    let (k, p, out_len) = (g.k(), g.p(), epilogue.out_len(g));
+    let (p, out_len) = (g.p(), epilogue.out_len(g));
     let n = batch * out_len;
     let mut kept = match epilogue {
         Epilogue { max_pool: Some(_), .. } if keep => Kept::Pool(vec![0; n]),
         Epilogue { relu: true, max_pool: None } if keep => Kept::Relu(vec![0; n]),
         _ => Kept::Nothing,
     };
-    let per_image: Vec<KeptImage> = match &mut kept {
-        Kept::Nothing => (0..batch).map(|_| KeptImage::Nothing).collect(),
-        Kept::Relu(mask) => mask.chunks_mut(out_len).map(KeptImage::Relu).collect(),
-        Kept::Pool(arg) => arg.chunks_mut(out_len).map(KeptImage::Pool).collect(),
-    };
     let band_pool = epilogue.max_pool.filter(PoolGeom::is_2x2);
     let image_pool = epilogue.max_pool.filter(|pg| !pg.is_2x2());
     let align = if band_pool.is_some() { 2 } else { 1 };
-    let wt = g.winograd.then(|| winograd::kernel(w, g));
-    let in_place = g.reads_in_place();
-    let taps = in_place.then(|| g.tap_offsets());
     let bands: Vec<_> = match g.winograd {
         true => winograd::bands(g).collect(),
         false => g.tiles(align).collect(),
     };
+    let product = BandProduct {
+        g,
+        w,
+        wt: g.winograd.then(|| winograd::kernel(w, g)),
+        taps: g.reads_in_place().then(|| g.tap_offsets()),
+        bias: b,
+        epilogue,
+    };
     let mut y = Vec::with_capacity(n);
-    let images = y.spare_capacity_mut()[..n].par_chunks_mut(out_len).zip(x.par_chunks(g.in_len()));
-    images.zip(per_image.into_par_iter()).for_each_init(
-        || (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), winograd::Scratch::default()),
-        |(col, tile, full, scratch, rows, transforms), ((y, x), mut kept)| {
-            // Per worker thread: one band of columns (or of where they start in the input) and
-            // its product, and for a pool over the whole image, the full-size output and
-            // (without `keep`) room for its winners.
-            full.resize(if image_pool.is_some() { g.out_len() } else { 0 }, MaybeUninit::new(0.0));
-            for band in bands.iter().cloned() {
-                // The band's product, `tn` values per filter: `ts` per output row (the last row
-                // may be shorter), of which the first `ow` are outputs.
-                let (ts, tn) = g.band_columns(&band, in_place);
-                tile.resize(g.f * tn, 0.0);
-                if let Some(wt) = &wt {
-                    winograd::forward_band(x, wt, g, &band, transforms, tile);
-                } else {
-                    let weights = Operand::Mat(Mat { data: w, rs: k, cs: 1 });
-                    let cols = g.band_matrix(x, &band, taps.as_deref(), rows, col);
-                    Kernel::best().matmul(g.f, tn, k, weights, cols, tile, false);
+    let images = y.spare_capacity_mut()[..n].chunks_mut(out_len).zip(x.chunks(g.in_len()));
+    if let Some(pg) = image_pool {
+        // A pool over the whole image: one task per image, its full-size output kept per
+        // worker.
+        let per_image: Vec<Option<&mut [u32]>> = match &mut kept {
+            Kept::Pool(arg) => arg.chunks_mut(out_len).map(Some).collect(),
+            _ => (0..batch).map(|_| None).collect(),
+        };
+        let tasks: Vec<_> = images.zip(per_image).collect();
+        tasks.into_par_iter().for_each_init(
+            || (Scratch::default(), Vec::new(), Vec::new()),
+            |(scratch, full, winners), ((y, x), arg)| {
+                full.resize(g.out_len(), MaybeUninit::new(0.0));
+                let cuts: Vec<usize> = bands.iter().map(|band| band.end * g.ow).collect();
+                for (band, mut rows) in bands.iter().zip(split_planes(full, p, &cuts)) {
+                    product.band(x, band, scratch, &mut rows, &mut KeptBand::Nothing);
                 }
-                let Some(pg) = band_pool else {
-                    let conv: &mut [MaybeUninit<f32>] = if image_pool.is_some() { full } else { y };
-                    for ((out, row), &bias) in conv.chunks_mut(p).zip(tile.chunks(tn)).zip(b) {
-                        for (oy, row) in band.clone().zip(row.chunks(ts)) {
-                            let (out, row) = (&mut out[oy * g.ow..][..g.ow], &row[..g.ow]);
-                            match epilogue.relu {
-                                true => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write((v + bias).max(0.0))),
-                                false => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write(v + bias)),
-                            }
-                        }
-                    }
-                    continue;
-                };
-                for (f, (row, &bias)) in tile.chunks_mut(tn).zip(b).enumerate() {
-                    match epilogue.relu {
-                        true => row.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
-                        false => row.iter_mut().for_each(|v| *v += bias),
-                    }
-                    // Pairs of rows in the band, up to the pooling's last row.
-                    let rows = (band.start / 2..(band.end / 2).min(pg.oh)).enumerate();
-                    for (r, oy) in rows {
-                        let top = &row[2 * r * ts..][..2 * pg.ow];
-                        let bottom = &row[(2 * r + 1) * ts..][..2 * pg.ow];
-                        let at = (f * p + 2 * oy * g.ow) as u32;
-                        let out = (f * pg.oh + oy) * pg.ow..(f * pg.oh + oy + 1) * pg.ow;
-                        match &mut kept {
-                            KeptImage::Pool(arg) => pool2d::row_2x2::<true>(
-                                top,
-                                bottom,
-                                at,
-                                g.ow as u32,
-                                &mut y[out.clone()],
-                                &mut arg[out],
-                                epilogue.relu,
-                            ),
-                            _ => pool2d::row_2x2::<false>(top, bottom, at, g.ow as u32, &mut y[out], &mut [], false),
-                        }
-                    }
-                }
-            }
-            if let Some(pg) = image_pool {
                 // SAFETY: the bands cover every output row, so every value was written above.
                 let conv = unsafe { &*(&full[..] as *const [MaybeUninit<f32>] as *const [f32]) };
                 y.fill(MaybeUninit::new(0.0));
                 // SAFETY: initialised just above.
                 let y = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                let arg = match kept {
-                    KeptImage::Pool(arg) => arg,
-                    _ => {
-                        scratch.resize(pg.out_len(), 0);
-                        &mut scratch[..]
-                    }
-                };
+                let arg = arg.unwrap_or_else(|| {
+                    winners.resize(pg.out_len(), 0);
+                    &mut winners[..]
+                });
                 pool2d::image(conv, &pg, y, arg);
                 if epilogue.relu {
                     // A window whose maximum was clipped to 0 passes no gradient back.
                     arg.iter_mut().zip(y.iter()).filter(|(_, v)| **v <= 0.0).for_each(|(a, _)| *a = u32::MAX);
                 }
-            } else if let (None, KeptImage::Relu(mask)) = (band_pool, kept) {
-                // SAFETY: the bands cover every output row, so every value was written above.
-                let y = unsafe { &*(y as *const [MaybeUninit<f32>] as *const [f32]) };
-                mask.iter_mut().zip(y.iter()).for_each(|(m, v)| *m = u8::from(*v > 0.0));
+            },
+        );
+    } else {
+        // Where each band's rows end in a plane of the output (pooled, with a 2×2 pool).
+        let (plane, cuts): (usize, Vec<usize>) = match band_pool {
+            Some(pg) => (pg.oh * pg.ow, bands.iter().map(|band| (band.end / 2).min(pg.oh) * pg.ow).collect()),
+            None => (p, bands.iter().map(|band| band.end * g.ow).collect()),
+        };
+        let mut kept_images: Vec<Vec<KeptBand>> = match &mut kept {
+            Kept::Nothing => (0..batch).map(|_| bands.iter().map(|_| KeptBand::Nothing).collect()).collect(),
+            Kept::Relu(mask) => mask
+                .chunks_mut(out_len)
+                .map(|m| split_planes(m, plane, &cuts).into_iter().map(KeptBand::Relu).collect())
+                .collect(),
+            Kept::Pool(arg) => arg
+                .chunks_mut(out_len)
+                .map(|a| split_planes(a, plane, &cuts).into_iter().map(KeptBand::Pool).collect())
+                .collect(),
+        };
+        // Consecutive bands of an image go to one task while there are enough images to keep
+        // every thread busy (about four tasks per thread): an image's input then stays in one
+        // core's cache.
+        let per_image = (4 * rayon::current_num_threads()).div_ceil(batch).clamp(1, bands.len().max(1));
+        let group = bands.len().div_ceil(per_image).max(1);
+        let mut tasks = Vec::with_capacity(batch * per_image);
+        for ((y, x), kept) in images.zip(kept_images.iter_mut()) {
+            let mut parts = bands.iter().zip(split_planes(y, plane, &cuts)).zip(kept.drain(..)).peekable();
+            while parts.peek().is_some() {
+                tasks.push((x, parts.by_ref().take(group).collect::<Vec<_>>()));
             }
-        },
-    );
+        }
+        tasks.into_par_iter().for_each_init(Scratch::default, |scratch, (x, bands)| {
+            for ((band, mut rows), mut kept) in bands {
+                product.band(x, band, scratch, &mut rows, &mut kept);
+                if let KeptBand::Relu(mask) = &mut kept {
+                    for (mask, rows) in mask.iter_mut().zip(&rows) {
+                        // SAFETY: `band` wrote every value of its rows just above.
+                        let rows = unsafe { &*(&rows[..] as *const [MaybeUninit<f32>] as *const [f32]) };
+                        mask.iter_mut().zip(rows).for_each(|(m, v)| *m = u8::from(*v > 0.0));
+                    }
+                }
+            }
+        });
+    }
     // SAFETY: the chunks cover all n elements, and each was written above (a pooling writes
     // every output of every window row).
     unsafe { y.set_len(n) };
     (y, kept)
 }
 
-/// One image's share of [`Kept`].
-enum KeptImage<'a> {
+/// Splits each `plane`-long plane of `image` at the offsets `cuts` (ascending, within a plane,
+/// the last one at the end of the rows that are split): part `b` of every plane goes to band
+/// `b`. This is how one image's output, laid out plane by plane, is handed to the tasks of its
+/// bands, each of which writes the same rows of every plane.
+fn split_planes<'a, T>(image: &'a mut [T], plane: usize, cuts: &[usize]) -> Vec<Vec<&'a mut [T]>> {
+    let mut bands: Vec<Vec<&mut [T]>> = cuts.iter().map(|_| Vec::new()).collect();
+    for mut rest in image.chunks_mut(plane) {
+        let mut at = 0;
+        for (band, &cut) in bands.iter_mut().zip(cuts) {
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut(cut - at);
+            band.push(part);
+            (rest, at) = (tail, cut);
+        }
+    }
+    bands
+}
+
+/// A band's share of [`Kept`]: for each filter, the ReLU mask of its rows, or the winners of
+/// its pooled rows.
+enum KeptBand<'a> {
     Nothing,
-    Relu(&'a mut [u8]),
-    Pool(&'a mut [u32]),
+    Relu(Vec<&'a mut [u8]>),
+    Pool(Vec<&'a mut [u32]>),
+}
+
+/// Per worker: one band of columns (or of where they start in the input), its product, and
+/// Winograd's transforms.
+#[derive(Default)]
+struct Scratch {
+    col: Vec<f32>,
+    rows: Vec<usize>,
+    tile: Vec<f32>,
+    transforms: winograd::Scratch,
+}
+
+/// What every band of a forward pass shares: the layer, its kernel (transformed for
+/// Winograd), where the taps start when the input is read in place, the bias and epilogue.
+struct BandProduct<'a> {
+    g: &'a ConvGeom,
+    w: &'a [f32],
+    wt: Option<Vec<f32>>,
+    taps: Option<Vec<usize>>,
+    bias: &'a [f32],
+    epilogue: Epilogue,
+}
+
+impl BandProduct<'_> {
+    /// The output rows `band` of image `x`, through the epilogue, into `out`: one slice per
+    /// filter holding those rows (of the pooled output with a 2×2 pool), and their share of
+    /// what is kept.
+    fn band(
+        &self,
+        x: &[f32],
+        band: &std::ops::Range<usize>,
+        s: &mut Scratch,
+        out: &mut [&mut [MaybeUninit<f32>]],
+        kept: &mut KeptBand,
+    ) {
+        let (g, epilogue) = (self.g, self.epilogue);
+        // The band's product, `tn` values per filter: `ts` per output row (the last row may
+        // be shorter), of which the first `ow` are outputs.
+        let (ts, tn) = g.band_columns(band, self.taps.is_some());
+        s.tile.resize(g.f * tn, 0.0);
+        if let Some(wt) = &self.wt {
+            winograd::forward_band(x, wt, g, band, &mut s.transforms, &mut s.tile);
+        } else {
+            let weights = Operand::Mat(Mat { data: self.w, rs: g.k(), cs: 1 });
+            let cols = g.band_matrix(x, band, self.taps.as_deref(), &mut s.rows, &mut s.col);
+            Kernel::best().matmul(g.f, tn, g.k(), weights, cols, &mut s.tile, false);
+        }
+        let Some(pg) = epilogue.max_pool.filter(PoolGeom::is_2x2) else {
+            for ((out, row), &bias) in out.iter_mut().zip(s.tile.chunks(tn)).zip(self.bias) {
+                for (out, row) in out.chunks_mut(g.ow).zip(row.chunks(ts)) {
+                    let row = &row[..g.ow];
+                    match epilogue.relu {
+                        true => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write((v + bias).max(0.0))),
+                        false => out.iter_mut().zip(row).for_each(|(o, v)| _ = o.write(v + bias)),
+                    }
+                }
+            }
+            return;
+        };
+        for (f, ((row, &bias), out)) in s.tile.chunks_mut(tn).zip(self.bias).zip(out.iter_mut()).enumerate() {
+            match epilogue.relu {
+                true => row.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
+                false => row.iter_mut().for_each(|v| *v += bias),
+            }
+            // Pairs of rows in the band, up to the pooling's last row.
+            let pooled = band.start / 2..(band.end / 2).min(pg.oh);
+            for (r, oy) in pooled.enumerate() {
+                let top = &row[2 * r * ts..][..2 * pg.ow];
+                let bottom = &row[(2 * r + 1) * ts..][..2 * pg.ow];
+                let at = (f * g.p() + 2 * oy * g.ow) as u32;
+                let out = &mut out[r * pg.ow..][..pg.ow];
+                match kept {
+                    KeptBand::Pool(arg) => {
+                        let arg = &mut arg[f][r * pg.ow..][..pg.ow];
+                        pool2d::row_2x2::<true>(top, bottom, at, g.ow as u32, out, arg, epilogue.relu)
+                    }
+                    _ => pool2d::row_2x2::<false>(top, bottom, at, g.ow as u32, out, &mut [], false),
+                }
+            }
+        }
+    }
 }
 
 /// Sums `v` with eight interleaved partial sums: a fixed order (so the same bits on any

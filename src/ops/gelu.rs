@@ -37,8 +37,7 @@ pub(super) fn on_host<D: Backend, T: Tape<f32, D>>(
     x: Tensor<(usize, usize), f32, D, T>,
 ) -> Tensor<(usize, usize), f32, D, T> {
     let (x, mut tape) = x.split_tape();
-    let y: Vec<f32> = super::host(&x)
-        .par_iter().map(|&v| (f64::from(v) * cdf_pdf(f64::from(v)).0) as f32).collect();
+    let y: Vec<f32> = super::host(&x).par_iter().map(|&v| (f64::from(v) * cdf_pdf(f64::from(v)).0) as f32).collect();
     let out = x.device().tensor_from_vec(y, *x.shape());
     if T::OWNS_TAPE {
         let out_handle = out.clone();

@@ -614,3 +614,45 @@ fn every_kernel_matches_the_reference_and_ours_agree_bit_for_bit() {
         }
     }
 }
+
+/// The forward pass groups an image's bands of output rows into fewer tasks the more images
+/// there are per thread: outputs, ReLU masks and pooling winners are the same bits on 1, 2 and
+/// 5 threads, with batches of 1 and 5, with and without the folded pool, direct and Winograd.
+/// (The direct layer has 5 bands per image: 3 tasks per image on 1 thread with a batch of 1,
+/// 5 on 2 threads, 1 on 1 thread with a batch of 5, 3 on 5 threads.)
+#[test]
+fn conv2d_forward_is_the_same_bits_on_any_thread_count_and_band_split() {
+    let (c, h, w, filters) = (64, 41, 30, 32);
+    let conv = Conv2dConfig::new(filters, [3, 3]);
+    let g = conv.geometry(Shape::Image { c, h, w }).unwrap();
+    let window = PoolWindow { pool_size: Pair([2, 2]), strides: None, padding: Padding::Valid, trainable: true };
+    let pg = window.geometry(Shape::Image { c: filters, h: g.oh, w: g.ow }, "max_pooling2d").unwrap();
+    let weights = random(filters * c * 9, 81);
+    let bias = random(filters, 82);
+    for batch in [1, 5] {
+        let x = random(batch * g.in_len(), 80 + batch as u64);
+        for winograd in [false, true] {
+            let g = ops::ConvGeom { winograd, ..g };
+            for max_pool in [None, Some(pg)] {
+                let epilogue = ops::Epilogue { relu: true, max_pool };
+                let run = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let (y, kept) =
+                        pool.install(|| ops::conv2d::forward(&x, &weights, &bias, batch, &g, epilogue, true));
+                    let kept: Vec<u32> = match kept {
+                        ops::conv2d::Kept::Nothing => Vec::new(),
+                        ops::conv2d::Kept::Relu(mask) => mask.into_iter().map(u32::from).collect(),
+                        ops::conv2d::Kept::Pool(arg) => arg,
+                    };
+                    (y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), kept)
+                };
+                let one = run(1);
+                assert!(!one.1.is_empty());
+                for threads in [2, 5] {
+                    let name = format!("batch {batch}, winograd {winograd}, pool {}", max_pool.is_some());
+                    assert!(run(threads) == one, "{name}: {threads} threads differ from 1");
+                }
+            }
+        }
+    }
+}
