@@ -6,9 +6,9 @@
 //!
 //! - On the CPU, each op runs its own forward kernel on host memory and registers its backward
 //!   on the tape (`Tape::add_backward_op`), accumulating into the gradients of its input and
-//!   parameters. The kernels split work into fixed pieces (images, or blocks of a dense
-//!   layer's units) and reduce partial sums in a fixed order, so results do not depend on
-//!   thread count.
+//!   parameters. The kernels split work into pieces computed the same way whatever thread
+//!   takes them (images, bands of an image's output rows, or blocks of a dense layer's units)
+//!   and reduce partial sums in a fixed order, so results do not depend on thread count.
 //! - On CUDA ([`cuda`], with `--features cuda`), convolution and pooling run forward and
 //!   backward on cuDNN with deterministic algorithms, the dense layer on cuBLAS through dfdx's
 //!   `matmul`, biases on cuDNN, ReLUs on dfdx's kernels, GELU and dropout masks on kernels of
