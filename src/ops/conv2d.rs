@@ -373,11 +373,11 @@ pub fn forward(
             _ => (0..batch).map(|_| None).collect(),
         };
         let tasks: Vec<_> = images.zip(per_image).collect();
+        let cuts: Vec<usize> = bands.iter().map(|band| band.end * g.ow).collect();
         tasks.into_par_iter().for_each_init(
             || (Scratch::default(), Vec::new(), Vec::new()),
             |(scratch, full, winners), ((y, x), arg)| {
                 full.resize(g.out_len(), MaybeUninit::new(0.0));
-                let cuts: Vec<usize> = bands.iter().map(|band| band.end * g.ow).collect();
                 for (band, mut rows) in bands.iter().zip(split_planes(full, p, &cuts)) {
                     product.band(x, band, scratch, &mut rows, &mut KeptBand::Nothing);
                 }
