@@ -28,7 +28,11 @@ REPO = HERE.parent.parent
 
 def run(cmd, env):
     """Runs cmd; returns its output, or None (with the reason on stderr) when it fails."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    except OSError as e:
+        print(f"  {cmd[0]}: cannot run ({e.strerror})", file=sys.stderr)
+        return None
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
         print(f"  {' '.join(map(str, cmd[:3]))} ...: failed ({tail[0] if tail else proc.returncode})", file=sys.stderr)
@@ -67,6 +71,7 @@ def main():
         "sgemm": ([py, HERE / "sgemm_numpy.py"], blas_env),
     }
     figures = {name: {"train": [], "infer": [], "gflops": []} for name in stacks}
+    cpu = "unknown"
     for r in range(args.rounds):
         for name, (cmd, e) in stacks.items():
             out = run([str(c) for c in cmd], e)
@@ -98,6 +103,8 @@ def main():
         elif "gflops" in m:
             print(f"  {name:22} {m['gflops']:.1f} GFLOP/s float32 {rounds(f['gflops'])}")
     run_ = med["runner"]
+    if "train" not in run_:
+        raise SystemExit("runner bench failed in every round: nothing to compare")
     if "gflops" in med["sgemm"]:
         rate = run_["train"] * args.mflop / 1e3
         print(f"runner's training step: {rate:.1f} GFLOP/s = {100 * rate / med['sgemm']['gflops']:.1f}% of sgemm")
