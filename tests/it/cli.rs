@@ -86,8 +86,7 @@ fn trains_on_bundled_images_and_writes_every_result_file() {
     assert_eq!(names, ["conv2d/kernel", "conv2d/bias", "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"]);
     assert_eq!(weights.iter().map(|w| w.2.len()).sum::<usize>(), 43_475);
 
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let manifest = manifest(&run);
     assert_eq!(manifest["status"]["state"], "completed");
     assert_eq!(
         manifest["dataset"]["train"].as_u64().unwrap() + manifest["dataset"]["validation"].as_u64().unwrap(),
@@ -107,23 +106,10 @@ fn same_seed_gives_byte_identical_results_whatever_the_thread_count_and_kernel_a
     std::fs::write(tmp.path().join("a.toml"), small_config("repro", &data, &results, 11, 2, 3)).unwrap();
     std::fs::write(tmp.path().join("b.toml"), small_config("other", &data, &results, 12, 2, 3)).unwrap();
 
-    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-cache");
     let run = |config: &str, threads: usize, kernel: Option<&str>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runner"));
-        cmd.arg(config).current_dir(tmp.path()).env("RAYON_NUM_THREADS", threads.to_string());
-        cmd.env("RUNNER_CACHE_DIR", &cache);
-        if let Some(kernel) = kernel {
-            cmd.env("RUNNER_KERNEL", kernel);
-        }
-        let out = cmd.output().unwrap();
-        assert_exit(&out, 0);
-        let run: Vec<_> = std::fs::read_dir(results.join(if config == "a.toml" { "repro" } else { "other" }))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        let newest = run.into_iter().max().unwrap();
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(newest.join("manifest.json")).unwrap()).unwrap();
+        assert_exit(&runner_on_kernel(tmp.path(), &[config], threads, kernel), 0);
+        let newest = newest_run(&results.join(if config == "a.toml" { "repro" } else { "other" }));
+        let m = manifest(&newest);
         (newest, m["threads"].as_u64().unwrap(), m["kernel"].as_str().unwrap().to_string())
     };
     let avx512 = std::is_x86_feature_detected!("avx512f");
@@ -168,11 +154,7 @@ fn same_seed_gives_byte_identical_results_whatever_the_thread_count_and_kernel_a
         .unwrap();
     assert_exit(&bad, 64);
     assert!(stderr(&bad).contains("RUNNER_KERNEL=`avx9` names no kernel"), "{}", stderr(&bad));
-    let fingerprint = |run: &Path| {
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
-        m["dataset"]["fingerprint"].clone()
-    };
+    let fingerprint = |run: &Path| manifest(run)["dataset"]["fingerprint"].clone();
     assert_eq!(fingerprint(first), fingerprint(second), "same data, same fingerprint");
     assert_ne!(
         fingerprint(first)["train"],
@@ -200,20 +182,12 @@ fn winograd_runs_are_byte_identical_across_threads_and_kernels_and_close_to_dire
     );
     let config = small_config("wino", &data, &results, 5, 2, 3).replacen(flatten, &second_conv, 1);
     std::fs::write(tmp.path().join("a.toml"), config).unwrap();
-    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-cache");
     let run = |algorithm: &str, threads: usize, kernel: Option<&str>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runner"));
-        cmd.args(["a.toml", "--set", &format!("train.conv_algorithm=\"{algorithm}\"")]);
-        cmd.current_dir(tmp.path()).env("RAYON_NUM_THREADS", threads.to_string()).env("RUNNER_CACHE_DIR", &cache);
-        if let Some(kernel) = kernel {
-            cmd.env("RUNNER_KERNEL", kernel);
-        }
-        assert_exit(&cmd.output().unwrap(), 0);
-        let runs = std::fs::read_dir(results.join("wino")).unwrap().map(|e| e.unwrap().path());
-        let newest = runs.max().unwrap();
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(newest.join("manifest.json")).unwrap()).unwrap();
-        (newest, m["winograd_layers"].clone())
+        let set = format!("train.conv_algorithm=\"{algorithm}\"");
+        assert_exit(&runner_on_kernel(tmp.path(), &["a.toml", "--set", &set], threads, kernel), 0);
+        let newest = newest_run(&results.join("wino"));
+        let layers = manifest(&newest)["winograd_layers"].clone();
+        (newest, layers)
     };
     let (first, layers) = run("winograd", 1, None);
     assert_eq!(layers, serde_json::json!(["conv2d", "conv2d_1"]));
@@ -271,8 +245,7 @@ fn the_tutorial_config_runs_on_a_folder_of_jpegs_skipping_bad_files() {
     // The tutorial augments its training images; the run shows what that looks like.
     image::open(run.join("augmentations.png")).unwrap();
     assert!(std::fs::read_to_string(run.join("config.toml")).unwrap().contains("rotation_range = 40.0"));
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let manifest = manifest(&run);
     assert_eq!(manifest["dataset"]["classes"], serde_json::json!(["Cat", "Dog"]));
     let quarantine = std::fs::read_to_string(run.join("quarantine.csv")).unwrap();
     assert!(quarantine.contains("666.jpg,empty_file"), "{quarantine}");
@@ -562,10 +535,7 @@ fn the_manifest_records_completed_interrupted_and_failed_runs() {
     fashion_subset(&data, &["bag", "trouser"], 100);
     let results = tmp.path().join("results");
     std::fs::write(tmp.path().join("exp.toml"), small_config("states", &data, &results, 1, 1000, 2)).unwrap();
-    let manifest = |run: &str| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(results.join("states").join(run).join("manifest.json")).unwrap())
-            .unwrap()
-    };
+    let manifest = |run: &str| manifest(&results.join("states").join(run));
 
     // Completed.
     assert_exit(&runner(tmp.path(), &["exp.toml", "--set", "train.epochs=1"]), 0);

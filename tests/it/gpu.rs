@@ -71,11 +71,6 @@ fn runs(root: &Path) -> Vec<String> {
     entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("run-")).collect()
 }
 
-/// A run's manifest.
-fn manifest(run: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap()
-}
-
 /// Asserts that `out` is the refusal of `device` (such as `cuda:1`): exit code 69 and a message
 /// that begins `device "cuda:1"`, and returns that message.
 fn assert_refused(out: &Output, device: &str) -> String {

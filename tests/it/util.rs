@@ -23,13 +23,33 @@ pub fn runner_with_threads(cwd: &Path, args: &[&str], threads: usize) -> Output 
 
 /// Runs `runner` with `args` in `cwd` on `threads` worker threads, with its image cache in `cache`.
 pub fn runner_with(cwd: &Path, args: &[&str], threads: usize, cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runner"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .env("RUNNER_CACHE_DIR", cache)
-        .output()
-        .expect("runner starts")
+    command(cwd, args, threads, cache).output().expect("runner starts")
+}
+
+/// Runs `runner` with `args` in `cwd` on `threads` worker threads and, when `kernel` names one,
+/// on that matrix kernel (`RUNNER_KERNEL`), with the shared image cache.
+pub fn runner_on_kernel(cwd: &Path, args: &[&str], threads: usize, kernel: Option<&str>) -> Output {
+    let mut cmd = command(cwd, args, threads, &Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-cache"));
+    if let Some(kernel) = kernel {
+        cmd.env("RUNNER_KERNEL", kernel);
+    }
+    cmd.output().expect("runner starts")
+}
+
+fn command(cwd: &Path, args: &[&str], threads: usize, cache: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
+    cmd.args(args).current_dir(cwd).env("RAYON_NUM_THREADS", threads.to_string()).env("RUNNER_CACHE_DIR", cache);
+    cmd
+}
+
+/// The newest run folder of an experiment's folder (`run-NNN` sorts by number).
+pub fn newest_run(experiment: &Path) -> PathBuf {
+    std::fs::read_dir(experiment).unwrap().map(|e| e.unwrap().path()).max().expect("a run folder")
+}
+
+/// A run's manifest.
+pub fn manifest(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap()
 }
 
 /// stderr as text.
