@@ -470,8 +470,8 @@ enum KeptBand<'a> {
     Pool(Vec<&'a mut [u32]>),
 }
 
-/// Per worker: one band of columns (or of where they start in the input), its product, and
-/// Winograd's transforms.
+/// Per worker, in the forward and backward passes: one band of columns (or of where they
+/// start in the input), the forward pass's product of it, and Winograd's transforms.
 #[derive(Default)]
 struct Scratch {
     col: Vec<f32>,
@@ -591,8 +591,8 @@ pub fn backward(
         .into_par_iter()
         .enumerate()
         .map_init(
-            || (Vec::new(), Vec::new(), Vec::new(), Vec::new(), winograd::Scratch::default()),
-            |(col, through, dy_t, rows, transforms), (i, mut dx)| {
+            || (Scratch::default(), Vec::new(), Vec::new()),
+            |(s, through, dy_t), (i, mut dx)| {
                 let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
                 let image = i * out_len..(i + 1) * out_len;
                 let dy = match kept {
@@ -619,7 +619,7 @@ pub fn backward(
                 if let Some(wt) = &wt {
                     // The transformed kernel's gradient, [ξ][f][c].
                     let mut dwt = vec![0.0; wt.len()];
-                    winograd::backward_image(x, wt, dy, g, &mut dwt, dx, transforms);
+                    winograd::backward_image(x, wt, dy, g, &mut dwt, dx, &mut s.transforms);
                     return (dwt, db);
                 }
                 // The weight gradient is made transposed, dWᵀ (k × f) += col · dyᵀ, so that both
@@ -633,14 +633,14 @@ pub fn backward(
                     dy_t.resize(tn * g.f, 0.0);
                     g.transpose_band(dy, band.clone(), ts, dy_t);
                     let dy_t = Operand::Mat(Mat { data: dy_t, rs: g.f, cs: 1 });
-                    let cols = g.band_matrix(x, &band, taps.as_deref(), rows, col);
+                    let cols = g.band_matrix(x, &band, taps.as_deref(), &mut s.rows, &mut s.col);
                     Kernel::best().matmul(k, g.f, tn, cols, dy_t, &mut dw_t, true);
                     if let Some(dx) = dx.as_deref_mut() {
                         let tp = band.len() * g.ow;
-                        col.resize(k * tp, 0.0);
+                        s.col.resize(k * tp, 0.0);
                         let dy = Mat { data: &dy[band.start * g.ow..], rs: p, cs: 1 };
-                        matmul(k, tp, g.f, Mat { data: w, rs: 1, cs: k }, dy, col, false);
-                        g.col2im(col, dx, band);
+                        matmul(k, tp, g.f, Mat { data: w, rs: 1, cs: k }, dy, &mut s.col, false);
+                        g.col2im(&s.col, dx, band);
                     }
                 }
                 (dw_t, db)
