@@ -148,10 +148,11 @@ fn tutorial_layers(c: &mut Criterion) {
 
 /// Each matrix-multiply kernel this CPU runs, single-threaded, on the products of the tutorial
 /// CNN's third convolution (one band of output rows of one image: forward `W·col`, input
-/// gradient `Wᵀ·dy`, weight gradient `col·dyᵀ`) and of its first dense layer's forward pass
+/// gradient `Wᵀ·dy`, weight gradient `col·dyᵀ`), of its first dense layer's forward pass, and
+/// the first two convolutions' forward products reading their input in place
 /// (`cargo bench --bench train_step -- kernel/`).
 fn kernels(c: &mut Criterion) {
-    use runner::ops::gemm::{Kernel, Mat, Operand};
+    use runner::ops::gemm::{Gathered, Kernel, Mat, Operand};
     let mut group = c.benchmark_group("kernel");
     // (name, m, n, k)
     let products = [
@@ -169,6 +170,29 @@ fn kernels(c: &mut Criterion) {
                 bench.iter(|| {
                     let (a, b) =
                         (Operand::Mat(Mat { data: &a, rs: k, cs: 1 }), Operand::Mat(Mat { data: &b, rs: n, cs: 1 }));
+                    kernel.matmul(m, n, k, a, b, &mut out, false)
+                })
+            });
+        }
+    }
+    // The forward products as the convolutions run them, reading their input in place
+    // (gathered rows, see `ops::gemm::Gathered`): (name, filters, channels, image side,
+    // output rows in the band).
+    let convolutions = [("conv1_forward_in_place", 16, 3, 128, 38), ("conv2_forward_in_place", 32, 16, 63, 14)];
+    for (name, m, c, side, rows) in convolutions {
+        let k = c * 9;
+        let n = rows * side - 2;
+        let (a, image) = (random(m * k), random(c * side * side));
+        let taps: Vec<usize> = (0..c)
+            .flat_map(|ch| (0..3).flat_map(move |ki| (0..3).map(move |kj| (ch * side + ki) * side + kj)))
+            .collect();
+        let mut out = vec![0.0; m * n];
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        for kernel in Kernel::available().into_iter().filter(|k| k.gathers()) {
+            group.bench_function(BenchmarkId::new(name, kernel.name()), |bench| {
+                bench.iter(|| {
+                    let a = Operand::Mat(Mat { data: &a, rs: k, cs: 1 });
+                    let b = Operand::Gathered(Gathered { data: &image, rows: &taps });
                     kernel.matmul(m, n, k, a, b, &mut out, false)
                 })
             });

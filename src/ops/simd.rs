@@ -67,6 +67,7 @@ impl Operands {
 macro_rules! kernel {
     ($feature:literal) => {
         use super::{Operands, KC, MR};
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
 
         /// Columns per strip: two vectors.
         const NR: usize = 2 * LANES;
@@ -85,13 +86,23 @@ macro_rules! kernel {
                 let o = o.at_step(p);
                 for j in (0..n).step_by(NR) {
                     let cols = (n - j).min(NR);
-                    for i in (0..m).step_by(MR) {
-                        let (rows, o) = ((m - i).min(MR), o.at(i, j));
+                    // Panels of as equal a height as `MR` allows: 32 rows as 6, 6, 5, 5, 5, 5
+                    // rather than five of 6 and one of 2, whose 4 accumulators are too few
+                    // chains to keep the multiply-add units busy.
+                    let panels = m.div_ceil(MR);
+                    for q in 0..panels {
+                        let (i, rows) =
+                            (q * (m / panels) + q.min(m % panels), m / panels + usize::from(q < m % panels));
+                        let o = o.at(i, j);
+                        // The first panel of a strip of gathered rows fetches the next strip
+                        // into the cache: rows scattered over the input are too many streams
+                        // for the hardware's prefetcher.
+                        let fetch = q == 0 && j + NR < n;
                         match (cols > LANES, o.b_rows.is_null()) {
-                            (true, true) => panel::<2, false>(rows, kc, o, cols, accumulate),
-                            (false, true) => panel::<1, false>(rows, kc, o, cols, accumulate),
-                            (true, false) => panel::<2, true>(rows, kc, o, cols, accumulate),
-                            (false, false) => panel::<1, true>(rows, kc, o, cols, accumulate),
+                            (true, true) => panel::<2, false>(rows, kc, o, cols, accumulate, false),
+                            (false, true) => panel::<1, false>(rows, kc, o, cols, accumulate, false),
+                            (true, false) => panel::<2, true>(rows, kc, o, cols, accumulate, fetch),
+                            (false, false) => panel::<1, true>(rows, kc, o, cols, accumulate, fetch),
                         }
                     }
                 }
@@ -107,14 +118,15 @@ macro_rules! kernel {
             o: Operands,
             cols: usize,
             accumulate: bool,
+            fetch: bool,
         ) {
             match rows {
-                1 => tile::<1, W, TABLE>(k, o, cols, accumulate),
-                2 => tile::<2, W, TABLE>(k, o, cols, accumulate),
-                3 => tile::<3, W, TABLE>(k, o, cols, accumulate),
-                4 => tile::<4, W, TABLE>(k, o, cols, accumulate),
-                5 => tile::<5, W, TABLE>(k, o, cols, accumulate),
-                6 => tile::<6, W, TABLE>(k, o, cols, accumulate),
+                1 => tile::<1, W, TABLE>(k, o, cols, accumulate, fetch),
+                2 => tile::<2, W, TABLE>(k, o, cols, accumulate, fetch),
+                3 => tile::<3, W, TABLE>(k, o, cols, accumulate, fetch),
+                4 => tile::<4, W, TABLE>(k, o, cols, accumulate, fetch),
+                5 => tile::<5, W, TABLE>(k, o, cols, accumulate, fetch),
+                6 => tile::<6, W, TABLE>(k, o, cols, accumulate, fetch),
                 _ => unreachable!("1 to {MR} rows"),
             }
         }
@@ -128,6 +140,7 @@ macro_rules! kernel {
             o: Operands,
             cols: usize,
             accumulate: bool,
+            fetch: bool,
         ) {
             let Operands { a, a_rs, a_rows, a_cs, b, b_rs, b_rows, c, c_rs } = o;
             // Where each of the panel's rows of `a` starts.
@@ -149,6 +162,11 @@ macro_rules! kernel {
             }
             for p in 0..k {
                 let row = if TABLE { b.add(*b_rows.add(p)) } else { b.add(p * b_rs) };
+                if TABLE && fetch {
+                    for h in 0..W {
+                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR + LANES * h) as *const i8);
+                    }
+                }
                 let bv: [V; W] = std::array::from_fn(|h| load(row.add(LANES * h), masks[h]));
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let x = splat(*a_row[r].add(p * a_cs));
