@@ -6,7 +6,7 @@
 //! layout of all the convolution's and dense layer's products. Callers check the bounds (see
 //! `gemm`).
 //!
-//! A panel of `MR` rows of `a` (broadcast one value at a time) times a strip of two vectors per
+//! A panel of up to `MR` rows of `a` (broadcast one value at a time) times a strip of two vectors per
 //! row of `b`, accumulated in registers. The loops run over `k` in slices of [`KC`], then over
 //! strips of `b`, then over panels of `a`: one strip of a slice of `b` stays in the L1 cache
 //! while every panel of `a` passes by, so the wide operand is read from L1 and only the narrow
@@ -16,7 +16,7 @@
 //! chains and give the same bits (the `gemm` crate, used on CPUs with neither, sums in another
 //! order).
 
-/// Rows of `a` per panel: 6 rows × 2 vectors = 12 accumulators, which with the two vectors of
+/// Most rows of `a` per panel: 6 rows × 2 vectors = 12 accumulators, which with the two vectors of
 /// `b` and the broadcast fills the 16 registers of AVX2 (AVX-512 has 32 and measured no better
 /// with 12 rows).
 const MR: usize = 6;
