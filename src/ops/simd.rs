@@ -6,8 +6,8 @@
 //! layout of all the convolution's and dense layer's products. Callers check the bounds (see
 //! `gemm`).
 //!
-//! A panel of up to `MR` rows of `a` (broadcast one value at a time) times a strip of two vectors per
-//! row of `b`, accumulated in registers. The loops run over `k` in slices of [`KC`], then over
+//! A panel of up to `MR` rows of `a` (broadcast one value at a time) times a strip of two
+//! vectors per row of `b`, accumulated in registers. The loops run over `k` in slices of [`KC`], then over
 //! strips of `b`, then over panels of `a`: one strip of a slice of `b` stays in the L1 cache
 //! while every panel of `a` passes by, so the wide operand is read from L1 and only the narrow
 //! one (`MR` values per step of `k`) streams from L2. Column tails use masked loads and stores.
@@ -16,9 +16,9 @@
 //! chains and give the same bits (the `gemm` crate, used on CPUs with neither, sums in another
 //! order).
 
-/// Most rows of `a` per panel: 6 rows × 2 vectors = 12 accumulators, which with the two vectors of
-/// `b` and the broadcast fills the 16 registers of AVX2 (AVX-512 has 32 and measured no better
-/// with 12 rows).
+/// Most rows of `a` per panel: 6 rows × 2 vectors = 12 accumulators, which with the two vectors
+/// of `b` and the broadcast fills the 16 registers of AVX2 (AVX-512 has 32 and measured no
+/// better with 12 rows).
 const MR: usize = 6;
 /// Steps of `k` per pass: a `KC × NR` strip of `b` is 32 KiB with AVX-512 (16 KiB with AVX2),
 /// within a 32 or 48 KiB L1.
