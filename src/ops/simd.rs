@@ -7,10 +7,11 @@
 //! `gemm`).
 //!
 //! A panel of up to `MR` rows of `a` (broadcast one value at a time) times a strip of two
-//! vectors per row of `b`, accumulated in registers. The loops run over `k` in slices of [`KC`], then over
-//! strips of `b`, then over panels of `a`: one strip of a slice of `b` stays in the L1 cache
-//! while every panel of `a` passes by, so the wide operand is read from L1 and only the narrow
-//! one (`MR` values per step of `k`) streams from L2. Column tails use masked loads and stores.
+//! vectors per row of `b`, accumulated in registers. The loops run over `k` in slices of
+//! [`KC`], then over strips of `b`, then over panels of `a`: one strip of a slice of `b` stays
+//! in the L1 cache while every panel of `a` passes by, so the wide operand is read from L1 and
+//! only the narrow one (`MR` values per step of `k`) streams from L2. Column tails use masked
+//! loads and stores.
 //! Every output is one multiply-add chain in `k` order, so results depend neither on threads
 //! nor on where a block falls, nor on the instruction set: AVX-512 and AVX2 compute the same
 //! chains and give the same bits (the `gemm` crate, used on CPUs with neither, sums in another
