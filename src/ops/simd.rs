@@ -80,6 +80,17 @@ macro_rules! kernel {
         /// The CPU has the instructions; every element of the three matrices is inside its
         /// buffer; `c` does not alias `a` or `b`.
         pub unsafe fn matmul(m: usize, n: usize, k: usize, o: Operands, accumulate: bool) {
+            // Panels of as equal a height as `MR` allows: 32 rows as 6, 6, 5, 5, 5, 5 rather
+            // than five of 6 and one of 2, whose 4 accumulators are too few chains to keep the
+            // multiply-add units busy.
+            let panels = m.div_ceil(MR);
+            // Gathered rows of `b` that many panels read are first copied into one contiguous,
+            // aligned strip: the rows start anywhere, so their vector loads straddle cache
+            // lines. With three panels or fewer (the first layer's 16 filters) the copy cost
+            // more than it saved (measured); those panels read the rows in place.
+            let pack = !o.b_rows.is_null() && panels > 3;
+            let mut strip = std::mem::MaybeUninit::<Strip>::uninit();
+            let strip = strip.as_mut_ptr() as *mut f32;
             for p in (0..k).step_by(KC) {
                 let kc = (k - p).min(KC);
                 // Slices after the first continue the sums already in `c`.
@@ -87,18 +98,21 @@ macro_rules! kernel {
                 let o = o.at_step(p);
                 for j in (0..n).step_by(NR) {
                     let cols = (n - j).min(NR);
-                    // Panels of as equal a height as `MR` allows: 32 rows as 6, 6, 5, 5, 5, 5
-                    // rather than five of 6 and one of 2, whose 4 accumulators are too few
-                    // chains to keep the multiply-add units busy.
-                    let panels = m.div_ceil(MR);
+                    // The strip's rows fetch the next strip's into the cache.
+                    let fetch = j + NR < n;
+                    if pack {
+                        match cols > LANES {
+                            true => pack_strip::<2>(kc, o.b.add(j), o.b_rows, cols, fetch, strip),
+                            false => pack_strip::<1>(kc, o.b.add(j), o.b_rows, cols, fetch, strip),
+                        }
+                    }
                     for q in 0..panels {
                         let (i, rows) =
                             (q * (m / panels) + q.min(m % panels), m / panels + usize::from(q < m % panels));
-                        let o = o.at(i, j);
-                        // The first panel of a strip of gathered rows fetches the next strip
-                        // into the cache: rows scattered over the input are too many streams
-                        // for the hardware's prefetcher.
-                        let fetch = q == 0 && j + NR < n;
+                        let o = match pack {
+                            true => Operands { b: strip, b_rs: NR, b_rows: std::ptr::null(), ..o.at(i, j) },
+                            false => o.at(i, j),
+                        };
                         match (cols > LANES, o.b_rows.is_null()) {
                             (true, true) => panel::<2, false>(rows, kc, o, cols, accumulate, false),
                             (false, true) => panel::<1, false>(rows, kc, o, cols, accumulate, false),
@@ -106,6 +120,40 @@ macro_rules! kernel {
                             (false, false) => panel::<1, true>(rows, kc, o, cols, accumulate, fetch),
                         }
                     }
+                }
+            }
+        }
+
+        /// One slice of a strip of `b`: `KC × NR` values, aligned to a cache line.
+        #[repr(align(64))]
+        struct Strip {
+            _values: [f32; KC * NR],
+        }
+
+        /// Copies `cols` columns of the `kc` gathered rows of `b` (from `b`, the strip's first
+        /// column) into `strip`, `NR` values per row (lanes past `cols` zero), fetching the next
+        /// strip's columns into the cache when `fetch`.
+        #[target_feature(enable = $feature)]
+        #[inline]
+        unsafe fn pack_strip<const W: usize>(
+            kc: usize,
+            b: *const f32,
+            b_rows: *const usize,
+            cols: usize,
+            fetch: bool,
+            strip: *mut f32,
+        ) {
+            let masks: [Mask; W] = std::array::from_fn(|h| mask(cols.saturating_sub(LANES * h).min(LANES)));
+            let all = mask(LANES);
+            for q in 0..kc {
+                let row = b.add(*b_rows.add(q));
+                if fetch {
+                    for h in 0..W {
+                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR + LANES * h) as *const i8);
+                    }
+                }
+                for (h, &mask) in masks.iter().enumerate() {
+                    store(strip.add(q * NR + LANES * h), all, true, load(row.add(LANES * h), mask));
                 }
             }
         }
