@@ -98,7 +98,8 @@ macro_rules! kernel {
                 let o = o.at_step(p);
                 for j in (0..n).step_by(NR) {
                     let cols = (n - j).min(NR);
-                    // The strip's rows fetch the next strip's into the cache.
+                    // Whether a pass over this strip's rows fetches the next strip's into the
+                    // cache: the copy's, or else the first panel's.
                     let fetch = j + NR < n;
                     if pack {
                         match cols > LANES {
@@ -116,8 +117,8 @@ macro_rules! kernel {
                         match (cols > LANES, o.b_rows.is_null()) {
                             (true, true) => panel::<2, false>(rows, kc, o, cols, accumulate, false),
                             (false, true) => panel::<1, false>(rows, kc, o, cols, accumulate, false),
-                            (true, false) => panel::<2, true>(rows, kc, o, cols, accumulate, fetch),
-                            (false, false) => panel::<1, true>(rows, kc, o, cols, accumulate, fetch),
+                            (true, false) => panel::<2, true>(rows, kc, o, cols, accumulate, fetch && q == 0),
+                            (false, false) => panel::<1, true>(rows, kc, o, cols, accumulate, fetch && q == 0),
                         }
                     }
                 }
@@ -143,18 +144,33 @@ macro_rules! kernel {
             fetch: bool,
             strip: *mut f32,
         ) {
-            let masks: [Mask; W] = std::array::from_fn(|h| mask(cols.saturating_sub(LANES * h).min(LANES)));
+            let masks = lane_masks::<W>(cols);
             let all = mask(LANES);
             for q in 0..kc {
                 let row = b.add(*b_rows.add(q));
                 if fetch {
-                    for h in 0..W {
-                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR + LANES * h) as *const i8);
-                    }
+                    fetch_next_strip::<W>(row);
                 }
                 for (h, &mask) in masks.iter().enumerate() {
                     store(strip.add(q * NR + LANES * h), all, true, load(row.add(LANES * h), mask));
                 }
+            }
+        }
+
+        /// For each of a strip's `W` vectors, the lanes that hold one of its `cols` columns.
+        #[target_feature(enable = $feature)]
+        #[inline]
+        unsafe fn lane_masks<const W: usize>(cols: usize) -> [Mask; W] {
+            std::array::from_fn(|h| mask(cols.saturating_sub(LANES * h).min(LANES)))
+        }
+
+        /// Asks the cache for the columns of the next strip in the row starting at `row` (a
+        /// hint: it never faults, so `row` may point anywhere).
+        #[target_feature(enable = $feature)]
+        #[inline]
+        unsafe fn fetch_next_strip<const W: usize>(row: *const f32) {
+            for h in 0..W {
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR + LANES * h) as *const i8);
             }
         }
 
@@ -196,7 +212,7 @@ macro_rules! kernel {
             let a_row: [*const f32; R] =
                 std::array::from_fn(|r| if a_rows.is_null() { a.add(r * a_rs) } else { a.add(*a_rows.add(r)) });
             // Lanes in use in each vector of a row of the strip.
-            let masks: [Mask; W] = std::array::from_fn(|h| mask(cols.saturating_sub(LANES * h).min(LANES)));
+            let masks = lane_masks::<W>(cols);
             let full = cols == LANES * W;
             // Each output is one multiply-add chain in `k` order, starting from its old value
             // when accumulating, so a product split into slices of `k` gives the same bits as
@@ -212,9 +228,7 @@ macro_rules! kernel {
             for p in 0..k {
                 let row = if TABLE { b.add(*b_rows.add(p)) } else { b.add(p * b_rs) };
                 if TABLE && fetch {
-                    for h in 0..W {
-                        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR + LANES * h) as *const i8);
-                    }
+                    fetch_next_strip::<W>(row);
                 }
                 let bv: [V; W] = std::array::from_fn(|h| load(row.add(LANES * h), masks[h]));
                 for (r, acc) in acc.iter_mut().enumerate() {
