@@ -176,8 +176,7 @@ plot_formats = []
 }
 
 fn peak_anonymous_mib(run: &std::path::Path) -> f64 {
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let manifest = crate::util::manifest(run);
     manifest["peak_anonymous_mib"].as_f64().expect("the manifest records peak_anonymous_mib")
 }
 
@@ -230,8 +229,7 @@ fn two_runners_filling_one_cache_at_once_both_finish_with_one_cache() {
     for (out, name) in outputs.iter().zip(["first", "second"]) {
         crate::util::assert_exit(out, 0);
         let run = tmp.path().join("results").join(name).join("run-001");
-        let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+        let manifest = crate::util::manifest(&run);
         decoded.push(manifest["dataset"]["decoded"].as_u64().unwrap());
     }
     decoded.sort();
@@ -242,8 +240,7 @@ fn two_runners_filling_one_cache_at_once_both_finish_with_one_cache() {
     assert!(files.iter().all(|f| f.ends_with(".bin") || f.ends_with(".lock")), "no temporary file left: {files:?}");
     let out = crate::util::runner_with(tmp.path(), &[tmp.path().join("first.toml").to_str().unwrap()], 2, &cache);
     crate::util::assert_exit(&out, 0);
-    let third = tmp.path().join("results/first/run-002/manifest.json");
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(third).unwrap()).unwrap();
+    let manifest = crate::util::manifest(&tmp.path().join("results/first/run-002"));
     assert_eq!(manifest["dataset"]["decoded"], 0, "the cache is whole");
 }
 

@@ -58,9 +58,7 @@ fn already_split_folders_are_the_split_and_no_split_is_drawn() {
     for (path, split) in &rows {
         assert!(path.starts_with(&format!("split/{split}/")), "{path} is in the {split} split");
     }
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("results/presplit/run-001/manifest.json")).unwrap())
-            .unwrap();
+    let manifest = crate::util::manifest(&root.join("results/presplit/run-001"));
     assert!(manifest["dataset"]["path"].as_str().unwrap().ends_with("/split"), "the folders' common parent");
 
     // Without validation_path, validation is drawn from the training folder.
@@ -130,8 +128,7 @@ fn a_flat_folder_labelled_by_a_csv_file_trains_and_quarantines_listed_files_that
     let out = runner(root, &["exp.toml"]);
     assert_exit(&out, 0);
     let run = root.join("results/csv/run-001");
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let manifest = crate::util::manifest(&run);
     assert_eq!(manifest["dataset"]["classes"], serde_json::json!(["bag", "sneaker", "trouser"]), "sorted as Keras");
     assert_eq!(
         manifest["dataset"]["train"].as_u64().unwrap() + manifest["dataset"]["validation"].as_u64().unwrap(),

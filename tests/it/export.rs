@@ -94,8 +94,7 @@ fn export_and_compare(root: &Path, run: &Path, args: &[&str], size: [usize; 2], 
     let ort: serde_json::Value = serde_json::from_slice(&ort.stdout).unwrap();
 
     // The contract.
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).unwrap()).unwrap();
+    let manifest = crate::util::manifest(&run);
     let classes: Vec<String> = serde_json::from_value(manifest["dataset"]["classes"].clone()).unwrap();
     assert_eq!(ort["input"], serde_json::json!(["image", "tensor(float)", ["N", c, h, w]]));
     assert_eq!(ort["output"], serde_json::json!(["probabilities", "tensor(float)", ["N", classes.len()]]));

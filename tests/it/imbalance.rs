@@ -96,8 +96,7 @@ fn oversampling_and_undersampling_redraw_the_training_split_each_epoch_reproduci
             std::fs::read(b.join("weights.safetensors")).unwrap()
         );
         // Validation is the split's: the same 13 images for every mode.
-        let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(a.join("manifest.json")).unwrap()).unwrap();
+        let manifest = crate::util::manifest(&a);
         assert_eq!(
             (manifest["dataset"]["train"].as_u64(), manifest["dataset"]["validation"].as_u64()),
             (Some(37), Some(13))

@@ -233,8 +233,7 @@ fn the_test_split_is_held_out_and_evaluated_once_after_training() {
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("test_metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["samples"], 10);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let manifest = manifest(&run);
     assert_eq!((manifest["dataset"]["train"].as_u64(), manifest["dataset"]["test"].as_u64()), (Some(20), Some(10)));
 }
 

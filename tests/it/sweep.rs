@@ -108,8 +108,7 @@ fn jobs_run_trials_at_once_on_a_share_of_the_cores_and_the_end_compares_them() {
     assert_eq!(trials.len(), 4);
     for t in &trials {
         assert_eq!(trial_state(t), "completed");
-        let manifest: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(t.join("manifest.json")).unwrap()).unwrap();
+        let manifest = crate::util::manifest(t);
         assert_eq!(manifest["threads"], 1, "each of 2 jobs gets 1 of the 2 cores");
         let config = std::fs::read_to_string(t.join("config.toml")).unwrap();
         assert!(config.contains("sweep trial"), "the resolved config says the sweep set the value");
