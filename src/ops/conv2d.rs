@@ -159,6 +159,7 @@ impl ConvGeom {
     /// `dy_t` transposed, a row of `f` values per position, `ts ≥ ow` rows per output row
     /// (rows past `ow` are left as they are). In blocks of 8 filters × 8 positions, read as
     /// eight contiguous runs and written as eight, which the compiler turns into shuffles.
+    #[inline]
     fn transpose_band(&self, dy: &[f32], band: std::ops::Range<usize>, ts: usize, dy_t: &mut [f32]) {
         const B: usize = 8;
         let (f, ow, p) = (self.f, self.ow, self.p());
@@ -192,6 +193,7 @@ impl ConvGeom {
     /// For the output rows `band`: row `(ch, ki, kj)` of `col` holds, for every output position
     /// in the band, the input value under that kernel tap (zero where it falls in the
     /// padding). Every element is written.
+    #[inline]
     fn im2col(&self, x: &[f32], col: &mut [f32], band: std::ops::Range<usize>) {
         let p = band.len() * self.ow;
         let mut rows = col.chunks_mut(p);
@@ -226,6 +228,7 @@ impl ConvGeom {
 
     /// Adds each element of `col` back onto the input position it was read from (the
     /// transpose of `im2col`).
+    #[inline]
     fn col2im(&self, col: &[f32], dx: &mut [f32], band: std::ops::Range<usize>) {
         let p = band.len() * self.ow;
         let mut rows = col.chunks(p);
@@ -427,16 +430,18 @@ pub fn forward(
             }
         }
         tasks.into_par_iter().for_each_init(Scratch::default, |scratch, (x, bands)| {
-            for ((band, mut rows), mut kept) in bands {
-                product.band(x, band, scratch, &mut rows, &mut kept);
-                if let KeptBand::Relu(mask) = &mut kept {
-                    for (mask, rows) in mask.iter_mut().zip(&rows) {
-                        // SAFETY: `band` wrote every value of its rows just above.
-                        let rows = unsafe { &*(&rows[..] as *const [MaybeUninit<f32>] as *const [f32]) };
-                        mask.iter_mut().zip(rows).for_each(|(m, v)| *m = u8::from(*v > 0.0));
+            Kernel::best().run(|| {
+                for ((band, mut rows), mut kept) in bands {
+                    product.band(x, band, scratch, &mut rows, &mut kept);
+                    if let KeptBand::Relu(mask) = &mut kept {
+                        for (mask, rows) in mask.iter_mut().zip(&rows) {
+                            // SAFETY: `band` wrote every value of its rows just above.
+                            let rows = unsafe { &*(&rows[..] as *const [MaybeUninit<f32>] as *const [f32]) };
+                            mask.iter_mut().zip(rows).for_each(|(m, v)| *m = u8::from(*v > 0.0));
+                        }
                     }
                 }
-            }
+            })
         });
     }
     // SAFETY: the chunks cover all n elements, and each was written above (a pooling writes
@@ -495,6 +500,7 @@ impl BandProduct<'_> {
     /// The output rows `band` of image `x`, through the epilogue, into `out`: one slice per
     /// filter holding those rows (of the pooled output with a 2×2 pool), and their share of
     /// what is kept.
+    #[inline]
     fn band(
         &self,
         x: &[f32],
@@ -527,25 +533,21 @@ impl BandProduct<'_> {
             }
             return;
         };
-        for (f, ((row, &bias), out)) in s.tile.chunks_mut(tn).zip(self.bias).zip(out.iter_mut()).enumerate() {
-            match epilogue.relu {
-                true => row.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
-                false => row.iter_mut().for_each(|v| *v += bias),
-            }
-            // Pairs of rows in the band, up to the pooling's last row.
-            let pooled = band.start / 2..(band.end / 2).min(pg.oh);
-            for (r, oy) in pooled.enumerate() {
-                let top = &row[2 * r * ts..][..2 * pg.ow];
-                let bottom = &row[(2 * r + 1) * ts..][..2 * pg.ow];
-                let at = (f * g.p() + 2 * oy * g.ow) as u32;
-                let out = &mut out[r * pg.ow..][..pg.ow];
-                match kept {
-                    KeptBand::Pool(arg) => {
-                        let arg = &mut arg[f][r * pg.ow..][..pg.ow];
-                        pool2d::row_2x2::<true>(top, bottom, at, g.ow as u32, out, arg, epilogue.relu)
-                    }
-                    _ => pool2d::row_2x2::<false>(top, bottom, at, g.ow as u32, out, &mut [], false),
-                }
+        for (f, ((row, &bias), out)) in s.tile.chunks(tn).zip(self.bias).zip(out.iter_mut()).enumerate() {
+            // The pairs of rows in the band, up to the pooling's last row, through the bias
+            // and ReLU as the pool reads them.
+            let (first, last) = (band.start / 2, (band.end / 2).min(pg.oh));
+            let input = pool2d::Rows2x2 {
+                x: row,
+                stride: ts,
+                w: g.ow as u32,
+                at: (f * g.p() + 2 * first * g.ow) as u32,
+                pre: Some(pool2d::Pre { bias, relu: epilogue.relu }),
+            };
+            let out = &mut out[..(last - first) * pg.ow];
+            match kept {
+                KeptBand::Pool(arg) => pool2d::rows_2x2::<true>(input, pg.ow, out, arg[f], epilogue.relu),
+                _ => pool2d::rows_2x2::<false>(input, pg.ow, out, &mut [], false),
             }
         }
     }
@@ -553,6 +555,7 @@ impl BandProduct<'_> {
 
 /// Sums `v` with eight interleaved partial sums: a fixed order (so the same bits on any
 /// thread count) that the compiler can vectorise, unlike a single running sum.
+#[inline]
 fn sum(v: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let chunks = v.chunks_exact(8);
@@ -593,57 +596,63 @@ pub fn backward(
         .map_init(
             || (Scratch::default(), Vec::new(), Vec::new()),
             |(s, through, dy_t), (i, mut dx)| {
-                let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
-                let image = i * out_len..(i + 1) * out_len;
-                let dy = match kept {
-                    Kept::Nothing => &dy[image],
-                    Kept::Relu(mask) => {
-                        through.clear();
-                        through.extend(
-                            dy[image.clone()].iter().zip(&mask[image]).map(|(d, &m)| if m == 1 { *d } else { 0.0 }),
-                        );
-                        &through[..]
-                    }
-                    Kept::Pool(arg) => {
-                        through.clear();
-                        through.resize(g.out_len(), 0.0);
-                        for (d, &a) in dy[image.clone()].iter().zip(&arg[image]) {
-                            if a != u32::MAX {
-                                through[a as usize] += d;
-                            }
+                Kernel::best().run(|| {
+                    let x = &x[i * g.in_len()..(i + 1) * g.in_len()];
+                    let image = i * out_len..(i + 1) * out_len;
+                    let dy = match kept {
+                        Kept::Nothing => &dy[image],
+                        Kept::Relu(mask) => {
+                            through.clear();
+                            through.extend(dy[image.clone()].iter().zip(&mask[image]).map(|(d, &m)| {
+                                if m == 1 {
+                                    *d
+                                } else {
+                                    0.0
+                                }
+                            }));
+                            &through[..]
                         }
-                        &through[..]
+                        Kept::Pool(arg) => {
+                            through.clear();
+                            through.resize(g.out_len(), 0.0);
+                            for (d, &a) in dy[image.clone()].iter().zip(&arg[image]) {
+                                if a != u32::MAX {
+                                    through[a as usize] += d;
+                                }
+                            }
+                            &through[..]
+                        }
+                    };
+                    let db = dy.chunks(p).map(sum).collect();
+                    if let Some(wt) = &wt {
+                        // The transformed kernel's gradient, [ξ][f][c].
+                        let mut dwt = vec![0.0; wt.len()];
+                        winograd::backward_image(x, wt, dy, g, &mut dwt, dx, &mut s.transforms);
+                        return (dwt, db);
                     }
-                };
-                let db = dy.chunks(p).map(sum).collect();
-                if let Some(wt) = &wt {
-                    // The transformed kernel's gradient, [ξ][f][c].
-                    let mut dwt = vec![0.0; wt.len()];
-                    winograd::backward_image(x, wt, dy, g, &mut dwt, dx, &mut s.transforms);
-                    return (dwt, db);
-                }
-                // The weight gradient is made transposed, dWᵀ (k × f) += col · dyᵀ, so that both
-                // operands have contiguous rows, the layout the fast multiply kernels take.
-                let mut dw_t = vec![0.0; k * g.f];
-                for band in g.tiles(1) {
-                    // dyᵀ for the band: `ts` positions per output row, as the product reads
-                    // the input (in place, the `w - ow` past each row's end being zero).
-                    let (ts, tn) = g.band_columns(&band, in_place);
-                    dy_t.clear();
-                    dy_t.resize(tn * g.f, 0.0);
-                    g.transpose_band(dy, band.clone(), ts, dy_t);
-                    let dy_t = Operand::Mat(Mat { data: dy_t, rs: g.f, cs: 1 });
-                    let cols = g.band_matrix(x, &band, taps.as_deref(), &mut s.rows, &mut s.col);
-                    Kernel::best().matmul(k, g.f, tn, cols, dy_t, &mut dw_t, true);
-                    if let Some(dx) = dx.as_deref_mut() {
-                        let tp = band.len() * g.ow;
-                        s.col.resize(k * tp, 0.0);
-                        let dy = Mat { data: &dy[band.start * g.ow..], rs: p, cs: 1 };
-                        matmul(k, tp, g.f, Mat { data: w, rs: 1, cs: k }, dy, &mut s.col, false);
-                        g.col2im(&s.col, dx, band);
+                    // The weight gradient is made transposed, dWᵀ (k × f) += col · dyᵀ, so that both
+                    // operands have contiguous rows, the layout the fast multiply kernels take.
+                    let mut dw_t = vec![0.0; k * g.f];
+                    for band in g.tiles(1) {
+                        // dyᵀ for the band: `ts` positions per output row, as the product reads
+                        // the input (in place, the `w - ow` past each row's end being zero).
+                        let (ts, tn) = g.band_columns(&band, in_place);
+                        dy_t.clear();
+                        dy_t.resize(tn * g.f, 0.0);
+                        g.transpose_band(dy, band.clone(), ts, dy_t);
+                        let dy_t = Operand::Mat(Mat { data: dy_t, rs: g.f, cs: 1 });
+                        let cols = g.band_matrix(x, &band, taps.as_deref(), &mut s.rows, &mut s.col);
+                        Kernel::best().matmul(k, g.f, tn, cols, dy_t, &mut dw_t, true);
+                        if let Some(dx) = dx.as_deref_mut() {
+                            let tp = band.len() * g.ow;
+                            s.col.resize(k * tp, 0.0);
+                            let dy = Mat { data: &dy[band.start * g.ow..], rs: p, cs: 1 };
+                            matmul(k, tp, g.f, Mat { data: w, rs: 1, cs: k }, dy, &mut s.col, false);
+                            g.col2im(&s.col, dx, band);
+                        }
                     }
-                }
-                (dw_t, db)
+                    (dw_t, db)
+                })
             },
         )
         .collect();
@@ -653,9 +662,11 @@ pub fn backward(
     const CHUNK: usize = 1 << 12;
     let mut dw_t = vec![0.0; wt.as_ref().map_or(k * g.f, Vec::len)];
     dw_t.par_chunks_mut(CHUNK).enumerate().for_each(|(i, out)| {
-        for (dw_i, _) in &per_image {
-            out.iter_mut().zip(&dw_i[i * CHUNK..]).for_each(|(a, b)| *a += b);
-        }
+        Kernel::best().run(|| {
+            for (dw_i, _) in &per_image {
+                out.iter_mut().zip(&dw_i[i * CHUNK..]).for_each(|(a, b)| *a += b);
+            }
+        })
     });
     let mut db = vec![0.0; g.f];
     for (_, db_i) in &per_image {

@@ -110,6 +110,34 @@ impl Kernel {
         self != Kernel::Crate
     }
 
+    /// Runs `f` compiled for this kernel's instruction set: the loops around the products
+    /// (transposes, col2im, sums, pooling's routing) then use its vector width, where the
+    /// crate's baseline (x86-64, SSE2) gives them four lanes. `f` is inlined into a function
+    /// with the kernel's target features, and what `f` calls with it where marked
+    /// `#[inline]`. Same bits either way: these loops add in the same order at any width.
+    #[inline(always)]
+    pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            // SAFETY: a kernel is only chosen where the CPU runs it (`runs_here`).
+            match self {
+                Kernel::Avx512 => unsafe { avx512(f) },
+                Kernel::Avx2 => unsafe { avx2(f) },
+                Kernel::Crate => f(),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        f()
+    }
+
     /// For `runner bench`.
     pub fn describe(self) -> &'static str {
         match self {
