@@ -612,6 +612,15 @@ pub fn backward(
                             }));
                             &through[..]
                         }
+                        Kept::Pool(arg) if epilogue.max_pool.is_some_and(|pg| pg.is_2x2()) => {
+                            let pg = epilogue.max_pool.expect("a 2×2 pool");
+                            through.resize(g.out_len(), 0.0);
+                            let planes = through.chunks_mut(p).zip(dy[image.clone()].chunks(pg.oh * pg.ow));
+                            for (f, ((plane, dy), win)) in planes.zip(arg[image].chunks(pg.oh * pg.ow)).enumerate() {
+                                pool2d::unpool_2x2(dy, win, pg.ow, (f * p) as u32, g.ow, plane);
+                            }
+                            &through[..]
+                        }
                         Kept::Pool(arg) => {
                             through.clear();
                             through.resize(g.out_len(), 0.0);

@@ -221,6 +221,41 @@ fn scalar_rows_2x2<const ARG: bool>(
     }
 }
 
+/// The gradient of [`rows_2x2`] for one plane: each gradient of `dy` (`rows × ow` windows)
+/// onto the value that won its window (`win`, numbered from `at`, rows `w` apart), every other
+/// value of `dx` (the plane, rows of `w`) zero. Writes every value of `dx`, so nothing needs
+/// zeroing first, and gives what adding each gradient onto zeros gives (`0 + d`, so -0.0
+/// becomes +0.0): one pass over the plane instead of a zeroing pass and a scatter.
+pub(super) fn unpool_2x2(dy: &[f32], win: &[u32], ow: usize, at: u32, w: usize, dx: &mut [f32]) {
+    let rows = dy.len() / ow.max(1);
+    assert!(dy.len() == rows * ow && win.len() == dy.len() && 2 * ow <= w && 2 * rows * w <= dx.len(), "unpool");
+    #[cfg(target_arch = "x86_64")]
+    if super::Kernel::best() == super::Kernel::Avx512 {
+        // SAFETY: the CPU has the instructions; the lengths are checked above.
+        unsafe { x86::avx512::unpool_2x2(dy, win, ow, at, w, dx) };
+        dx[2 * rows * w..].fill(0.0);
+        return;
+    }
+    scalar_unpool_2x2(dy, win, ow, at, w, dx);
+}
+
+/// [`unpool_2x2`] one window at a time.
+fn scalar_unpool_2x2(dy: &[f32], win: &[u32], ow: usize, at: u32, w: usize, dx: &mut [f32]) {
+    let rows = dy.len() / ow.max(1);
+    for (r, (dy, win)) in dy.chunks(ow).zip(win.chunks(ow)).enumerate() {
+        let (top, bottom) = dx[2 * r * w..][..2 * w].split_at_mut(w);
+        for (ox, (&d, &k)) in dy.iter().zip(win).enumerate() {
+            let i = at + (2 * r * w + 2 * ox) as u32;
+            let pick = |j: u32| if k == j { 0.0 + d } else { 0.0 };
+            (top[2 * ox], top[2 * ox + 1]) = (pick(i), pick(i + 1));
+            (bottom[2 * ox], bottom[2 * ox + 1]) = (pick(i + w as u32), pick(i + w as u32 + 1));
+        }
+        top[2 * ow..].fill(0.0);
+        bottom[2 * ow..].fill(0.0);
+    }
+    dx[2 * rows * w..].fill(0.0);
+}
+
 /// [`rows_2x2`] on vectors, window for window the same selects, so the same values and
 /// winners. Each returns how many windows of each row (from the first) it did; the caller
 /// does the rest.
@@ -313,6 +348,40 @@ mod x86 {
                 }
             }
             ow
+        }
+        /// See [`super::super::unpool_2x2`]; writes the rows of windows (not the rows below).
+        #[target_feature(enable = "avx512f")]
+        pub unsafe fn unpool_2x2(dy: &[f32], win: &[u32], ow: usize, at: u32, w: usize, dx: &mut [f32]) {
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            let second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
+            let (right, below) = (_mm512_set1_epi32(1), _mm512_set1_epi32(w as i32));
+            let zero = _mm512_setzero_ps();
+            for r in 0..dy.len() / ow.max(1) {
+                let top = dx.as_mut_ptr().add(2 * r * w);
+                let bottom = top.add(w);
+                for ox in (0..ow).step_by(16) {
+                    let n = (ow - ox).min(16);
+                    let d = _mm512_maskz_loadu_ps(lanes(n), dy.as_ptr().add(r * ow + ox));
+                    let k = _mm512_maskz_loadu_epi32(lanes(n), win.as_ptr().add(r * ow + ox) as *const i32);
+                    let i =
+                        _mm512_add_epi32(_mm512_set1_epi32(at.wrapping_add((2 * r * w + 2 * ox) as u32) as i32), even);
+                    let pick = |j: __m512i| _mm512_maskz_add_ps(_mm512_cmpeq_epi32_mask(k, j), zero, d);
+                    for (row, left) in [(top, i), (bottom, _mm512_add_epi32(i, below))] {
+                        let (l, r_) = (pick(left), pick(_mm512_add_epi32(left, right)));
+                        let out = row.add(2 * ox);
+                        _mm512_mask_storeu_ps(out, lanes((2 * n).min(16)), _mm512_permutex2var_ps(l, first, r_));
+                        _mm512_mask_storeu_ps(
+                            out.wrapping_add(16),
+                            lanes(2 * n.saturating_sub(8)),
+                            _mm512_permutex2var_ps(l, second, r_),
+                        );
+                    }
+                }
+                for row in [top, bottom] {
+                    std::ptr::write_bytes(row.add(2 * ow), 0, w - 2 * ow);
+                }
+            }
         }
     }
 
@@ -549,6 +618,43 @@ mod tests {
                     let avx2 = run(&|b, w| unsafe { x86::avx2::rows_2x2::<true>(input, ow, b, w, clip) });
                     assert_eq!(avx2, scalar, "AVX2, {ow} windows, {pre:?}");
                 }
+            }
+        }
+    }
+
+    /// The pooled gradient's one-pass routing gives, on every path, what adding each gradient
+    /// onto a zeroed plane at its winner gives (including a window the ReLU stopped, and rows
+    /// and columns past the last window).
+    #[test]
+    fn unpool_matches_a_scatter_onto_zeros() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for (oh, ow) in [(5, 7), (4, 16), (3, 33), (6, 63)] {
+            let (h, w, at) = (2 * oh + 1, 2 * ow + 1, 3 * 1000);
+            let (rows, cols) = (oh, ow);
+            let dy: Vec<f32> =
+                (0..rows * cols).map(|i| if i % 9 == 0 { -0.0 } else { rng.gen_range(-1.0..1.0) }).collect();
+            let win: Vec<u32> = (0..rows * cols)
+                .map(|i| match rng.gen_range(0..5) {
+                    4 => u32::MAX,
+                    tap => (at + 2 * (i / cols * w + i % cols) + (tap / 2) * w + tap % 2) as u32,
+                })
+                .collect();
+            let mut expected = vec![0.0f32; h * w];
+            for (d, &k) in dy.iter().zip(&win) {
+                if k != u32::MAX {
+                    expected[k as usize - at] += d;
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let mut got = vec![f32::NAN; h * w];
+            scalar_unpool_2x2(&dy, &win, cols, at as u32, w, &mut got);
+            assert_eq!(bits(&got), bits(&expected), "{oh}×{ow} windows, one at a time");
+            if std::is_x86_feature_detected!("avx512f") {
+                let mut got = vec![f32::NAN; h * w];
+                // SAFETY: the CPU has the instructions; the lengths fit.
+                unsafe { x86::avx512::unpool_2x2(&dy, &win, cols, at as u32, w, &mut got) };
+                got[2 * rows * w..].fill(0.0);
+                assert_eq!(bits(&got), bits(&expected), "{oh}×{ow} windows, AVX-512");
             }
         }
     }
