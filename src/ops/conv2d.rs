@@ -157,12 +157,26 @@ impl ConvGeom {
 
     /// Writes `dy` (one image's output gradient, `f × oh·ow`) for the output rows `band` into
     /// `dy_t` transposed, a row of `f` values per position, `ts ≥ ow` rows per output row
-    /// (rows past `ow` are left as they are). In blocks of 8 filters × 8 positions, read as
+    /// (rows past `ow` are left as they are). On AVX-512 with filters in sixteens, 16 × 16
+    /// blocks transposed in registers; otherwise blocks of 8 filters × 8 positions, read as
     /// eight contiguous runs and written as eight, which the compiler turns into shuffles.
     #[inline]
     fn transpose_band(&self, dy: &[f32], band: std::ops::Range<usize>, ts: usize, dy_t: &mut [f32]) {
         const B: usize = 8;
         let (f, ow, p) = (self.f, self.ow, self.p());
+        #[cfg(target_arch = "x86_64")]
+        if f % 16 == 0 && Kernel::best() == Kernel::Avx512 {
+            assert!(dy.len() >= f * p && dy_t.len() >= ((band.len() - 1) * ts + ow) * f, "transpose: sizes");
+            for (r, oy) in band.enumerate() {
+                for f0 in (0..f).step_by(16) {
+                    let (src, dst) = (dy[f0 * p + oy * ow..].as_ptr(), dy_t[r * ts * f + f0..].as_mut_ptr());
+                    // SAFETY: the CPU has AVX-512; the 16 rows of `ow` values from `src` lie in
+                    // `dy` and the `ow` rows of 16 from `dst` in `dy_t` (checked above).
+                    unsafe { super::simd::avx512::transpose16(src, p, ow, dst, f) };
+                }
+            }
+            return;
+        }
         for (r, oy) in band.enumerate() {
             let out = &mut dy_t[r * ts * f..][..ow * f];
             for f0 in (0..f).step_by(B) {
@@ -221,6 +235,28 @@ impl ConvGeom {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// [`Self::col2im`] where the input is read in place ([`Self::reads_in_place`]), for a
+    /// `col` laid out as that product's: `tn` columns per row, `w` per output row (see
+    /// [`Self::band_columns`]). Each row of `col` is then one contiguous run of the input
+    /// plane, added in one go, where `col2im` adds a run per output row: the runs were as
+    /// short as a row (12 to 61 values) and cost more in loop overhead than in additions.
+    /// The `w - ow` columns past each output row hold exact zeros (their `dy` is zero), which
+    /// leave what they land on unchanged: a gradient sum starts at +0 and so is never -0.
+    /// Each input value gets its taps in the same order as from `col2im`, so the same bits.
+    #[inline]
+    fn col2im_in_place(&self, col: &[f32], dx: &mut [f32], band: std::ops::Range<usize>, tn: usize) {
+        let mut rows = col.chunks(tn);
+        for plane in dx.chunks_mut(self.h * self.w).take(self.c) {
+            for ki in 0..self.kh {
+                for kj in 0..self.kw {
+                    let row = rows.next().expect("c·kh·kw rows");
+                    let start = (band.start + ki * self.dh) * self.w + kj * self.dw;
+                    plane[start..start + tn].iter_mut().zip(row).for_each(|(d, v)| *d += v);
                 }
             }
         }
@@ -652,7 +688,21 @@ pub fn backward(
                         let dy_t = Operand::Mat(Mat { data: dy_t, rs: g.f, cs: 1 });
                         let cols = g.band_matrix(x, &band, taps.as_deref(), &mut s.rows, &mut s.col);
                         Kernel::best().matmul(k, g.f, tn, cols, dy_t, &mut dw_t, true);
-                        if let Some(dx) = dx.as_deref_mut() {
+                        if let (Some(dx), true) = (dx.as_deref_mut(), in_place) {
+                            // dcol with `ts` = `w` columns per output row, like dyᵀ above (see
+                            // `ConvGeom::col2im_in_place`): dy's rows spaced out to `w`.
+                            s.tile.clear();
+                            s.tile.resize(g.f * tn, 0.0);
+                            for (out, dy) in s.tile.chunks_mut(tn).zip(dy.chunks(p)) {
+                                for (out, dy) in out.chunks_mut(ts).zip(dy[band.start * g.ow..].chunks(g.ow)) {
+                                    out[..g.ow].copy_from_slice(dy);
+                                }
+                            }
+                            s.col.resize(k * tn, 0.0);
+                            let dy = Mat { data: &s.tile, rs: tn, cs: 1 };
+                            matmul(k, tn, g.f, Mat { data: w, rs: 1, cs: k }, dy, &mut s.col, false);
+                            g.col2im_in_place(&s.col, dx, band, tn);
+                        } else if let Some(dx) = dx.as_deref_mut() {
                             let tp = band.len() * g.ow;
                             s.col.resize(k * tp, 0.0);
                             let dy = Mat { data: &dy[band.start * g.ow..], rs: p, cs: 1 };

@@ -362,6 +362,10 @@ mod x86 {
                 let bottom = top.add(w);
                 for ox in (0..ow).step_by(16) {
                     let n = (ow - ox).min(16);
+                    // The gradients and winners stream from memory (written long before).
+                    let ahead = r * ow + ox + 256;
+                    _mm_prefetch::<_MM_HINT_T0>(dy.as_ptr().wrapping_add(ahead) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(win.as_ptr().wrapping_add(ahead) as *const i8);
                     let d = _mm512_maskz_loadu_ps(lanes(n), dy.as_ptr().add(r * ow + ox));
                     let k = _mm512_maskz_loadu_epi32(lanes(n), win.as_ptr().add(r * ow + ox) as *const i32);
                     let i =

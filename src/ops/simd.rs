@@ -287,6 +287,57 @@ pub mod avx512 {
     }
 
     kernel!("avx512f");
+
+    /// `dst[j·dst_rs + i] = src[i·src_rs + j]` for 16 rows `i` and `cols` columns `j`: a
+    /// 16 × 16 transpose in registers per block of columns (unpack, then two rounds of
+    /// 128-bit-lane shuffles), masked for the last block.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; the 16 rows of `cols` values from `src` and the `cols` rows of
+    /// 16 values from `dst` are inside their buffers, which do not overlap.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn transpose16(src: *const f32, src_rs: usize, cols: usize, dst: *mut f32, dst_rs: usize) {
+        for j in (0..cols).step_by(LANES) {
+            let n = (cols - j).min(LANES);
+            let r: [V; 16] = std::array::from_fn(|i| load(src.add(i * src_rs + j), mask(n)));
+            // Pairs of rows interleaved, then quadruples: within each 128-bit lane, t holds
+            // 4×4 transposed blocks.
+            let u: [V; 16] = std::array::from_fn(|i| {
+                let (a, b) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+                match i % 2 {
+                    0 => _mm512_unpacklo_ps(a, b),
+                    _ => _mm512_unpackhi_ps(a, b),
+                }
+            });
+            let t: [V; 16] = std::array::from_fn(|i| {
+                let (q, k) = (i / 4 * 4, i % 4);
+                let (a, b) = (u[q + k / 2], u[q + 2 + k / 2]);
+                match k % 2 {
+                    0 => _mm512_shuffle_ps::<0x44>(a, b),
+                    _ => _mm512_shuffle_ps::<0xEE>(a, b),
+                }
+            });
+            // Now t[4q + k] lane l holds row 4q + (column's index within the lane), for the
+            // column 4l + k: move the 128-bit lanes into place in two steps.
+            let v: [V; 16] = std::array::from_fn(|i| {
+                let (half, k) = (i / 8, i % 8);
+                let (a, b) = (t[half * 8 + k % 4], t[half * 8 + 4 + k % 4]);
+                match k / 4 {
+                    0 => _mm512_shuffle_f32x4::<0x88>(a, b),
+                    _ => _mm512_shuffle_f32x4::<0xDD>(a, b),
+                }
+            });
+            for c in 0..n {
+                let (k, lane) = (c % 4, c / 4);
+                let (a, b) = (v[(lane % 2) * 4 + k], v[8 + (lane % 2) * 4 + k]);
+                let col = match lane / 2 {
+                    0 => _mm512_shuffle_f32x4::<0x88>(a, b),
+                    _ => _mm512_shuffle_f32x4::<0xDD>(a, b),
+                };
+                store(dst.add((j + c) * dst_rs), mask(LANES), true, col);
+            }
+        }
+    }
 }
 
 pub mod avx2 {
@@ -333,4 +384,30 @@ pub mod avx2 {
     }
 
     kernel!("avx2,fma");
+}
+
+#[cfg(test)]
+mod tests {
+    /// The register transpose against the definition, for whole and partial blocks of columns
+    /// and rows spaced wider than they are long.
+    #[test]
+    fn transpose16_transposes() {
+        if !std::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        for cols in [1, 5, 15, 16, 17, 40] {
+            let src_rs = cols + 3;
+            let src: Vec<f32> = (0..16 * src_rs).map(|v| v as f32).collect();
+            let dst_rs = 20;
+            let mut dst = vec![-1.0f32; cols * dst_rs];
+            // SAFETY: the CPU has AVX-512; both buffers hold what is read and written.
+            unsafe { super::avx512::transpose16(src.as_ptr(), src_rs, cols, dst.as_mut_ptr(), dst_rs) };
+            for j in 0..cols {
+                for i in 0..dst_rs {
+                    let want = if i < 16 { src[i * src_rs + j] } else { -1.0 };
+                    assert_eq!(dst[j * dst_rs + i], want, "{cols} columns: ({i}, {j})");
+                }
+            }
+        }
+    }
 }
