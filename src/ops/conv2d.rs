@@ -383,6 +383,9 @@ pub fn forward(
     let (p, out_len) = (g.p(), epilogue.out_len(g));
     let n = batch * out_len;
     let mut kept = match epilogue {
+        // The 2×2 pool writes every winner (so the vector is filled in place, not zeroed
+        // first: that was a pass over the largest buffer of the step, on one thread).
+        Epilogue { max_pool: Some(pg), .. } if keep && pg.is_2x2() => Kept::Pool(Vec::with_capacity(n)),
         Epilogue { max_pool: Some(_), .. } if keep => Kept::Pool(vec![0; n]),
         Epilogue { relu: true, max_pool: None } if keep => Kept::Relu(vec![0; n]),
         _ => Kept::Nothing,
@@ -448,7 +451,7 @@ pub fn forward(
                 .chunks_mut(out_len)
                 .map(|m| split_planes(m, plane, &cuts).into_iter().map(KeptBand::Relu).collect())
                 .collect(),
-            Kept::Pool(arg) => arg
+            Kept::Pool(arg) => arg.spare_capacity_mut()[..n]
                 .chunks_mut(out_len)
                 .map(|a| split_planes(a, plane, &cuts).into_iter().map(KeptBand::Pool).collect())
                 .collect(),
@@ -481,8 +484,12 @@ pub fn forward(
         });
     }
     // SAFETY: the chunks cover all n elements, and each was written above (a pooling writes
-    // every output of every window row).
+    // every output of every window row, and with a 2×2 pool every winner).
     unsafe { y.set_len(n) };
+    if let Kept::Pool(arg) = &mut kept {
+        // SAFETY: as above (a pool over the whole image started from zeros, with length n).
+        unsafe { arg.set_len(n) };
+    }
     (y, kept)
 }
 
@@ -508,7 +515,7 @@ fn split_planes<'a, T>(image: &'a mut [T], plane: usize, cuts: &[usize]) -> Vec<
 enum KeptBand<'a> {
     Nothing,
     Relu(Vec<&'a mut [u8]>),
-    Pool(Vec<&'a mut [u32]>),
+    Pool(Vec<&'a mut [MaybeUninit<u32>]>),
 }
 
 /// Per worker, in the forward and backward passes: one band of columns (or of where they

@@ -89,8 +89,9 @@ pub(super) fn image(x: &[f32], g: &PoolGeom, y: &mut [f32], arg: &mut [u32]) {
         // Keras' default pool, in one pass per channel.
         let planes = x.chunks(g.h * g.w).zip(y.chunks_mut(g.oh * g.ow).zip(arg.chunks_mut(g.oh * g.ow)));
         for (ch, (plane, (best, win))) in planes.enumerate() {
-            // SAFETY: only initialised values are written through the view.
+            // SAFETY: only initialised values are written through the views.
             let best = unsafe { &mut *(best as *mut [f32] as *mut [MaybeUninit<f32>]) };
+            let win = unsafe { &mut *(win as *mut [u32] as *mut [MaybeUninit<u32>]) };
             let rows = Rows2x2 { x: plane, stride: g.w, w: g.w as u32, at: (ch * g.h * g.w) as u32, pre: None };
             rows_2x2::<true>(rows, g.ow, best, win, false);
         }
@@ -169,7 +170,7 @@ pub(super) fn rows_2x2<const ARG: bool>(
     input: Rows2x2,
     ow: usize,
     best: &mut [MaybeUninit<f32>],
-    win: &mut [u32],
+    win: &mut [MaybeUninit<u32>],
     clip: bool,
 ) {
     let rows = best.len() / ow.max(1);
@@ -197,7 +198,7 @@ fn scalar_rows_2x2<const ARG: bool>(
     ow: usize,
     done: usize,
     best: &mut [MaybeUninit<f32>],
-    win: &mut [u32],
+    win: &mut [MaybeUninit<u32>],
     clip: bool,
 ) {
     let Rows2x2 { x, stride, w, at, pre } = input;
@@ -215,7 +216,7 @@ fn scalar_rows_2x2<const ARG: bool>(
             }
             b.write(m);
             if ARG {
-                win[r * ow + ox] = if clip && m <= 0.0 { u32::MAX } else { k };
+                win[r * ow + ox].write(if clip && m <= 0.0 { u32::MAX } else { k });
             }
         }
     }
@@ -317,7 +318,7 @@ mod x86 {
             input: Rows2x2,
             ow: usize,
             best: &mut [MaybeUninit<f32>],
-            win: &mut [u32],
+            win: &mut [MaybeUninit<u32>],
             clip: bool,
         ) -> usize {
             let Rows2x2 { x, stride, w, at, pre } = input;
@@ -438,7 +439,7 @@ mod x86 {
             input: Rows2x2,
             ow: usize,
             best: &mut [MaybeUninit<f32>],
-            win: &mut [u32],
+            win: &mut [MaybeUninit<u32>],
             clip: bool,
         ) -> usize {
             let Rows2x2 { x, stride, w, at, pre } = input;
@@ -603,12 +604,15 @@ mod tests {
             for pre in [None, Some(Pre { bias: 0.25, relu: true }), Some(Pre { bias: -0.5, relu: false })] {
                 let clip = pre.is_some_and(|p| p.relu);
                 let input = Rows2x2 { x: &x, stride, w: stride as u32, at: 5, pre };
-                let run = |path: &dyn Fn(&mut [MaybeUninit<f32>], &mut [u32]) -> usize| {
-                    let (mut best, mut win) = (vec![MaybeUninit::new(9.0f32); rows * ow], vec![7u32; rows * ow]);
+                let run = |path: &dyn Fn(&mut [MaybeUninit<f32>], &mut [MaybeUninit<u32>]) -> usize| {
+                    let (mut best, mut win) =
+                        (vec![MaybeUninit::new(9.0f32); rows * ow], vec![MaybeUninit::new(7u32); rows * ow]);
                     let done = path(&mut best, &mut win);
                     scalar_rows_2x2::<true>(input, ow, done, &mut best, &mut win, clip);
                     // SAFETY: every value was initialised above.
                     let bits: Vec<u32> = best.iter().map(|b| unsafe { b.assume_init() }.to_bits()).collect();
+                    // SAFETY: as above.
+                    let win: Vec<u32> = win.iter().map(|w| unsafe { w.assume_init() }).collect();
                     (bits, win)
                 };
                 let scalar = run(&|_, _| 0);
