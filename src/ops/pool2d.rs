@@ -258,102 +258,146 @@ fn scalar_unpool_2x2(dy: &[f32], win: &[u32], ow: usize, at: u32, w: usize, dx: 
 }
 
 /// [`rows_2x2`] on vectors, window for window the same selects, so the same values and
-/// winners. Each returns how many windows of each row (from the first) it did; the caller
-/// does the rest.
+/// winners: one body ([`rows_2x2!`]) over each instruction set's operations, as the matrix
+/// kernel is built. Each returns how many windows of each row (from the first) it did; the
+/// caller does the rest.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    /// `rows_2x2` for the enclosing module's vector `V` of `LANES` floats (indices `I`), its
+    /// operations (`add`, `relu`, `splat`, `pairs`, `step`, `store`, `store_winners`) and
+    /// whether it masks a row's last, partial group (`MASKED`; if not, the caller does it).
+    macro_rules! rows_2x2 {
+        ($feature:literal) => {
+            /// Through the bias and ReLU, if any.
+            #[target_feature(enable = $feature)]
+            #[inline]
+            unsafe fn pre(v: V, pre: Option<Pre>) -> V {
+                match pre {
+                    None => v,
+                    Some(Pre { bias, relu: false }) => add(v, splat(bias)),
+                    Some(Pre { bias, relu: true }) => relu(add(v, splat(bias))),
+                }
+            }
+
+            /// See [`super::super::rows_2x2`].
+            #[target_feature(enable = $feature)]
+            pub unsafe fn rows_2x2<const ARG: bool>(
+                input: Rows2x2,
+                ow: usize,
+                best: &mut [MaybeUninit<f32>],
+                win: &mut [MaybeUninit<u32>],
+                clip: bool,
+            ) -> usize {
+                let Rows2x2 { x, stride, w, at, pre: p } = input;
+                let done = if MASKED { ow } else { ow / LANES * LANES };
+                for r in 0..best.len() / ow.max(1) {
+                    let (top, bottom) = (x.as_ptr().add(2 * r * stride), x.as_ptr().add((2 * r + 1) * stride));
+                    let first = at.wrapping_add(2 * r as u32 * w);
+                    for ox in (0..done).step_by(LANES) {
+                        let n = (ow - ox).min(LANES);
+                        let (t0, t1) = pairs(top.add(2 * ox), n);
+                        let (u0, u1) = pairs(bottom.add(2 * ox), n);
+                        // The windows' first taps' indices, then the other taps' offsets.
+                        let i = first.wrapping_add(2 * ox as u32);
+                        let (mut m, mut k) = (pre(t0, p), index(i, 0));
+                        step(&mut m, &mut k, pre(t1, p), index(i, 1));
+                        step(&mut m, &mut k, pre(u0, p), index(i, w));
+                        step(&mut m, &mut k, pre(u1, p), index(i, w + 1));
+                        let out = r * ow + ox;
+                        store(best.as_mut_ptr().add(out) as *mut f32, n, m);
+                        if ARG {
+                            store_winners(win.as_mut_ptr().add(out) as *mut u32, n, k, clip.then_some(m));
+                        }
+                    }
+                }
+                done
+            }
+        };
+    }
+
     pub mod avx512 {
         use super::super::{Pre, Rows2x2};
+        use crate::ops::simd::avx512::mask as lanes;
         use std::arch::x86_64::*;
         use std::mem::MaybeUninit;
 
-        /// The first `n` lanes (`n` ≤ 16).
-        #[inline]
-        fn lanes(n: usize) -> __mmask16 {
-            ((1u32 << n) - 1) as __mmask16
-        }
+        type V = __m512;
+        type I = __m512i;
+        const LANES: usize = 16;
+        const MASKED: bool = true;
 
         #[target_feature(enable = "avx512f")]
         #[inline]
-        unsafe fn pre(v: __m512, pre: Option<Pre>) -> __m512 {
-            match pre {
-                None => v,
-                Some(Pre { bias, relu }) => {
-                    let v = _mm512_add_ps(v, _mm512_set1_ps(bias));
-                    // MAXPS gives its second operand on NaN and on equal zeros.
-                    if relu {
-                        _mm512_max_ps(v, _mm512_setzero_ps())
-                    } else {
-                        v
-                    }
-                }
-            }
+        unsafe fn add(a: V, b: V) -> V {
+            _mm512_add_ps(a, b)
         }
-
-        /// The even and the odd values of the `2·n` (≤ 32) from `p`, through `pre`.
+        /// MAXPS gives its second operand on NaN and on equal zeros: `v > 0 ? v : 0`.
         #[target_feature(enable = "avx512f")]
         #[inline]
-        unsafe fn pairs(p: *const f32, n: usize, p_: Option<Pre>) -> (__m512, __m512) {
+        unsafe fn relu(v: V) -> V {
+            _mm512_max_ps(v, _mm512_setzero_ps())
+        }
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn splat(x: f32) -> V {
+            _mm512_set1_ps(x)
+        }
+        /// Even positions 0, 2, .., 30.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn even() -> I {
+            _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+        }
+        /// `i + d` plus each lane's even position.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn index(i: u32, d: u32) -> I {
+            _mm512_add_epi32(_mm512_set1_epi32(i.wrapping_add(d) as i32), even())
+        }
+        /// The even and the odd values of the `2·n` (n ≤ 16) from `p`.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn pairs(p: *const f32, n: usize) -> (V, V) {
             let a = _mm512_maskz_loadu_ps(lanes((2 * n).min(16)), p);
             let b = _mm512_maskz_loadu_ps(lanes(2 * n.saturating_sub(8)), p.wrapping_add(16));
-            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-            let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-            (pre(_mm512_permutex2var_ps(a, even, b), p_), pre(_mm512_permutex2var_ps(a, odd, b), p_))
+            let odd = _mm512_add_epi32(even(), _mm512_set1_epi32(1));
+            (_mm512_permutex2var_ps(a, even(), b), _mm512_permutex2var_ps(a, odd, b))
         }
-
         /// Takes `v` (index `j`) over the maximum so far where it is greater, or NaN over a
         /// number.
         #[target_feature(enable = "avx512f")]
         #[inline]
-        unsafe fn step(m: &mut __m512, k: &mut __m512i, v: __m512, j: __m512i) {
+        unsafe fn step(m: &mut V, k: &mut I, v: V, j: I) {
             let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v) & _mm512_cmp_ps_mask::<_CMP_ORD_Q>(*m, *m);
             let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, *m) | nan;
             *m = _mm512_mask_blend_ps(take, *m, v);
             *k = _mm512_mask_blend_epi32(take, *k, j);
         }
-
-        /// See [`super::super::rows_2x2`]; does every window.
         #[target_feature(enable = "avx512f")]
-        pub unsafe fn rows_2x2<const ARG: bool>(
-            input: Rows2x2,
-            ow: usize,
-            best: &mut [MaybeUninit<f32>],
-            win: &mut [MaybeUninit<u32>],
-            clip: bool,
-        ) -> usize {
-            let Rows2x2 { x, stride, w, at, pre } = input;
-            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-            let (right, below, diagonal) =
-                (_mm512_set1_epi32(1), _mm512_set1_epi32(w as i32), _mm512_set1_epi32(w as i32 + 1));
-            for r in 0..best.len() / ow.max(1) {
-                let (top, bottom) = (x.as_ptr().add(2 * r * stride), x.as_ptr().add((2 * r + 1) * stride));
-                let first = at.wrapping_add(2 * r as u32 * w);
-                for ox in (0..ow).step_by(16) {
-                    let n = (ow - ox).min(16);
-                    let (t0, t1) = pairs(top.add(2 * ox), n, pre);
-                    let (u0, u1) = pairs(bottom.add(2 * ox), n, pre);
-                    let i = _mm512_add_epi32(_mm512_set1_epi32(first.wrapping_add(2 * ox as u32) as i32), even);
-                    let (mut m, mut k) = (t0, i);
-                    step(&mut m, &mut k, t1, _mm512_add_epi32(i, right));
-                    step(&mut m, &mut k, u0, _mm512_add_epi32(i, below));
-                    step(&mut m, &mut k, u1, _mm512_add_epi32(i, diagonal));
-                    let out = r * ow + ox;
-                    _mm512_mask_storeu_ps(best.as_mut_ptr().add(out) as *mut f32, lanes(n), m);
-                    if ARG {
-                        if clip {
-                            let stopped = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(m, _mm512_setzero_ps());
-                            k = _mm512_mask_blend_epi32(stopped, k, _mm512_set1_epi32(-1));
-                        }
-                        _mm512_mask_storeu_epi32(win.as_mut_ptr().add(out) as *mut i32, lanes(n), k);
-                    }
-                }
-            }
-            ow
+        #[inline]
+        unsafe fn store(p: *mut f32, n: usize, v: V) {
+            _mm512_mask_storeu_ps(p, lanes(n), v)
         }
+        /// The winners `k`, `u32::MAX` where the maximum `clip` holds is 0 or less.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn store_winners(p: *mut u32, n: usize, k: I, clip: Option<V>) {
+            let k = match clip {
+                Some(m) => {
+                    let stopped = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(m, _mm512_setzero_ps());
+                    _mm512_mask_blend_epi32(stopped, k, _mm512_set1_epi32(-1))
+                }
+                None => k,
+            };
+            _mm512_mask_storeu_epi32(p as *mut i32, lanes(n), k)
+        }
+
+        rows_2x2!("avx512f");
+
         /// See [`super::super::unpool_2x2`]; writes the rows of windows (not the rows below).
         #[target_feature(enable = "avx512f")]
         pub unsafe fn unpool_2x2(dy: &[f32], win: &[u32], ow: usize, at: u32, w: usize, dx: &mut [f32]) {
-            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let even = even();
             let first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
             let second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
             let (right, below) = (_mm512_set1_epi32(1), _mm512_set1_epi32(w as i32));
@@ -395,82 +439,70 @@ mod x86 {
         use std::arch::x86_64::*;
         use std::mem::MaybeUninit;
 
-        #[target_feature(enable = "avx2")]
-        #[inline]
-        unsafe fn pre(v: __m256, pre: Option<Pre>) -> __m256 {
-            match pre {
-                None => v,
-                Some(Pre { bias, relu }) => {
-                    let v = _mm256_add_ps(v, _mm256_set1_ps(bias));
-                    // MAXPS gives its second operand on NaN and on equal zeros.
-                    if relu {
-                        _mm256_max_ps(v, _mm256_setzero_ps())
-                    } else {
-                        v
-                    }
-                }
-            }
-        }
+        type V = __m256;
+        type I = __m256i;
+        const LANES: usize = 8;
+        /// Masked stores are slow on AMD's Zen cores: whole groups only.
+        const MASKED: bool = false;
 
-        /// The even and the odd values of the 16 from `p`, through `pre`.
         #[target_feature(enable = "avx2")]
         #[inline]
-        unsafe fn pairs(p: *const f32, p_: Option<Pre>) -> (__m256, __m256) {
+        unsafe fn add(a: V, b: V) -> V {
+            _mm256_add_ps(a, b)
+        }
+        /// MAXPS gives its second operand on NaN and on equal zeros: `v > 0 ? v : 0`.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        unsafe fn relu(v: V) -> V {
+            _mm256_max_ps(v, _mm256_setzero_ps())
+        }
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        unsafe fn splat(x: f32) -> V {
+            _mm256_set1_ps(x)
+        }
+        /// `i + d` plus each lane's even position (0, 2, .., 14).
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        unsafe fn index(i: u32, d: u32) -> I {
+            _mm256_add_epi32(_mm256_set1_epi32(i.wrapping_add(d) as i32), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14))
+        }
+        /// The even and the odd values of the 16 from `p` (a whole group: `n` is 8).
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        unsafe fn pairs(p: *const f32, _n: usize) -> (V, V) {
             let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
             // Within each half [a0 a2 b0 b2 | a4 a6 b4 b6], then the quarters put in order.
-            let order = |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(v)));
-            (pre(order(_mm256_shuffle_ps::<0x88>(a, b)), p_), pre(order(_mm256_shuffle_ps::<0xDD>(a, b)), p_))
+            let order = |v: V| _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(v)));
+            (order(_mm256_shuffle_ps::<0x88>(a, b)), order(_mm256_shuffle_ps::<0xDD>(a, b)))
         }
-
         /// Takes `v` (index `j`) over the maximum so far where it is greater, or NaN over a
         /// number.
         #[target_feature(enable = "avx2")]
         #[inline]
-        unsafe fn step(m: &mut __m256, k: &mut __m256i, v: __m256, j: __m256i) {
+        unsafe fn step(m: &mut V, k: &mut I, v: V, j: I) {
             let nan = _mm256_and_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v), _mm256_cmp_ps::<_CMP_ORD_Q>(*m, *m));
             let take = _mm256_or_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, *m), nan);
             *m = _mm256_blendv_ps(*m, v, take);
             *k = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(*k), _mm256_castsi256_ps(j), take));
         }
-
-        /// See [`super::super::rows_2x2`]; does each row's windows in whole groups of 8.
         #[target_feature(enable = "avx2")]
-        pub unsafe fn rows_2x2<const ARG: bool>(
-            input: Rows2x2,
-            ow: usize,
-            best: &mut [MaybeUninit<f32>],
-            win: &mut [MaybeUninit<u32>],
-            clip: bool,
-        ) -> usize {
-            let Rows2x2 { x, stride, w, at, pre } = input;
-            let even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-            let (right, below, diagonal) =
-                (_mm256_set1_epi32(1), _mm256_set1_epi32(w as i32), _mm256_set1_epi32(w as i32 + 1));
-            let done = ow / 8 * 8;
-            for r in 0..best.len() / ow.max(1) {
-                let (top, bottom) = (x.as_ptr().add(2 * r * stride), x.as_ptr().add((2 * r + 1) * stride));
-                let first = at.wrapping_add(2 * r as u32 * w);
-                for ox in (0..done).step_by(8) {
-                    let (t0, t1) = pairs(top.add(2 * ox), pre);
-                    let (u0, u1) = pairs(bottom.add(2 * ox), pre);
-                    let i = _mm256_add_epi32(_mm256_set1_epi32(first.wrapping_add(2 * ox as u32) as i32), even);
-                    let (mut m, mut k) = (t0, i);
-                    step(&mut m, &mut k, t1, _mm256_add_epi32(i, right));
-                    step(&mut m, &mut k, u0, _mm256_add_epi32(i, below));
-                    step(&mut m, &mut k, u1, _mm256_add_epi32(i, diagonal));
-                    let out = r * ow + ox;
-                    _mm256_storeu_ps(best.as_mut_ptr().add(out) as *mut f32, m);
-                    if ARG {
-                        if clip {
-                            let stopped = _mm256_cmp_ps::<_CMP_LE_OQ>(m, _mm256_setzero_ps());
-                            k = _mm256_or_si256(k, _mm256_castps_si256(stopped));
-                        }
-                        _mm256_storeu_si256(win.as_mut_ptr().add(out) as *mut __m256i, k);
-                    }
-                }
-            }
-            done
+        #[inline]
+        unsafe fn store(p: *mut f32, _n: usize, v: V) {
+            _mm256_storeu_ps(p, v)
         }
+        /// The winners `k`, `u32::MAX` where the maximum `clip` holds is 0 or less.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        unsafe fn store_winners(p: *mut u32, _n: usize, k: I, clip: Option<V>) {
+            let k = match clip {
+                Some(m) => _mm256_or_si256(k, _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(m, _mm256_setzero_ps()))),
+                None => k,
+            };
+            _mm256_storeu_si256(p as *mut __m256i, k)
+        }
+
+        rows_2x2!("avx2");
     }
 }
 

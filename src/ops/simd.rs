@@ -272,7 +272,7 @@ pub mod avx512 {
     }
     /// The first `n` lanes.
     #[inline]
-    fn mask(n: usize) -> Mask {
+    pub(in crate::ops) fn mask(n: usize) -> Mask {
         ((1u32 << n) - 1) as Mask
     }
     #[target_feature(enable = "avx512f")]
