@@ -230,19 +230,18 @@ fn scalar_rows_2x2<const ARG: bool>(
 pub(super) fn unpool_2x2(dy: &[f32], win: &[u32], ow: usize, at: u32, w: usize, dx: &mut [f32]) {
     let rows = dy.len() / ow.max(1);
     assert!(dy.len() == rows * ow && win.len() == dy.len() && 2 * ow <= w && 2 * rows * w <= dx.len(), "unpool");
-    #[cfg(target_arch = "x86_64")]
-    if super::Kernel::best() == super::Kernel::Avx512 {
+    match super::Kernel::best() {
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has the instructions; the lengths are checked above.
-        unsafe { x86::avx512::unpool_2x2(dy, win, ow, at, w, dx) };
-        dx[2 * rows * w..].fill(0.0);
-        return;
+        super::Kernel::Avx512 => unsafe { x86::avx512::unpool_2x2(dy, win, ow, at, w, dx) },
+        _ => scalar_unpool_2x2(dy, win, ow, at, w, dx),
     }
-    scalar_unpool_2x2(dy, win, ow, at, w, dx);
+    // The rows below the last row of windows.
+    dx[2 * rows * w..].fill(0.0);
 }
 
-/// [`unpool_2x2`] one window at a time.
+/// [`unpool_2x2`] one window at a time, for the rows of windows.
 fn scalar_unpool_2x2(dy: &[f32], win: &[u32], ow: usize, at: u32, w: usize, dx: &mut [f32]) {
-    let rows = dy.len() / ow.max(1);
     for (r, (dy, win)) in dy.chunks(ow).zip(win.chunks(ow)).enumerate() {
         let (top, bottom) = dx[2 * r * w..][..2 * w].split_at_mut(w);
         for (ox, (&d, &k)) in dy.iter().zip(win).enumerate() {
@@ -254,7 +253,6 @@ fn scalar_unpool_2x2(dy: &[f32], win: &[u32], ow: usize, at: u32, w: usize, dx: 
         top[2 * ow..].fill(0.0);
         bottom[2 * ow..].fill(0.0);
     }
-    dx[2 * rows * w..].fill(0.0);
 }
 
 /// [`rows_2x2`] on vectors, window for window the same selects, so the same values and
@@ -670,13 +668,11 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         for (oh, ow) in [(5, 7), (4, 16), (3, 33), (6, 63)] {
             let (h, w, at) = (2 * oh + 1, 2 * ow + 1, 3 * 1000);
-            let (rows, cols) = (oh, ow);
-            let dy: Vec<f32> =
-                (0..rows * cols).map(|i| if i % 9 == 0 { -0.0 } else { rng.gen_range(-1.0..1.0) }).collect();
-            let win: Vec<u32> = (0..rows * cols)
+            let dy: Vec<f32> = (0..oh * ow).map(|i| if i % 9 == 0 { -0.0 } else { rng.gen_range(-1.0..1.0) }).collect();
+            let win: Vec<u32> = (0..oh * ow)
                 .map(|i| match rng.gen_range(0..5) {
                     4 => u32::MAX,
-                    tap => (at + 2 * (i / cols * w + i % cols) + (tap / 2) * w + tap % 2) as u32,
+                    tap => (at + 2 * (i / ow * w + i % ow) + (tap / 2) * w + tap % 2) as u32,
                 })
                 .collect();
             let mut expected = vec![0.0f32; h * w];
@@ -686,15 +682,19 @@ mod tests {
                 }
             }
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            let mut got = vec![f32::NAN; h * w];
-            scalar_unpool_2x2(&dy, &win, cols, at as u32, w, &mut got);
-            assert_eq!(bits(&got), bits(&expected), "{oh}×{ow} windows, one at a time");
-            if std::is_x86_feature_detected!("avx512f") {
+            // Each path writes the rows of windows; the row below them is left to the caller.
+            let run = |path: &dyn Fn(&mut [f32])| {
                 let mut got = vec![f32::NAN; h * w];
+                path(&mut got);
+                got[2 * oh * w..].fill(0.0);
+                bits(&got)
+            };
+            let scalar = run(&|dx| scalar_unpool_2x2(&dy, &win, ow, at as u32, w, dx));
+            assert_eq!(scalar, bits(&expected), "{oh}×{ow} windows, one at a time");
+            if std::is_x86_feature_detected!("avx512f") {
                 // SAFETY: the CPU has the instructions; the lengths fit.
-                unsafe { x86::avx512::unpool_2x2(&dy, &win, cols, at as u32, w, &mut got) };
-                got[2 * rows * w..].fill(0.0);
-                assert_eq!(bits(&got), bits(&expected), "{oh}×{ow} windows, AVX-512");
+                let avx512 = run(&|dx| unsafe { x86::avx512::unpool_2x2(&dy, &win, ow, at as u32, w, dx) });
+                assert_eq!(avx512, bits(&expected), "{oh}×{ow} windows, AVX-512");
             }
         }
     }
