@@ -315,7 +315,7 @@ mod x86 {
 
     pub mod avx512 {
         use super::super::{Pre, Rows2x2};
-        use crate::ops::simd::avx512::mask as lanes;
+        use crate::ops::simd::avx512::{mask as lanes, splat};
         use std::arch::x86_64::*;
         use std::mem::MaybeUninit;
 
@@ -334,11 +334,6 @@ mod x86 {
         #[inline]
         unsafe fn relu(v: V) -> V {
             _mm512_max_ps(v, _mm512_setzero_ps())
-        }
-        #[target_feature(enable = "avx512f")]
-        #[inline]
-        unsafe fn splat(x: f32) -> V {
-            _mm512_set1_ps(x)
         }
         /// Even positions 0, 2, .., 30.
         #[target_feature(enable = "avx512f")]
@@ -434,6 +429,7 @@ mod x86 {
 
     pub mod avx2 {
         use super::super::{Pre, Rows2x2};
+        use crate::ops::simd::avx2::splat;
         use std::arch::x86_64::*;
         use std::mem::MaybeUninit;
 
@@ -443,30 +439,25 @@ mod x86 {
         /// Masked stores are slow on AMD's Zen cores: whole groups only.
         const MASKED: bool = false;
 
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         #[inline]
         unsafe fn add(a: V, b: V) -> V {
             _mm256_add_ps(a, b)
         }
         /// MAXPS gives its second operand on NaN and on equal zeros: `v > 0 ? v : 0`.
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         #[inline]
         unsafe fn relu(v: V) -> V {
             _mm256_max_ps(v, _mm256_setzero_ps())
         }
-        #[target_feature(enable = "avx2")]
-        #[inline]
-        unsafe fn splat(x: f32) -> V {
-            _mm256_set1_ps(x)
-        }
         /// `i + d` plus each lane's even position (0, 2, .., 14).
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         #[inline]
         unsafe fn index(i: u32, d: u32) -> I {
             _mm256_add_epi32(_mm256_set1_epi32(i.wrapping_add(d) as i32), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14))
         }
         /// The even and the odd values of the 16 from `p` (a whole group: `n` is 8).
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         #[inline]
         unsafe fn pairs(p: *const f32, _n: usize) -> (V, V) {
             let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
@@ -476,7 +467,7 @@ mod x86 {
         }
         /// Takes `v` (index `j`) over the maximum so far where it is greater, or NaN over a
         /// number.
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         #[inline]
         unsafe fn step(m: &mut V, k: &mut I, v: V, j: I) {
             let nan = _mm256_and_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v), _mm256_cmp_ps::<_CMP_ORD_Q>(*m, *m));
@@ -484,13 +475,13 @@ mod x86 {
             *m = _mm256_blendv_ps(*m, v, take);
             *k = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(*k), _mm256_castsi256_ps(j), take));
         }
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         #[inline]
         unsafe fn store(p: *mut f32, _n: usize, v: V) {
             _mm256_storeu_ps(p, v)
         }
         /// The winners `k`, `u32::MAX` where the maximum `clip` holds is 0 or less.
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         #[inline]
         unsafe fn store_winners(p: *mut u32, _n: usize, k: I, clip: Option<V>) {
             let k = match clip {
@@ -500,7 +491,7 @@ mod x86 {
             _mm256_storeu_si256(p as *mut __m256i, k)
         }
 
-        rows_2x2!("avx2");
+        rows_2x2!("avx2,fma");
     }
 }
 
@@ -651,7 +642,7 @@ mod tests {
                     let avx512 = run(&|b, w| unsafe { x86::avx512::rows_2x2::<true>(input, ow, b, w, clip) });
                     assert_eq!(avx512, scalar, "AVX-512, {ow} windows, {pre:?}");
                 }
-                if std::is_x86_feature_detected!("avx2") {
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     // SAFETY: as above.
                     let avx2 = run(&|b, w| unsafe { x86::avx2::rows_2x2::<true>(input, ow, b, w, clip) });
                     assert_eq!(avx2, scalar, "AVX2, {ow} windows, {pre:?}");

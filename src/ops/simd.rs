@@ -262,7 +262,7 @@ pub mod avx512 {
     }
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn splat(x: f32) -> V {
+    pub(in crate::ops) unsafe fn splat(x: f32) -> V {
         _mm512_set1_ps(x)
     }
     #[target_feature(enable = "avx512f")]
@@ -354,7 +354,7 @@ pub mod avx2 {
     }
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn splat(x: f32) -> V {
+    pub(in crate::ops) unsafe fn splat(x: f32) -> V {
         _mm256_set1_ps(x)
     }
     #[target_feature(enable = "avx2,fma")]
